@@ -1,0 +1,62 @@
+"""the WeChat ``access_token`` as a non-problem.
+
+``session.auth = wxauth.WxAuth(appid, secret)`` adds the token to every request of a
+``requests.Session`` and heals 40001/40014/42001 with one refresh and one re-send;
+``@wxauth.with_access_token(manager)`` does the same for any function that takes an
+``access_token`` argument. Tokens are cached behind a store, fetched once however many
+threads ask, and never logged.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._auth import WxAuth
+from ._decorator import TokenProvider, with_access_token
+from ._errors import (
+    EXPIRED_ERRCODES,
+    CredentialError,
+    QuotaError,
+    StoreError,
+    TokenFetchError,
+    WeChatAPIError,
+    WxAuthError,
+    raise_for_errcode,
+)
+from ._manager import TokenManager
+from ._redact import install_log_redaction
+from ._sources import ClassicTokenSource, FetchContext, TokenSource
+from ._store import MemoryStore, StoreLock, TokenStore
+from ._token import Token
+
+try:
+    __version__ = version("wxauth")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0"
+
+__all__ = [
+    "EXPIRED_ERRCODES",
+    "ClassicTokenSource",
+    "CredentialError",
+    "FetchContext",
+    "MemoryStore",
+    "QuotaError",
+    "StoreError",
+    "StoreLock",
+    "Token",
+    "TokenFetchError",
+    "TokenManager",
+    "TokenProvider",
+    "TokenSource",
+    "TokenStore",
+    "WeChatAPIError",
+    "WxAuth",
+    "WxAuthError",
+    "__version__",
+    "raise_for_errcode",
+    "with_access_token",
+]
+
+# urllib3 logs every request line at DEBUG, query string included: the classic token
+# endpoint's secret and every API call's token would land in the user's logs.
+install_log_redaction()

@@ -1,0 +1,143 @@
+"""``@with_access_token``: pass the token into a function, and retry it once when
+WeChat says the token is bad."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar, cast, runtime_checkable
+
+import requests
+import wrapt
+
+from ._auth import WxAuth
+from ._errors import EXPIRED_ERRCODES, WeChatAPIError
+from ._manager import TokenManager
+from ._redact import redact_token
+from ._response import expired_errcode, mapping_expired_errcode
+
+__all__ = ["TokenProvider", "with_access_token"]
+
+logger = logging.getLogger("wxauth")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@runtime_checkable
+class TokenProvider(Protocol):
+    """Anything that hands out a token and takes back a rejected one."""
+
+    def get_token(self) -> str:
+        """Return a valid access token."""
+        ...
+
+    def invalidate(self, token: str) -> bool:
+        """Drop ``token`` if it is still the current one; say whether it did."""
+        ...
+
+
+def _rejected_code(outcome: object) -> int | None:
+    """The expired errcode ``outcome`` (a result or an exception) reports, if any."""
+    if isinstance(outcome, WeChatAPIError):
+        return outcome.errcode if outcome.errcode in EXPIRED_ERRCODES else None
+    if isinstance(outcome, Mapping):
+        return mapping_expired_errcode(outcome)
+    if isinstance(outcome, requests.Response):
+        return expired_errcode(outcome)
+    return None
+
+
+def _warn_retry(name: str, code: int, token: str) -> None:
+    logger.warning(
+        "%s got errcode %d with token %s; refreshing and calling it once more",
+        name,
+        code,
+        redact_token(token),
+    )
+
+
+def with_access_token(
+    source: TokenManager | WxAuth | TokenProvider, *, param: str = "access_token"
+) -> Callable[[F], F]:
+    """Decorate a function that takes the access token as keyword ``param``.
+
+    The token comes from ``source`` (a :class:`TokenManager`, a :class:`WxAuth` or any
+    object with ``get_token()`` and ``invalidate(token)``). When the call raises
+    :class:`WeChatAPIError` with errcode 40001/40014/42001, or returns a mapping or a
+    :class:`requests.Response` that carries one, the token is invalidated and the
+    function is called once more with a fresh one; a second failure is returned or
+    raised as it is. A caller that passes ``param`` explicitly gets exactly that token
+    and no retry. Works on functions, methods, static and class methods and
+    ``async def`` functions (their token fetches run in a worker thread, so the event
+    loop is never blocked by one).
+    """
+    provider: TokenProvider = source.manager if isinstance(source, WxAuth) else source
+    if not callable(getattr(provider, "get_token", None)) or not callable(
+        getattr(provider, "invalidate", None)
+    ):
+        raise TypeError(
+            "with_access_token() needs a TokenManager, a WxAuth or an object with "
+            f"get_token() and invalidate(token), not {type(source).__name__}"
+        )
+    if not param.isidentifier():
+        raise ValueError(f"param must be a keyword argument name, not {param!r}")
+    fast = provider if isinstance(provider, TokenManager) else None
+
+    def call_sync(wrapped: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> Any:
+        token = provider.get_token()
+        try:
+            result = wrapped(*args, **{**kwargs, param: token})
+        except WeChatAPIError as exc:
+            if exc.errcode not in EXPIRED_ERRCODES:
+                raise
+            code = exc.errcode
+        else:
+            code_or_none = _rejected_code(result)
+            if code_or_none is None:
+                return result
+            code = code_or_none
+        # Out of the except block: a second failure is raised as it is, without the
+        # first one chained to it.
+        _warn_retry(getattr(wrapped, "__qualname__", "function"), code, token)
+        provider.invalidate(token)
+        return wrapped(*args, **{**kwargs, param: provider.get_token()})
+
+    async def get_token_async() -> str:
+        if fast is not None:
+            cached = fast.cached_token()
+            if cached is not None:
+                return cached
+        return await asyncio.to_thread(provider.get_token)
+
+    async def call_async(wrapped: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> Any:
+        token = await get_token_async()
+        try:
+            result = await wrapped(*args, **{**kwargs, param: token})
+        except WeChatAPIError as exc:
+            if exc.errcode not in EXPIRED_ERRCODES:
+                raise
+            code = exc.errcode
+        else:
+            code_or_none = _rejected_code(result)
+            if code_or_none is None:
+                return result
+            code = code_or_none
+        _warn_retry(getattr(wrapped, "__qualname__", "function"), code, token)
+        await asyncio.to_thread(provider.invalidate, token)
+        fresh = await get_token_async()
+        return await wrapped(*args, **{**kwargs, param: fresh})
+
+    @wrapt.decorator
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        if param in kwargs:
+            return wrapped(*args, **kwargs)
+        if inspect.iscoroutinefunction(wrapped):
+            return call_async(wrapped, args, kwargs)
+        return call_sync(wrapped, args, kwargs)
+
+    def decorate(func: F) -> F:
+        return cast(F, wrapper(func))
+
+    return decorate

@@ -1,0 +1,104 @@
+"""Keep appsecrets and access tokens out of logs, messages and reprs.
+
+The classic token endpoint takes the secret in the query string, and every WeChat API
+takes the token there, so anything that logs a URL leaks them: urllib3 logs every
+request line at DEBUG, and requests puts the whole URL into ``ConnectionError``
+messages. :func:`redact_url_text` scrubs such text; :class:`RedactingFilter` applies it
+to urllib3's log records and is installed when wxauth is imported.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+__all__ = [
+    "SECRET_PLACEHOLDER",
+    "RedactingFilter",
+    "install_log_redaction",
+    "redact_token",
+    "redact_url_text",
+]
+
+SECRET_PLACEHOLDER = "***"  # noqa: S105 - the mask, not a password
+
+# Query parameters (and JSON keys) whose values must never be shown.
+_SECRET_PARAMS = ("secret", "corpsecret", "appsecret")
+_TOKEN_PARAMS = ("access_token",)
+
+_QUERY_RE = re.compile(
+    r"(?P<key>\b(?:" + "|".join(_SECRET_PARAMS + _TOKEN_PARAMS) + r"))=(?P<value>[^&\s'\"#)]+)"
+)
+_JSON_RE = re.compile(
+    r"(?P<key>\"(?:"
+    + "|".join(_SECRET_PARAMS + _TOKEN_PARAMS)
+    + r")\"\s*:\s*)\"(?P<value>[^\"]*)\""
+)
+
+#: Loggers that print request URLs. A filter on a parent logger does not see records
+#: logged on its children, so each one gets its own.
+URL_LOGGERS = (
+    "urllib3.connectionpool",
+    "urllib3.util.retry",
+    "urllib3.poolmanager",
+    "urllib3.connection",
+    "requests",
+)
+
+
+def redact_token(token: str, keep: int = 6) -> str:
+    """Show a token as its first ``keep`` characters and its length: ``'AbC123…(len=136)'``."""
+    if not token:
+        return "''"
+    shown = token[:keep] if len(token) > keep * 2 else ""
+    return f"{shown}…(len={len(token)})"
+
+
+def _mask(key: str, value: str) -> str:
+    if key.strip('"').lower() in _TOKEN_PARAMS:
+        return redact_token(value)
+    return SECRET_PLACEHOLDER
+
+
+def redact_url_text(text: str, *secrets: str) -> str:
+    """Scrub ``secret=``, ``corpsecret=`` and ``access_token=`` values from ``text``
+    (query strings and JSON bodies), and every literal in ``secrets``."""
+
+    def query(match: re.Match[str]) -> str:
+        return f"{match['key']}={_mask(match['key'], match['value'])}"
+
+    def body(match: re.Match[str]) -> str:
+        return f'{match["key"]}"{_mask(match["key"], match["value"])}"'
+
+    text = _QUERY_RE.sub(query, text)
+    text = _JSON_RE.sub(body, text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, SECRET_PLACEHOLDER)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that formats a record and scrubs secrets and tokens from it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken record is the logger's problem, not ours
+            return True
+        cleaned = redact_url_text(message)
+        if cleaned != message:
+            record.msg = cleaned
+            record.args = None
+        return True
+
+
+_FILTER = RedactingFilter()
+
+
+def install_log_redaction() -> None:
+    """Attach the redacting filter to the loggers that print URLs (idempotent)."""
+    for name in URL_LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)

@@ -1,0 +1,268 @@
+"""Token sources: how a token is fetched.
+
+A source knows one endpoint and one set of credentials. It is called by the
+:class:`~wxauth.TokenManager` only while the manager holds the single-flight lock, and
+returns ``(access_token, expires_in)``. Every error it raises is a
+:class:`~wxauth.WxAuthError` whose message and cause chain hold neither the secret nor
+a token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from ._errors import (
+    RETRYABLE_ERRCODES,
+    TokenFetchError,
+    WxAuthError,
+    error_for_token_endpoint,
+)
+from ._redact import redact_url_text
+from ._store import TokenStore
+
+__all__ = [
+    "DEFAULT_API_BASE",
+    "DEFAULT_BACKOFF",
+    "DEFAULT_RETRIES",
+    "ClassicTokenSource",
+    "FetchContext",
+    "TokenSource",
+    "call_token_endpoint",
+    "secret_digest",
+]
+
+logger = logging.getLogger("wxauth")
+
+#: Where the Official Account / Mini Program APIs live.
+DEFAULT_API_BASE = "https://api.weixin.qq.com"
+#: How many times a token fetch is retried after ``-1 system busy``, an HTTP 5xx or a
+#: connection error (timeouts are not retried: the caller already waited ``timeout``).
+DEFAULT_RETRIES = 2
+#: First backoff between those retries, in seconds; it doubles each time.
+DEFAULT_BACKOFF = 0.5
+
+_EXCERPT = 80
+
+
+def secret_digest(secret: str) -> str:
+    """A short, stable, one-way tag of a secret, for store keys that must tell apps
+    apart by secret (WeCom) without ever containing it."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class FetchContext:
+    """What a source may use while it fetches (handed in by the manager)."""
+
+    #: The HTTP session to send the token request with.
+    session: requests.Session
+    #: Seconds for one HTTP request (connect and read).
+    timeout: float
+    #: Epoch-seconds clock of the manager.
+    clock: Callable[[], float]
+    #: The manager's store, for bookkeeping a source shares across processes.
+    store: TokenStore
+    #: The token a caller last reported as rejected (40001/40014/42001), if any.
+    rejected: str | None = None
+    #: Retries after a transient failure, and the first backoff in seconds.
+    retries: int = DEFAULT_RETRIES
+    backoff: float = DEFAULT_BACKOFF
+    #: Sleep function (tests pass a no-op or a fake).
+    sleep: Callable[[float], None] = field(default=time.sleep)
+
+
+class TokenSource(ABC):
+    """How a token is fetched. Subclass it for another endpoint or an internal service.
+
+    ``appid`` names the app in logs and reprs; ``key`` is the store key, unique per
+    credentials and never containing the secret.
+    """
+
+    #: Short name used in reprs and logs (``"classic"``, ``"stable"``, ...).
+    name: str = "custom"
+    appid: str
+
+    @property
+    @abstractmethod
+    def key(self) -> str:
+        """The store key of this source's token."""
+
+    @abstractmethod
+    def fetch(self, ctx: FetchContext) -> tuple[str, float]:
+        """Fetch a new token; return ``(access_token, expires_in)``."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(appid={self.appid!r})"
+
+
+def _excerpt(body: bytes, secrets: tuple[str, ...]) -> str:
+    text = body[:_EXCERPT].decode("utf-8", "replace")
+    text = " ".join(text.split())
+    return redact_url_text(text, *secrets) + ("…" if len(body) > _EXCERPT else "")
+
+
+def _decode_token_answer(
+    response: requests.Response, path: str, secrets: tuple[str, ...]
+) -> dict[str, Any]:
+    content_type = response.headers.get("Content-Type", "")
+    try:
+        data = json.loads(response.content)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise TokenFetchError(
+            f"{path} answered HTTP {response.status_code} with Content-Type "
+            f"{content_type or 'none'!r} and a body that is not a JSON object: "
+            f"{_excerpt(response.content, secrets)!r}"
+        )
+    return data
+
+
+def _parse_errcode(data: Mapping[str, Any], path: str) -> int:
+    raw = data.get("errcode", 0)
+    try:
+        return int(raw or 0)
+    except (TypeError, ValueError):
+        raise TokenFetchError(f"{path} answered a non-numeric errcode {raw!r}") from None
+
+
+def call_token_endpoint(
+    ctx: FetchContext,
+    method: str,
+    url: str,
+    *,
+    path: str,
+    secrets: tuple[str, ...],
+    params: Mapping[str, str] | None = None,
+    json_body: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Send one token request with a bounded retry, and return the decoded answer.
+
+    Retries ``-1``/``-1000`` (system busy), HTTP 5xx and connection errors up to
+    ``ctx.retries`` times with doubling backoff. Raises :class:`TokenFetchError` for
+    transport failures and unexpected bodies, and the class
+    :func:`error_for_token_endpoint` picks for a non-zero errcode. ``secrets`` are
+    scrubbed from every message; no requests exception is chained.
+    """
+    attempt = 0
+    while True:
+        data, failure, retryable = _attempt(
+            ctx, method, url, path=path, secrets=secrets, params=params, json_body=json_body
+        )
+        if failure is None:
+            assert data is not None
+            return data
+        if not retryable or attempt >= ctx.retries:
+            raise failure
+        delay = ctx.backoff * (2**attempt)
+        logger.warning("%s; retrying in %.2fs", failure, delay)
+        ctx.sleep(delay)
+        attempt += 1
+
+
+def _attempt(
+    ctx: FetchContext,
+    method: str,
+    url: str,
+    *,
+    path: str,
+    secrets: tuple[str, ...],
+    params: Mapping[str, str] | None,
+    json_body: Mapping[str, Any] | None,
+) -> tuple[dict[str, Any] | None, WxAuthError | None, bool]:
+    """One request: ``(data, None, _)`` on success, else ``(None, error, retryable)``.
+
+    Errors are returned, not raised, so that the requests exception (whose text holds
+    the URL, and the secret with it) never becomes the ``__context__`` of ours."""
+    try:
+        response = ctx.session.request(
+            method, url, params=params, json=json_body, timeout=ctx.timeout
+        )
+    except requests.Timeout as exc:
+        message = redact_url_text(str(exc), *secrets)
+        return None, TokenFetchError(f"{path} timed out after {ctx.timeout}s: {message}"), False
+    except requests.RequestException as exc:
+        message = redact_url_text(str(exc), *secrets)
+        return None, TokenFetchError(f"{path} could not be reached: {message}"), True
+    with response:
+        if response.status_code >= 500:
+            error = TokenFetchError(
+                f"{path} answered HTTP {response.status_code}: "
+                f"{_excerpt(response.content, secrets)!r}"
+            )
+            return None, error, True
+        try:
+            data = _decode_token_answer(response, path, secrets)
+            errcode = _parse_errcode(data, path)
+        except TokenFetchError as exc:
+            return None, exc, False
+    if errcode == 0:
+        return data, None, False
+    errmsg = redact_url_text(str(data.get("errmsg", "")), *secrets)
+    if errcode in RETRYABLE_ERRCODES:
+        busy = TokenFetchError(
+            f"{path} answered errcode {errcode} (system busy): {errmsg}", errcode=errcode
+        )
+        return None, busy, True
+    return None, error_for_token_endpoint(errcode, errmsg, url_path=path), False
+
+
+def parse_token_answer(data: Mapping[str, Any], path: str) -> tuple[str, float]:
+    """Read ``access_token`` and ``expires_in`` from a successful token answer."""
+    token = data.get("access_token")
+    expires_in = data.get("expires_in")
+    if not isinstance(token, str) or not token:
+        raise TokenFetchError(f"{path} answered without an access_token (keys: {sorted(data)})")
+    if isinstance(expires_in, bool) or not isinstance(expires_in, (int, float, str)):
+        raise TokenFetchError(f"{path} answered without a numeric expires_in")
+    try:
+        seconds = float(expires_in)
+    except ValueError:
+        raise TokenFetchError(f"{path} answered a non-numeric expires_in") from None
+    if not seconds > 0:
+        raise TokenFetchError(f"{path} answered expires_in={seconds}, not a positive number")
+    return token, seconds
+
+
+class ClassicTokenSource(TokenSource):
+    """``GET /cgi-bin/token?grant_type=client_credential&appid=...&secret=...``.
+
+    Every fetch retires the app's previous classic token (it keeps working about five
+    minutes). The secret travels in the URL; wxauth scrubs it from urllib3's logs and
+    from every error it raises.
+    """
+
+    name = "classic"
+    path = "/cgi-bin/token"
+
+    def __init__(self, appid: str, secret: str, *, api_base: str = DEFAULT_API_BASE) -> None:
+        self.appid = appid
+        self._secret = secret
+        self.api_base = api_base.rstrip("/")
+
+    @property
+    def key(self) -> str:
+        return f"token:{self.name}:{self.appid}"
+
+    def fetch(self, ctx: FetchContext) -> tuple[str, float]:
+        data = call_token_endpoint(
+            ctx,
+            "GET",
+            self.api_base + self.path,
+            path=self.path,
+            secrets=(self._secret,),
+            params={"grant_type": "client_credential", "appid": self.appid, "secret": self._secret},
+        )
+        return parse_token_answer(data, self.path)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(appid={self.appid!r}, api_base={self.api_base!r})"

@@ -1,0 +1,224 @@
+"""Where tokens are kept: the store interface and the default in-memory store.
+
+A store keeps one :class:`~wxauth.Token` per key (a token source's ``key``, never the
+secret) and offers the few atomic operations single-flight refreshing needs across
+threads, processes or hosts:
+
+- :meth:`TokenStore.get` / :meth:`TokenStore.set`: read, and write-unless-newer (a slow
+  writer never overwrites a newer token with an older one);
+- :meth:`TokenStore.delete_if`: compare-and-delete (drop a token only if it is still the
+  one a caller saw rejected);
+- :meth:`TokenStore.lock`: a lock with a lease, held while one caller fetches. A holder
+  that dies loses the lock when the lease runs out;
+- :meth:`TokenStore.get_meta` / :meth:`TokenStore.set_meta`: small records with a
+  time-to-live (refresh budgets, force-refresh bookkeeping), read and written by the
+  lock holder only.
+
+Expiry inside a token is wall-clock epoch seconds, comparable across processes; the
+manager decides freshness with its own clock. Stores evict a token ``lifetime`` seconds
+(real time) after it was written, or later.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from abc import ABC, abstractmethod
+from types import TracebackType
+from typing import Protocol
+
+from cachetools import TLRUCache
+
+from ._token import Token
+
+__all__ = ["MemoryStore", "StoreLock", "TokenStore"]
+
+
+class StoreLock(Protocol):
+    """A lock that a store hands out for one key."""
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """Take the lock; with ``blocking=False`` or a ``timeout``, say whether it was
+        taken. ``timeout=None`` waits as long as it takes."""
+        ...
+
+    def release(self) -> None:
+        """Give the lock up. Releasing a lock whose lease ran out (and that another
+        holder may have taken since) must not release that other holder's lock."""
+        ...
+
+    def __enter__(self) -> StoreLock: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class TokenStore(ABC):
+    """The interface every store implements (memory, file, Redis, your own).
+
+    Implementations must be safe to share between threads. ``shared`` says whether the
+    store is seen by other processes; the manager uses it to decide how long to wait
+    for a lock another process holds.
+    """
+
+    #: Whether other processes (or hosts) see this store.
+    shared: bool = False
+
+    @abstractmethod
+    def get(self, key: str) -> Token | None:
+        """Return the token stored under ``key``, or ``None``. May return an expired
+        token: freshness is the caller's decision."""
+
+    @abstractmethod
+    def set(self, key: str, token: Token) -> bool:
+        """Store ``token`` unless the stored one was fetched later (``fetched_at``);
+        return whether ``token`` was written. Atomic."""
+
+    @abstractmethod
+    def delete_if(self, key: str, value: str) -> bool:
+        """Delete the token under ``key`` only if its value is ``value``; return whether
+        it did. Atomic (compare-and-delete)."""
+
+    @abstractmethod
+    def lock(self, key: str, *, lease: float) -> StoreLock:
+        """Return the single-flight lock for ``key``. Once acquired it is held for at
+        most ``lease`` seconds, after which another caller may take it over."""
+
+    @abstractmethod
+    def get_meta(self, key: str) -> str | None:
+        """Return the small record stored under ``key``, or ``None`` if it has expired
+        or was never written. Meta keys live beside token keys, never collide with them."""
+
+    @abstractmethod
+    def set_meta(self, key: str, value: str, *, ttl: float) -> None:
+        """Store a small record for ``ttl`` seconds (real time)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Release connections or file handles. The default does nothing."""
+
+
+class _ThreadLock:
+    """A process-local lock with the :class:`StoreLock` shape; leases are moot in one
+    process, because a thread that dies holding a lock takes the process with it only
+    in the sense that matters: the ``with`` block releases it on any exception."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        if not blocking:
+            return self._lock.acquire(False)
+        return self._lock.acquire(True, -1 if timeout is None else timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> _ThreadLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+def _token_ttu(_key: str, token: Token, now: float) -> float:
+    # Keep a token in memory for its lifetime measured from when it was written. The
+    # manager judges freshness with its own (possibly fake) clock.
+    return now + max(token.lifetime, 0.0)
+
+
+_LIVE_STORES: weakref.WeakSet[MemoryStore] = weakref.WeakSet()
+
+
+class MemoryStore(TokenStore):
+    """The default store: a cachetools ``TLRUCache`` in this process's memory.
+
+    Each token lives for its own ``expires_in``. cachetools caches are not thread-safe,
+    so every operation takes an internal lock; the per-key single-flight locks are
+    separate, so a fetch in progress never blocks readers. Locks are re-created in a
+    child after ``os.fork``, so no lock is inherited in a held state.
+    """
+
+    shared = False
+
+    def __init__(self, maxsize: int = 1024) -> None:
+        self._maxsize = maxsize
+        self._reset()
+        _LIVE_STORES.add(self)
+
+    def _reset(self) -> None:
+        self._mutex = threading.Lock()
+        self._tokens: TLRUCache[str, Token] = TLRUCache(
+            maxsize=self._maxsize, ttu=_token_ttu, timer=time.monotonic
+        )
+        self._meta: TLRUCache[str, tuple[str, float]] = TLRUCache(
+            maxsize=self._maxsize, ttu=lambda _k, v, now: now + v[1], timer=time.monotonic
+        )
+        self._locks: dict[str, threading.Lock] = {}
+
+    def _after_fork(self) -> None:
+        tokens = dict(self._tokens.items())
+        self._reset()
+        for key, token in tokens.items():
+            self._tokens[key] = token
+
+    def get(self, key: str) -> Token | None:
+        with self._mutex:
+            return self._tokens.get(key)
+
+    def set(self, key: str, token: Token) -> bool:
+        with self._mutex:
+            current = self._tokens.get(key)
+            if current is not None and current.fetched_at > token.fetched_at:
+                return False
+            self._tokens[key] = token
+            return True
+
+    def delete_if(self, key: str, value: str) -> bool:
+        with self._mutex:
+            current = self._tokens.get(key)
+            if current is None or current.value != value:
+                return False
+            del self._tokens[key]
+            return True
+
+    def lock(self, key: str, *, lease: float) -> StoreLock:
+        with self._mutex:
+            lock = self._locks.get(key)
+            if lock is None:
+                lock = self._locks[key] = threading.Lock()
+        return _ThreadLock(lock)
+
+    def get_meta(self, key: str) -> str | None:
+        with self._mutex:
+            entry = self._meta.get(key)
+        return None if entry is None else entry[0]
+
+    def set_meta(self, key: str, value: str, *, ttl: float) -> None:
+        with self._mutex:
+            self._meta[key] = (value, float(ttl))
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(maxsize={self._maxsize})"
+
+
+def _reset_stores_after_fork() -> None:
+    for store in list(_LIVE_STORES):
+        store._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_stores_after_fork)
