@@ -17,15 +17,23 @@ from ._errors import (
     EXPIRED_ERRCODES,
     CredentialError,
     QuotaError,
+    RefreshBudgetError,
     StoreError,
     TokenFetchError,
     WeChatAPIError,
     WxAuthError,
     raise_for_errcode,
 )
-from ._manager import TokenManager
+from ._manager import ManagerStats, TokenManager
 from ._redact import install_log_redaction
-from ._sources import ClassicTokenSource, FetchContext, TokenSource
+from ._sources import (
+    CallableTokenSource,
+    ClassicTokenSource,
+    FetchContext,
+    StableTokenSource,
+    TokenSource,
+    WeComTokenSource,
+)
 from ._store import MemoryStore, StoreLock, TokenStore
 from ._token import Token
 
@@ -36,11 +44,15 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "EXPIRED_ERRCODES",
+    "CallableTokenSource",
     "ClassicTokenSource",
     "CredentialError",
     "FetchContext",
+    "ManagerStats",
     "MemoryStore",
     "QuotaError",
+    "RefreshBudgetError",
+    "StableTokenSource",
     "StoreError",
     "StoreLock",
     "Token",
@@ -50,6 +62,7 @@ __all__ = [
     "TokenSource",
     "TokenStore",
     "WeChatAPIError",
+    "WeComTokenSource",
     "WxAuth",
     "WxAuthError",
     "__version__",

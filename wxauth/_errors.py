@@ -5,7 +5,8 @@
     WxAuthError                      root: catch this to catch everything wxauth raises
     ├── WeChatAPIError               WeChat answered with a non-zero errcode
     │   ├── CredentialError          the appid/secret/IP/account is refused: never retried
-    │   └── QuotaError               45009 daily quota, 45011 minute quota, local budget
+    │   └── QuotaError               45009 daily quota, 45011 minute quota
+    │       └── RefreshBudgetError   wxauth's own fetches-per-minute guard tripped
     ├── TokenFetchError              transport failure, HTTP 5xx, -1 system busy, bad body
     └── StoreError                   the token store (file, Redis) cannot be used
 
@@ -29,6 +30,7 @@ __all__ = [
     "RETRYABLE_ERRCODES",
     "CredentialError",
     "QuotaError",
+    "RefreshBudgetError",
     "StoreError",
     "TokenFetchError",
     "WeChatAPIError",
@@ -69,7 +71,7 @@ RETRYABLE_ERRCODES: frozenset[int] = frozenset({-1, -1000})
 
 _RID_RE = re.compile(r"\brid:\s*([0-9A-Za-z]+(?:-[0-9A-Za-z]+)+)")
 _HINT_RE = re.compile(r"\bhint:\s*\[([^\]]+)\]")
-_IP_RE = re.compile(r"invalid ip\s+(\S+)")
+_IP_RE = re.compile(r"(?:invalid ip|from ip:)\s*([0-9A-Fa-f.:]+[0-9A-Fa-f])")
 
 
 class WxAuthError(Exception):
@@ -132,6 +134,27 @@ class CredentialError(WeChatAPIError):
 class QuotaError(WeChatAPIError):
     """A quota is used up: WeChat's daily (45009) or minute (45011) quota, or wxauth's
     own local refresh budget (``errcode`` is then that of the minute quota, 45011)."""
+
+
+class RefreshBudgetError(QuotaError):
+    """wxauth refused to call WeChat: this app already fetched ``limit`` tokens within
+    the last ``window`` seconds (the manager's ``max_fetches_per_minute``). A guard so
+    that a bug or a misconfigured peer cannot burn the 2000-a-day quota. ``errcode`` is
+    45011, WeChat's own "minute quota" code, because the remedy is the same: wait."""
+
+    def __init__(self, appid: str, limit: int, window: float, retry_after: float) -> None:
+        self.appid = appid
+        self.limit = limit
+        self.window = window
+        self.retry_after = retry_after
+        super().__init__(
+            45011,
+            f"local refresh budget spent: {limit} token fetches for appid={appid} in the "
+            f"last {window:.0f}s; not calling WeChat for another {retry_after:.0f}s",
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.appid, self.limit, self.window, self.retry_after))
 
 
 class TokenFetchError(WxAuthError):

@@ -2,29 +2,39 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import time
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import requests
 
-from ._errors import TokenFetchError, WxAuthError
+from ._errors import RefreshBudgetError, TokenFetchError, WxAuthError
 from ._redact import redact_token
 from ._sources import (
     DEFAULT_API_BASE,
     DEFAULT_BACKOFF,
     DEFAULT_RETRIES,
-    ClassicTokenSource,
     FetchContext,
     TokenSource,
+    make_source,
 )
 from ._store import MemoryStore, TokenStore
 from ._token import Token
 
-__all__ = ["AHEAD_RETRY_DELAY", "DEFAULT_REFRESH_MARGIN", "DEFAULT_TIMEOUT", "TokenManager"]
+__all__ = [
+    "AHEAD_RETRY_DELAY",
+    "BACKGROUND_LEAD",
+    "DEFAULT_MAX_FETCHES_PER_MINUTE",
+    "DEFAULT_REFRESH_MARGIN",
+    "DEFAULT_TIMEOUT",
+    "ManagerStats",
+    "TokenManager",
+]
 
 logger = logging.getLogger("wxauth")
 
@@ -35,6 +45,34 @@ DEFAULT_TIMEOUT = 10.0
 #: After a refresh ahead of expiry fails, serve the still-valid token for this many
 #: seconds before trying again, so a failing endpoint is not called on every request.
 AHEAD_RETRY_DELAY = 30.0
+#: Token fetches allowed per app per minute before wxauth refuses locally
+#: (:class:`~wxauth.RefreshBudgetError`); counted in the store, so shared by processes.
+DEFAULT_MAX_FETCHES_PER_MINUTE = 10
+_BUDGET_WINDOW = 60.0
+#: The background refresher renews this many seconds before the foreground margin,
+#: so that in steady state no request finds the token inside the margin.
+BACKGROUND_LEAD = 120.0
+#: Longest pause of the background refresher between two looks at the store (seconds).
+DEFAULT_POLL_INTERVAL = 5.0
+
+
+@dataclass
+class ManagerStats:
+    """Counters of one manager, for monitoring and tests."""
+
+    #: Token fetches this manager made (each one a call to the token source).
+    fetches: int = 0
+    #: Of those, the ones the background refresher made.
+    background_fetches: int = 0
+    #: Tokens this manager dropped through :meth:`TokenManager.invalidate`.
+    invalidations: int = 0
+    #: Fetches that raised.
+    failures: int = 0
+
+    @property
+    def foreground_fetches(self) -> int:
+        """Fetches made inside a caller's :meth:`TokenManager.get_token`."""
+        return self.fetches - self.background_fetches
 
 
 class _Flight:
@@ -98,7 +136,7 @@ class TokenManager:
     def __init__(
         self,
         appid: str,
-        secret: str,
+        secret: str | None = None,
         *,
         api_base: str = DEFAULT_API_BASE,
         store: TokenStore | None = None,
@@ -106,25 +144,38 @@ class TokenManager:
         refresh_margin: float = DEFAULT_REFRESH_MARGIN,
         timeout: float = DEFAULT_TIMEOUT,
         clock: Callable[[], float] | None = None,
-        source: TokenSource | None = None,
+        source: TokenSource | Callable[[], tuple[str, float]] | str | None = None,
         retries: int = DEFAULT_RETRIES,
         backoff: float = DEFAULT_BACKOFF,
         lock_timeout: float | None = None,
+        max_fetches_per_minute: int | None = DEFAULT_MAX_FETCHES_PER_MINUTE,
+        background_refresh: bool = False,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
     ) -> None:
         self.appid = _check_credential("appid", appid)
-        _check_credential("secret", secret)
+        if secret is not None or source is None or isinstance(source, str):
+            _check_credential("secret", secret)
         if refresh_margin < 0:
             raise ValueError("refresh_margin must be >= 0")
         if timeout <= 0:
             raise ValueError("timeout must be > 0")
         if retries < 0 or backoff < 0:
             raise ValueError("retries and backoff must be >= 0")
-        self.source: TokenSource = source or ClassicTokenSource(appid, secret, api_base=api_base)
+        if max_fetches_per_minute is not None and max_fetches_per_minute < 1:
+            raise ValueError("max_fetches_per_minute must be >= 1, or None for no limit")
+        if poll_interval <= 0:
+            raise ValueError("poll_interval must be > 0")
+        self.source: TokenSource = make_source(
+            source, appid, secret, None if api_base == DEFAULT_API_BASE else api_base
+        )
         self.store: TokenStore = store if store is not None else MemoryStore()
         self.refresh_margin = float(refresh_margin)
         self.timeout = float(timeout)
         self.retries = int(retries)
         self.backoff = float(backoff)
+        self.max_fetches_per_minute = max_fetches_per_minute
+        self.poll_interval = float(poll_interval)
+        self.stats = ManagerStats()
         self._clock: Callable[[], float] = clock or time.time
         self._session = session
         self._own_session: requests.Session | None = None
@@ -137,6 +188,8 @@ class TokenManager:
         )
         self._rejected: str | None = None
         self._ahead_retry_at = float("-inf")
+        self._background = background_refresh
+        self._refresher: _Refresher | None = None
         self._reset_locks()
         _LIVE_MANAGERS.add(self)
 
@@ -178,6 +231,8 @@ class TokenManager:
 
     def get(self) -> Token:
         """Like :meth:`get_token`, but return the :class:`~wxauth.Token` with its expiry."""
+        if self._background and self._refresher is None:
+            self.start_background()
         current = self.store.get(self.key)
         if current is not None:
             now = self._clock()
@@ -208,9 +263,8 @@ class TokenManager:
         self._rejected = token
         dropped = self.store.delete_if(self.key, token)
         if dropped:
-            logger.info(
-                "invalidated the token of appid=%s (%s)", self.appid, redact_token(token)
-            )
+            self.stats.invalidations += 1
+            logger.info("invalidated the token of appid=%s (%s)", self.appid, redact_token(token))
         return dropped
 
     def refresh(self) -> str:
@@ -220,7 +274,14 @@ class TokenManager:
 
     # -- internals -----------------------------------------------------------------
 
-    def _refresh(self, current: Token | None, *, force: bool = False) -> Token:
+    def _refresh(
+        self,
+        current: Token | None,
+        *,
+        force: bool = False,
+        margin: float | None = None,
+        background: bool = False,
+    ) -> Token:
         now = self._clock()
         usable = current if current is not None and not current.is_expired(now) else None
         with self._flight_lock:
@@ -233,7 +294,12 @@ class TokenManager:
                 return usable  # a refresh-ahead is running: the old token still works
             return flight.wait(self.lock_timeout + self.lease)
         try:
-            token = self._fetch_under_store_lock(usable, force=force)
+            token = self._fetch_under_store_lock(
+                usable,
+                force=force,
+                margin=self.refresh_margin if margin is None else margin,
+                background=background,
+            )
         except BaseException as exc:
             flight.error = exc
             raise
@@ -245,7 +311,9 @@ class TokenManager:
                 self._flight = None
             flight.done.set()
 
-    def _fetch_under_store_lock(self, usable: Token | None, *, force: bool) -> Token:
+    def _fetch_under_store_lock(
+        self, usable: Token | None, *, force: bool, margin: float, background: bool
+    ) -> Token:
         lock = self.store.lock(self.key, lease=self.lease)
         if usable is not None and not force:
             # Refresh-ahead: if another process is already refreshing, keep serving the
@@ -262,13 +330,15 @@ class TokenManager:
             now = self._clock()
             if (
                 stored is not None
-                and not stored.needs_refresh(now, self.refresh_margin)
+                and not stored.needs_refresh(now, margin)
                 and (not force or (usable is not None and stored.value != usable.value))
             ):
                 return stored  # someone refreshed while we waited for the lock
             try:
-                return self._fetch(now)
+                return self._fetch(now, background=background)
             except WxAuthError as exc:
+                if background:
+                    raise  # the refresher logs it and backs off
                 if usable is not None and not usable.is_expired(self._clock()):
                     self._ahead_retry_at = self._clock() + AHEAD_RETRY_DELAY
                     logger.warning(
@@ -282,7 +352,28 @@ class TokenManager:
         finally:
             lock.release()
 
-    def _fetch(self, now: float) -> Token:
+    def _spend_budget(self, now: float) -> None:
+        """Count one fetch against ``max_fetches_per_minute``, or refuse it."""
+        limit = self.max_fetches_per_minute
+        if limit is None:
+            return
+        meta_key = f"{self.key}:budget"
+        stamps: list[float] = []
+        raw = self.store.get_meta(meta_key)
+        if raw:
+            try:
+                stamps = [float(t) for t in json.loads(raw)]
+            except (ValueError, TypeError):
+                stamps = []  # a damaged record only costs us the bookkeeping
+        stamps = [t for t in stamps if now - _BUDGET_WINDOW < t <= now]
+        if len(stamps) >= limit:
+            retry_after = min(stamps) + _BUDGET_WINDOW - now
+            raise RefreshBudgetError(self.appid, limit, _BUDGET_WINDOW, retry_after)
+        stamps.append(now)
+        self.store.set_meta(meta_key, json.dumps(stamps), ttl=2 * _BUDGET_WINDOW)
+
+    def _fetch(self, now: float, *, background: bool = False) -> Token:
+        self._spend_budget(now)
         ctx = FetchContext(
             session=self.session,
             timeout=self.timeout,
@@ -292,20 +383,67 @@ class TokenManager:
             retries=self.retries,
             backoff=self.backoff,
         )
-        value, expires_in = self.source.fetch(ctx)
+        self.stats.fetches += 1
+        if background:
+            self.stats.background_fetches += 1
+        try:
+            value, expires_in = self.source.fetch(ctx)
+        except BaseException:
+            self.stats.failures += 1
+            raise
         token = Token.issued(value, expires_in, self._clock())
         self.store.set(self.key, token)
         self._rejected = None
         logger.info(
-            "fetched a token for appid=%s via %s (expires_in=%d)",
+            "fetched a token for appid=%s via %s (expires_in=%d%s)",
             self.appid,
             self.source.name,
             int(expires_in),
+            ", in the background" if background else "",
         )
         return token
 
+    # -- background refresh ---------------------------------------------------------
+
+    def background_margin(self, token: Token) -> float:
+        """How far before expiry the background refresher renews ``token``: the refresh
+        margin plus :data:`BACKGROUND_LEAD`, but at most three quarters of its life."""
+        return min(self.refresh_margin + BACKGROUND_LEAD, token.lifetime * 0.75)
+
+    def _background_step(self) -> float:
+        """One look by the refresher; return the seconds until the next one is due."""
+        current = self.store.get(self.key)
+        now = self._clock()
+        if current is not None and not current.is_expired(now):
+            due = current.expires_at - self.background_margin(current)
+            if now < due:
+                return due - now
+        margin = 0.0 if current is None else self.background_margin(current)
+        token = self._refresh(current, margin=margin, background=True)
+        return max(token.expires_at - self.background_margin(token) - self._clock(), 0.0)
+
+    def start_background(self) -> None:
+        """Start the background refresher (``background_refresh=True`` starts it on the
+        first :meth:`get_token`). Idempotent."""
+        self._background = True
+        with self._flight_lock:
+            if self._refresher is None:
+                self._refresher = _Refresher(self)
+                self._refresher.start()
+
+    def sync_background(self, timeout: float = 5.0) -> bool:
+        """Wake the background refresher and wait until it has looked at the token once
+        more since this call. For tests that move a fake clock; returns ``False`` on
+        timeout or when no refresher runs."""
+        refresher = self._refresher
+        return refresher.sync(timeout) if refresher is not None else False
+
     def close(self) -> None:
-        """Close the private HTTP session, if one was opened."""
+        """Stop the background refresher and close the private HTTP session."""
+        refresher, self._refresher = self._refresher, None
+        self._background = False
+        if refresher is not None:
+            refresher.stop()
         if self._own_session is not None:
             self._own_session.close()
             self._own_session = None
@@ -323,9 +461,81 @@ class TokenManager:
         )
 
 
+class _Refresher:
+    """The background thread of one manager. It holds the manager weakly, so a manager
+    that is dropped without :meth:`TokenManager.close` still lets the thread end."""
+
+    def __init__(self, manager: TokenManager) -> None:
+        self._manager = weakref.ref(manager)
+        self._appid = manager.appid
+        self._poll = manager.poll_interval
+        self._backoff = max(manager.backoff, 1.0)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._cond = threading.Condition()
+        self._started = 0
+        self._completed = 0
+        self._thread = threading.Thread(
+            target=self._run, name=f"wxauth-refresh-{self._appid}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def sync(self, timeout: float) -> bool:
+        with self._cond:
+            target = self._started + 1
+            self._wake.set()
+            return (
+                self._cond.wait_for(
+                    lambda: self._completed >= target or self._stop.is_set(), timeout
+                )
+                and not self._stop.is_set()
+            )
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            with self._cond:
+                self._started += 1
+                self._wake.clear()
+            delay = self._poll
+            try:
+                manager = self._manager()
+                if manager is None:
+                    return
+                try:
+                    delay = manager._background_step()
+                    failures = 0
+                except Exception as exc:
+                    failures += 1
+                    delay = min(self._backoff * 2 ** (failures - 1), 60.0)
+                    logger.warning(
+                        "background refresh for appid=%s failed (%s); retrying in %.0fs",
+                        self._appid,
+                        exc,
+                        delay,
+                    )
+                finally:
+                    del manager
+            finally:
+                with self._cond:
+                    self._completed += 1
+                    self._cond.notify_all()
+            self._wake.wait(min(delay, self._poll))
+
+
 def _reset_managers_after_fork() -> None:
     for manager in list(_LIVE_MANAGERS):
         manager._reset_locks()
+        # The parent's refresher thread does not exist here: start a new one lazily.
+        manager._refresher = None
         # A requests.Session's pooled connections belong to the parent.
         manager._own_session = None
 

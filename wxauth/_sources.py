@@ -33,10 +33,19 @@ __all__ = [
     "DEFAULT_API_BASE",
     "DEFAULT_BACKOFF",
     "DEFAULT_RETRIES",
+    "SOURCE_NAMES",
+    "STABLE_FORCE_DAILY_LIMIT",
+    "STABLE_FORCE_SPACING",
+    "WECOM_API_BASE",
+    "CallableTokenSource",
     "ClassicTokenSource",
     "FetchContext",
+    "StableTokenSource",
     "TokenSource",
+    "WeComTokenSource",
     "call_token_endpoint",
+    "make_source",
+    "parse_token_answer",
     "secret_digest",
 ]
 
@@ -144,6 +153,7 @@ def call_token_endpoint(
     secrets: tuple[str, ...],
     params: Mapping[str, str] | None = None,
     json_body: Mapping[str, Any] | None = None,
+    retryable_errcodes: frozenset[int] = RETRYABLE_ERRCODES,
 ) -> dict[str, Any]:
     """Send one token request with a bounded retry, and return the decoded answer.
 
@@ -156,7 +166,14 @@ def call_token_endpoint(
     attempt = 0
     while True:
         data, failure, retryable = _attempt(
-            ctx, method, url, path=path, secrets=secrets, params=params, json_body=json_body
+            ctx,
+            method,
+            url,
+            path=path,
+            secrets=secrets,
+            params=params,
+            json_body=json_body,
+            retryable_errcodes=retryable_errcodes,
         )
         if failure is None:
             assert data is not None
@@ -178,6 +195,7 @@ def _attempt(
     secrets: tuple[str, ...],
     params: Mapping[str, str] | None,
     json_body: Mapping[str, Any] | None,
+    retryable_errcodes: frozenset[int],
 ) -> tuple[dict[str, Any] | None, WxAuthError | None, bool]:
     """One request: ``(data, None, _)`` on success, else ``(None, error, retryable)``.
 
@@ -208,9 +226,9 @@ def _attempt(
     if errcode == 0:
         return data, None, False
     errmsg = redact_url_text(str(data.get("errmsg", "")), *secrets)
-    if errcode in RETRYABLE_ERRCODES:
+    if errcode in retryable_errcodes:
         busy = TokenFetchError(
-            f"{path} answered errcode {errcode} (system busy): {errmsg}", errcode=errcode
+            f"{path} answered errcode {errcode} (busy, retried): {errmsg}", errcode=errcode
         )
         return None, busy, True
     return None, error_for_token_endpoint(errcode, errmsg, url_path=path), False
@@ -266,3 +284,224 @@ class ClassicTokenSource(TokenSource):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(appid={self.appid!r}, api_base={self.api_base!r})"
+
+
+#: WeChat allows a force refresh of a stable token at most this often (seconds)...
+STABLE_FORCE_SPACING = 30.0
+#: ...and at most this many times a day.
+STABLE_FORCE_DAILY_LIMIT = 20
+_CHINA_UTC_OFFSET = 8 * 3600
+
+
+class StableTokenSource(TokenSource):
+    """``POST /cgi-bin/stable_token`` with the secret in the JSON body, not the URL.
+
+    Normal mode returns the app's current stable token (the same one to every caller,
+    renewed by WeChat in its last five minutes), so separate services no longer retire
+    each other's tokens. Stable tokens are a family of their own: they neither retire
+    nor are retired by classic ``/cgi-bin/token`` fetches.
+
+    When a token this source served is rejected, it asks again in normal mode first;
+    only if WeChat hands back that same rejected token does it escalate to
+    ``force_refresh``, at most once per :data:`STABLE_FORCE_SPACING` seconds and
+    :data:`STABLE_FORCE_DAILY_LIMIT` times a (China-time) day. That bookkeeping lives in
+    the manager's store, so every process sharing the store shares the budget. With no
+    force left, the token WeChat called current is returned and a warning logged.
+    """
+
+    name = "stable"
+    path = "/cgi-bin/stable_token"
+
+    def __init__(self, appid: str, secret: str, *, api_base: str = DEFAULT_API_BASE) -> None:
+        self.appid = appid
+        self._secret = secret
+        self.api_base = api_base.rstrip("/")
+
+    @property
+    def key(self) -> str:
+        return f"token:{self.name}:{self.appid}"
+
+    def _request(self, ctx: FetchContext, *, force: bool) -> tuple[str, float]:
+        data = call_token_endpoint(
+            ctx,
+            "POST",
+            self.api_base + self.path,
+            path=self.path,
+            secrets=(self._secret,),
+            json_body={
+                "grant_type": "client_credential",
+                "appid": self.appid,
+                "secret": self._secret,
+                "force_refresh": force,
+            },
+        )
+        return parse_token_answer(data, self.path)
+
+    def fetch(self, ctx: FetchContext) -> tuple[str, float]:
+        token, expires_in = self._request(ctx, force=False)
+        if ctx.rejected is None or token != ctx.rejected:
+            return token, expires_in
+        if not self._take_force(ctx):
+            logger.warning(
+                "stable_token handed back the rejected token of appid=%s and the force "
+                "refresh budget (one per %.0fs, %d a day) is spent; using it as is",
+                self.appid,
+                STABLE_FORCE_SPACING,
+                STABLE_FORCE_DAILY_LIMIT,
+            )
+            return token, expires_in
+        logger.warning(
+            "stable_token handed back the rejected token of appid=%s; forcing a refresh",
+            self.appid,
+        )
+        return self._request(ctx, force=True)
+
+    def _take_force(self, ctx: FetchContext) -> bool:
+        """Spend one force refresh if the spacing and the daily budget allow it."""
+        now = ctx.clock()
+        day = int((now + _CHINA_UTC_OFFSET) // 86400)
+        meta_key = f"{self.key}:force"
+        raw = ctx.store.get_meta(meta_key)
+        last, count, on_day = float("-inf"), 0, day
+        if raw:
+            try:
+                record = json.loads(raw)
+                last, count, on_day = (
+                    float(record["last"]),
+                    int(record["count"]),
+                    int(record["day"]),
+                )
+            except (ValueError, KeyError, TypeError):
+                pass  # a damaged record only costs us the bookkeeping
+        if on_day != day:
+            count = 0
+        if now - last < STABLE_FORCE_SPACING or count >= STABLE_FORCE_DAILY_LIMIT:
+            return False
+        record_text = json.dumps({"last": now, "count": count + 1, "day": day})
+        ctx.store.set_meta(meta_key, record_text, ttl=2 * 86400)
+        return True
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(appid={self.appid!r}, api_base={self.api_base!r})"
+
+
+#: Where the WeCom (企业微信) APIs live.
+WECOM_API_BASE = "https://qyapi.weixin.qq.com"
+#: WeCom's "too many concurrent calls": worth the same bounded retry as system busy.
+_WECOM_RETRYABLE = RETRYABLE_ERRCODES | {45033}
+
+
+class WeComTokenSource(TokenSource):
+    """WeCom ``GET /cgi-bin/gettoken?corpid=...&corpsecret=...``.
+
+    Each application (each corpsecret) has its own token, so the store key holds the
+    corpid and a one-way digest of the corpsecret. ``appid`` is the corpid.
+    """
+
+    name = "wecom"
+    path = "/cgi-bin/gettoken"
+
+    def __init__(self, corpid: str, corpsecret: str, *, api_base: str = WECOM_API_BASE) -> None:
+        self.appid = corpid
+        self._secret = corpsecret
+        self.api_base = api_base.rstrip("/")
+        self._key = f"token:{self.name}:{corpid}:{secret_digest(corpsecret)}"
+
+    @property
+    def corpid(self) -> str:
+        """The WeCom corp id."""
+        return self.appid
+
+    @property
+    def key(self) -> str:
+        return self._key
+
+    def fetch(self, ctx: FetchContext) -> tuple[str, float]:
+        data = call_token_endpoint(
+            ctx,
+            "GET",
+            self.api_base + self.path,
+            path=self.path,
+            secrets=(self._secret,),
+            params={"corpid": self.appid, "corpsecret": self._secret},
+            retryable_errcodes=_WECOM_RETRYABLE,
+        )
+        return parse_token_answer(data, self.path)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(corpid={self.appid!r}, api_base={self.api_base!r})"
+
+
+class CallableTokenSource(TokenSource):
+    """Tokens from your own code: ``func()`` returns ``(access_token, expires_in)``.
+
+    For companies whose tokens come from an internal central token service. Whatever
+    ``func`` raises that is not a :class:`~wxauth.WxAuthError` is reported as a
+    :class:`~wxauth.TokenFetchError` naming the exception type (its message is not
+    copied, as it might hold a credential).
+    """
+
+    name = "custom"
+
+    def __init__(
+        self, appid: str, func: Callable[[], tuple[str, float]], *, key: str | None = None
+    ) -> None:
+        if not callable(func):
+            raise TypeError("CallableTokenSource needs a callable returning (token, expires_in)")
+        self.appid = appid
+        self.func = func
+        self._key = key or f"token:{self.name}:{appid}"
+
+    @property
+    def key(self) -> str:
+        return self._key
+
+    def fetch(self, ctx: FetchContext) -> tuple[str, float]:
+        failure: TokenFetchError | None = None
+        try:
+            result = self.func()
+        except WxAuthError:
+            raise
+        except Exception as exc:
+            failure = TokenFetchError(
+                f"the token callable for appid={self.appid} raised {type(exc).__name__}"
+            )
+        if failure is not None:
+            raise failure
+        try:
+            token, expires_in = result
+        except (TypeError, ValueError):
+            raise TokenFetchError(
+                "the token callable must return (access_token, expires_in), "
+                f"not {type(result).__name__}"
+            ) from None
+        return parse_token_answer({"access_token": token, "expires_in": expires_in}, "callable")
+
+
+#: The names ``TokenManager(source=...)`` accepts.
+SOURCE_NAMES = ("classic", "stable", "wecom")
+
+
+def make_source(
+    spec: TokenSource | Callable[[], tuple[str, float]] | str | None,
+    appid: str,
+    secret: str | None,
+    api_base: str | None,
+) -> TokenSource:
+    """Build the source a ``TokenManager(source=...)`` argument names."""
+    if isinstance(spec, TokenSource):
+        return spec
+    if spec is None or isinstance(spec, str):
+        name = spec or "classic"
+        if secret is None:
+            raise ValueError(f"source={name!r} needs a secret")
+        if name == "classic":
+            return ClassicTokenSource(appid, secret, api_base=api_base or DEFAULT_API_BASE)
+        if name == "stable":
+            return StableTokenSource(appid, secret, api_base=api_base or DEFAULT_API_BASE)
+        if name == "wecom":
+            return WeComTokenSource(appid, secret, api_base=api_base or WECOM_API_BASE)
+        raise ValueError(f"source must be one of {SOURCE_NAMES}, a TokenSource or a callable")
+    if callable(spec):
+        return CallableTokenSource(appid, spec)
+    raise TypeError(f"source must be a name, a TokenSource or a callable, not {type(spec)!r}")
