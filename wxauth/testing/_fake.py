@@ -1,0 +1,1131 @@
+"""The emulator model: :class:`FakeWeChat` holds the state and answers like WeChat.
+
+The model knows nothing about HTTP transports. A front end (:mod:`._responses` in
+process, :mod:`._server` on loopback) turns a request into a :class:`Request`, calls
+:meth:`FakeWeChat.handle`, and writes the :class:`Reply` back, honouring its ``delay``
+and ``hang``. Every rule the emulator follows comes from ``wechat-token-api.md``; where
+WeChat's behaviour is undocumented the choice made here is named in ``docs/testing.md``.
+
+Time is the emulator's own: it stands still until the test calls :meth:`FakeWeChat.advance`
+(or follows a base clock given as ``clock=``). Give the same clock to the client under test
+(``TokenManager(..., clock=fake.clock)``) so both sides agree on expiry.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime
+import json
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+if TYPE_CHECKING:
+    from ._responses import WeChatInterceptor
+    from ._server import EmulatorServer
+
+__all__ = [
+    "CLEAR_QUOTA_PATH",
+    "CLEAR_QUOTA_V2_PATH",
+    "DEFAULT_DAILY_QUOTA",
+    "DEFAULT_EXPIRES_IN",
+    "DEFAULT_GRACE",
+    "QUOTA_DAY_UTC_OFFSET",
+    "QUOTA_GET_PATH",
+    "STABLE_TOKEN_PATH",
+    "TOKEN_PATH",
+    "WECOM_TOKEN_PATH",
+    "Call",
+    "CallKind",
+    "FakeWeChat",
+    "Reply",
+    "Request",
+    "TokenStatus",
+]
+
+#: Classic token endpoint (``GET``, secret in the query).
+TOKEN_PATH = "/cgi-bin/token"  # noqa: S105 - a URL path, not a password
+#: Stable token endpoint (``POST``, secret in the JSON body).
+STABLE_TOKEN_PATH = "/cgi-bin/stable_token"  # noqa: S105 - a URL path, not a password
+#: WeCom token endpoint (``qyapi.weixin.qq.com``; served on the same loopback server).
+WECOM_TOKEN_PATH = "/cgi-bin/gettoken"  # noqa: S105 - a URL path, not a password
+#: Reset the daily quotas with an access token.
+CLEAR_QUOTA_PATH = "/cgi-bin/clear_quota"
+#: Reset the daily quotas with appid and appsecret (no token needed).
+CLEAR_QUOTA_V2_PATH = "/cgi-bin/clear_quota/v2"
+#: Read one API's daily quota.
+QUOTA_GET_PATH = "/cgi-bin/openapi/quota/get"
+
+#: Seconds an old classic token keeps working after a new one is issued.
+DEFAULT_GRACE = 300.0
+#: The ``expires_in`` of a new token.
+DEFAULT_EXPIRES_IN = 7200
+#: Classic token fetches allowed per account per day.
+DEFAULT_DAILY_QUOTA = 2000
+#: stable_token calls allowed per account per day and per minute.
+STABLE_DAILY_QUOTA = 500_000
+STABLE_MINUTE_QUOTA = 10_000
+#: Force refreshes of stable_token allowed per day, and the minimum seconds between them.
+STABLE_FORCE_DAILY_LIMIT = 20
+STABLE_FORCE_INTERVAL = 30.0
+#: In normal mode stable_token issues a successor this many seconds before expiry.
+STABLE_RENEW_WINDOW = 300.0
+#: clear_quota (v1 and v2 together) allowed per account per calendar month.
+CLEAR_QUOTA_MONTHLY_LIMIT = 10
+#: The quota day and month follow this UTC offset (Beijing time): the undocumented reset
+#: hour is taken to be midnight in China.
+QUOTA_DAY_UTC_OFFSET = 8 * 3600
+
+_DAY = 86400.0
+_BEIJING = datetime.timezone(datetime.timedelta(seconds=QUOTA_DAY_UTC_OFFSET))
+_WECHAT_JSON = "application/json; encoding=utf-8"
+_WECOM_JSON = "application/json; charset=UTF-8"
+_HTML = "text/html; charset=utf-8"
+
+#: errmsg texts of api.weixin.qq.com, without the ``rid: ...`` suffix.
+WECHAT_ERRMSG: Mapping[int, str] = {
+    -1: "system error",
+    40001: "invalid credential, access_token is invalid or not latest",
+    40002: "invalid grant_type",
+    40013: "invalid appid",
+    40014: "invalid access_token",
+    40125: "invalid appsecret",
+    40243: "AppSecret is frozen, unfreeze it on the platform before calling again",
+    41001: "access_token missing",
+    41002: "appid missing",
+    41004: "appsecret missing",
+    42001: "access_token expired",
+    43002: "require POST method",
+    45009: "reach max api daily quota limit",
+    45011: "api minute-quota reach limit, must slower, retry next minute",
+    47001: "data format error",
+    48006: "forbid to clear quota because of reaching the limit",
+    50002: "user limited",
+    50004: "user not allowed to use access_token",
+    76021: "cgi_path not found, please check",
+    89501: "this call is pending confirmation by the account administrator",
+    89503: "this call needs the account administrator to confirm the ip",
+    89506: "the administrator refused this ip, retry after 24 hours",
+    89507: "the administrator refused this ip, retry after 1 hour",
+}
+
+#: errmsg texts of qyapi.weixin.qq.com, without the ``, hint: [...]`` suffix.
+WECOM_ERRMSG: Mapping[int, str] = {
+    -1: "system busy",
+    40001: "invalid credential",
+    40013: "invalid corpid",
+    40014: "invalid access_token",
+    40091: "secret is invalid",
+    41001: "access_token missing",
+    41002: "corpid missing",
+    41004: "corpsecret missing",
+    42001: "access_token expired",
+    45033: "api concurrent out of limit",
+    60020: "not allow to access from your ip",
+}
+
+CallKind = Literal["token", "stable_token", "wecom_token", "api"]
+TokenStatus = Literal["valid", "retired", "expired", "unknown"]
+_TOKEN_KINDS: frozenset[str] = frozenset({"token", "stable_token", "wecom_token"})
+_KIND_BY_PATH: Mapping[str, CallKind] = {
+    TOKEN_PATH: "token",
+    STABLE_TOKEN_PATH: "stable_token",
+    WECOM_TOKEN_PATH: "wecom_token",
+}
+
+
+def _normalize_path(path: str) -> str:
+    return "/" + path.lstrip("/")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request as a front end hands it to :meth:`FakeWeChat.handle`."""
+
+    method: str
+    path: str
+    query: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    client_ip: str = "127.0.0.1"
+
+    @classmethod
+    def from_target(cls, method: str, target: str, body: bytes, client_ip: str) -> Request:
+        """Build from a URL or a request target (``/path?query``); first query value wins."""
+        split = urlsplit(target)
+        query: dict[str, str] = {}
+        for key, value in parse_qsl(split.query, keep_blank_values=True):
+            query.setdefault(key, value)
+        return cls(method.upper(), _normalize_path(split.path), query, body, client_ip)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a front end writes back.
+
+    ``delay``: wait this long first (emulated latency). ``hang``: do not answer for this
+    long (the in-process front end raises ``requests.exceptions.ReadTimeout`` at once
+    instead); the loopback server then answers ``status``/``body`` (a 504 page).
+    """
+
+    status: int
+    content_type: str
+    body: bytes
+    delay: float = 0.0
+    hang: float | None = None
+
+    def json(self) -> Any:
+        """The body decoded as JSON (for tests of the model itself)."""
+        return json.loads(self.body)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request the emulator answered; :attr:`FakeWeChat.calls` lists them in order.
+
+    ``owner`` is the appid (or corpid) the request was for, when known. ``token`` is the
+    token a token endpoint returned, or the ``access_token`` an API call presented.
+    ``errcode`` is ``None`` when the answer had no JSON errcode (HTTP 5xx, HTML, hang, or a
+    user-registered binary body); a token endpoint's success is errcode ``0``.
+    ``fault`` names the injected fault that produced the answer, if any. Secrets are
+    never recorded.
+    """
+
+    time: float
+    method: str
+    path: str
+    kind: CallKind
+    status: int
+    errcode: int | None
+    owner: str | None = None
+    token: str | None = None
+    client_ip: str = "127.0.0.1"
+    fault: str | None = None
+
+    @property
+    def is_token_fetch(self) -> bool:
+        """Whether this was a request to a token endpoint (classic, stable or WeCom)."""
+        return self.kind in _TOKEN_KINDS
+
+    def __repr__(self) -> str:
+        token = None if self.token is None else f"{self.token[:8]}...({len(self.token)})"
+        return (
+            f"Call({self.method} {self.path} kind={self.kind} owner={self.owner!r} "
+            f"status={self.status} errcode={self.errcode} token={token}"
+            + (f" fault={self.fault!r})" if self.fault else ")")
+        )
+
+
+@dataclass
+class _Token:
+    value: str
+    kind: CallKind
+    owner: str
+    issued_at: float
+    expires_at: float
+    retired_at: float | None = None
+
+    def status(self, now: float) -> TokenStatus:
+        # Whichever happened first decides the answer: retired (40001) or expired (42001).
+        retired = self.retired_at is not None and self.retired_at <= self.expires_at
+        if retired and self.retired_at is not None and now >= self.retired_at:
+            return "retired"
+        if now >= self.expires_at:
+            return "expired"
+        return "valid"
+
+    def retire(self, at: float) -> None:
+        if self.retired_at is None or at < self.retired_at:
+            self.retired_at = at
+
+
+@dataclass
+class _Usage:
+    """Calls counted in one period (a quota day, minute or month)."""
+
+    period: int = -1
+    used: int = 0
+
+    def current(self, period: int) -> int:
+        return self.used if period == self.period else 0
+
+    def add(self, period: int) -> None:
+        if period != self.period:
+            self.period, self.used = period, 0
+        self.used += 1
+
+
+@dataclass
+class _App:
+    appid: str
+    secret: str
+    ip_allowlist: frozenset[str] | None
+    quotas: dict[str, int]
+    usage: dict[str, _Usage] = field(default_factory=dict)
+    minute_usage: _Usage = field(default_factory=_Usage)
+    clear_usage: _Usage = field(default_factory=_Usage)
+    force_usage: _Usage = field(default_factory=_Usage)
+    last_force: float | None = None
+    stable: _Token | None = None
+
+
+@dataclass
+class _WeComApp:
+    corpid: str
+    corpsecret: str
+    ip_allowlist: frozenset[str] | None
+    current: _Token | None = None
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    content_type: str
+    body: bytes
+
+
+@dataclass
+class _Fault:
+    on: str
+    remaining: int
+    errcode: int | None
+    errmsg: str | None
+    status: int | None
+    html: bool
+    hang: float | None
+
+    def matches(self, path: str, kind: CallKind) -> bool:
+        if self.on == "any":
+            return True
+        if self.on == "token":
+            return kind in _TOKEN_KINDS
+        if self.on == "api":
+            return kind == "api"
+        return self.on == path
+
+    @property
+    def label(self) -> str:
+        if self.hang is not None:
+            return f"hang {self.hang:g}s"
+        if self.errcode is not None:
+            return f"errcode {self.errcode}"
+        if self.status is not None:
+            return f"http {self.status}"
+        return "html"
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    reply: Reply
+    errcode: int | None
+    owner: str | None = None
+    token: str | None = None
+
+
+_HTML_PAGE = (
+    "<html><head><title>{status} {reason}</title></head><body>"
+    "<center><h1>{status} {reason}</h1></center><hr><center>nginx</center>"
+    "</body></html>"
+)
+_REASONS: Mapping[int, str] = {
+    200: "OK",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Time-out",
+}
+
+
+def _html_reply(status: int) -> Reply:
+    page = _HTML_PAGE.format(status=status, reason=_REASONS.get(status, "Error"))
+    return Reply(status, _HTML, page.encode())
+
+
+class FakeWeChat:
+    """An in-memory WeChat (and WeCom) token server, faithful to the documented rules.
+
+    Register accounts with :meth:`add_app` / :meth:`add_wecom_app`, then reach the model
+    through a front end: :meth:`intercept` (in process, on ``responses``) or :meth:`serve`
+    (a real HTTP server on ``127.0.0.1``). Move time with :meth:`advance`; inspect
+    :attr:`calls`, :attr:`issued_tokens` and the ``assert_*`` helpers.
+
+    :param start: epoch seconds the frozen clock starts at (default: ``time.time()`` now).
+    :param clock: a base clock to follow instead of a frozen one (e.g. ``time.time`` for a
+        standalone server); :meth:`advance` still adds to it. Exclusive with ``start``.
+    :param grace: seconds an old classic token keeps working after a new fetch.
+    :param expires_in: ``expires_in`` of every new token.
+    :param daily_quota: classic token fetches per account per day (2000; 200 for test
+        accounts); :meth:`add_app` can override it per account.
+    :param token_latency: seconds every token endpoint waits before answering.
+    :param wrong_secret_errcode: what ``/cgi-bin/token`` and ``stable_token`` answer to a
+        wrong secret: 40125 (``invalid appsecret``, default) or 40001, both seen in the wild.
+    :param seed: makes tokens and rids reproducible.
+
+    All methods are thread-safe: one lock guards the state, and waits (latency, hangs)
+    happen outside it. :meth:`close` releases every wait and stops the servers.
+    """
+
+    def __init__(
+        self,
+        *,
+        start: float | None = None,
+        clock: Callable[[], float] | None = None,
+        grace: float = DEFAULT_GRACE,
+        expires_in: int = DEFAULT_EXPIRES_IN,
+        daily_quota: int = DEFAULT_DAILY_QUOTA,
+        token_latency: float = 0.0,
+        wrong_secret_errcode: int = 40125,
+        seed: int | None = None,
+    ) -> None:
+        if start is not None and clock is not None:
+            raise ValueError("give either start= (a frozen clock) or clock=, not both")
+        if wrong_secret_errcode not in (40125, 40001):
+            raise ValueError("wrong_secret_errcode must be 40125 or 40001")
+        self.grace = float(grace)
+        self.expires_in = int(expires_in)
+        self.daily_quota = int(daily_quota)
+        self.token_latency = float(token_latency)
+        self.wrong_secret_errcode = wrong_secret_errcode
+        self._base_clock = clock
+        self._frozen = time.time() if start is None else float(start)
+        self._offset = 0.0
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._apps: dict[str, _App] = {}
+        self._wecom: dict[tuple[str, str], _WeComApp] = {}
+        self._tokens: dict[str, _Token] = {}
+        self._issued: list[str] = []
+        self._calls: list[Call] = []
+        self._answers: dict[str, _Answer] = {}
+        self._faults: list[_Fault] = []
+        self._servers: list[EmulatorServer] = []
+
+    def __repr__(self) -> str:
+        return (
+            f"FakeWeChat(apps={sorted(self._apps)!r}, "
+            f"wecom={sorted({corpid for corpid, _ in self._wecom})!r}, "
+            f"calls={len(self._calls)}, issued_tokens={len(self._issued)})"
+        )
+
+    # -- clock ---------------------------------------------------------------------------
+
+    def clock(self) -> float:
+        """The emulator's time in epoch seconds; pass ``fake.clock`` to the client."""
+        base = self._base_clock() if self._base_clock is not None else self._frozen
+        return base + self._offset
+
+    def advance(self, seconds: float) -> float:
+        """Move the emulator clock forward by ``seconds``; returns the new time."""
+        if seconds < 0:
+            raise ValueError("the emulator clock only moves forward")
+        with self._lock:
+            self._offset += float(seconds)
+        return self.clock()
+
+    def seconds_to_next_day(self) -> float:
+        """Seconds until the daily quotas reset (midnight Beijing time, emulator clock)."""
+        now = self.clock()
+        return _DAY - ((now + QUOTA_DAY_UTC_OFFSET) % _DAY)
+
+    def advance_to_next_day(self) -> float:
+        """Move the clock to the next quota reset; returns the new time."""
+        return self.advance(self.seconds_to_next_day())
+
+    # -- accounts ------------------------------------------------------------------------
+
+    def add_app(
+        self,
+        appid: str,
+        secret: str,
+        *,
+        ip_allowlist: Iterable[str] | None = None,
+        daily_quota: int | None = None,
+    ) -> None:
+        """Register an Official Account / Mini Program.
+
+        :param ip_allowlist: caller IPs allowed to fetch tokens; others get 40164.
+            ``None`` (default) allows every IP.
+        :param daily_quota: classic token fetches a day for this account (e.g. 200 for a
+            test account); default: the emulator's ``daily_quota``.
+        """
+        quotas = {
+            TOKEN_PATH: self.daily_quota if daily_quota is None else int(daily_quota),
+            STABLE_TOKEN_PATH: STABLE_DAILY_QUOTA,
+        }
+        allow = None if ip_allowlist is None else frozenset(ip_allowlist)
+        with self._lock:
+            if appid in self._apps:
+                raise ValueError(f"app {appid!r} is already registered")
+            self._apps[appid] = _App(appid, secret, allow, quotas)
+
+    def add_wecom_app(
+        self, corpid: str, corpsecret: str, *, ip_allowlist: Iterable[str] | None = None
+    ) -> None:
+        """Register one WeCom application (one corpsecret) of corporation ``corpid``.
+
+        Call again with another ``corpsecret`` for each application: each has its own token.
+        :param ip_allowlist: trusted caller IPs; others get 60020. ``None`` allows all.
+        """
+        allow = None if ip_allowlist is None else frozenset(ip_allowlist)
+        with self._lock:
+            if (corpid, corpsecret) in self._wecom:
+                raise ValueError(f"this WeCom application of {corpid!r} is already registered")
+            self._wecom[(corpid, corpsecret)] = _WeComApp(corpid, corpsecret, allow)
+
+    def set_quota(self, appid: str, path: str, daily_limit: int) -> None:
+        """Set the daily limit of one API path for one account (``45009`` past it).
+
+        Token endpoints have limits by default; any other path is unlimited (and unknown
+        to ``openapi/quota/get``) until given one here.
+        """
+        with self._lock:
+            self._app(appid).quotas[_normalize_path(path)] = int(daily_limit)
+
+    def add_api(
+        self,
+        path: str,
+        *,
+        json: Any = None,
+        body: bytes | None = None,
+        content_type: str | None = None,
+        status: int = 200,
+    ) -> None:
+        """Register the answer of an API path once its ``access_token`` passed the check.
+
+        Give ``json`` (any JSON-serialisable value) or ``body`` bytes with their
+        ``content_type`` (e.g. ``image/jpeg`` for ``cgi-bin/media/get``). Unregistered
+        paths answer ``{"errcode":0,"errmsg":"ok"}``.
+        """
+        path = _normalize_path(path)
+        if path in _KIND_BY_PATH or path in (CLEAR_QUOTA_PATH, CLEAR_QUOTA_V2_PATH):
+            raise ValueError(f"{path} is emulated by FakeWeChat itself")
+        if (json is None) == (body is None):
+            raise ValueError("give exactly one of json= and body=")
+        if body is not None:
+            answer = _Answer(status, content_type or "application/octet-stream", bytes(body))
+        else:
+            encoded = _dumps(json)
+            answer = _Answer(status, content_type or _WECHAT_JSON, encoded)
+        with self._lock:
+            self._answers[path] = answer
+
+    # -- controls ------------------------------------------------------------------------
+
+    def retire_all(self, *, grace: float = 0.0) -> int:
+        """Retire every live token, as if another server had just fetched new ones.
+
+        With the default ``grace=0`` the next API call with any of them answers 40001
+        (WeCom: 40014); give ``grace=300`` to mimic the classic endpoint's 5 minutes.
+        stable_token and WeCom then issue a new token on the next normal call. Returns
+        how many tokens were retired.
+        """
+        with self._lock:
+            now = self.clock()
+            live = [t for t in self._tokens.values() if t.status(now) == "valid"]
+            for token in live:
+                token.retire(now + grace)
+            return len(live)
+
+    def retire(self, token: str, *, grace: float = 0.0) -> None:
+        """Retire one token (e.g. "WeCom invalidated it early")."""
+        with self._lock:
+            record = self._tokens.get(token)
+            if record is None:
+                raise ValueError("this token was not issued by this emulator")
+            record.retire(self.clock() + grace)
+
+    def fail_next(
+        self,
+        times: int = 1,
+        *,
+        on: str = "token",
+        errcode: int | None = None,
+        errmsg: str | None = None,
+        status: int | None = None,
+        html: bool = False,
+        hang: float | None = None,
+    ) -> None:
+        """Make the next ``times`` matching requests fail, before any other rule applies.
+
+        :param on: ``"token"`` (any token endpoint), ``"api"`` (any other path), ``"any"``,
+            or one path such as ``"/cgi-bin/message/custom/send"``.
+        :param errcode: answer HTTP 200 JSON with this errcode (and ``errmsg``, default
+            WeChat's text for it), e.g. ``-1`` system busy or ``45011``.
+        :param status: answer this HTTP status (e.g. 502) with an nginx HTML page.
+        :param html: answer HTTP 200 with an HTML page (a proxy or captive portal).
+        :param hang: do not answer for this many seconds (the loopback server then sends
+            504; released early by :meth:`close`); the in-process front end raises
+            ``requests.exceptions.ReadTimeout`` at once.
+
+        Faults queue up in order; each request consumes at most one.
+        """
+        chosen = [errcode is not None, status is not None or html, hang is not None]
+        if sum(chosen) != 1:
+            raise ValueError("give exactly one of errcode=, status=/html=, hang=")
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        if on not in ("token", "api", "any"):
+            on = _normalize_path(on)
+        fault = _Fault(on, times, errcode, errmsg, status, html, hang)
+        with self._lock:
+            self._faults.append(fault)
+
+    def clear_faults(self) -> None:
+        """Drop every pending injected fault."""
+        with self._lock:
+            self._faults.clear()
+
+    def reset_calls(self) -> None:
+        """Forget the recorded calls (tokens, quotas and clock are kept)."""
+        with self._lock:
+            self._calls.clear()
+
+    # -- inspection ----------------------------------------------------------------------
+
+    @property
+    def calls(self) -> list[Call]:
+        """Every request answered so far, oldest first (a copy)."""
+        with self._lock:
+            return list(self._calls)
+
+    @property
+    def token_fetches(self) -> int:
+        """Requests to any token endpoint, whatever their outcome."""
+        return self.count(token_fetch=True)
+
+    @property
+    def api_calls(self) -> int:
+        """Requests to any other path, whatever their outcome."""
+        return self.count(kind="api")
+
+    @property
+    def issued_tokens(self) -> list[str]:
+        """Every token issued so far, oldest first (a copy)."""
+        with self._lock:
+            return list(self._issued)
+
+    def latest_token(self, owner: str | None = None) -> str | None:
+        """The most recently issued token (of ``owner``, an appid or corpid, if given)."""
+        with self._lock:
+            for value in reversed(self._issued):
+                if owner is None or self._tokens[value].owner == owner:
+                    return value
+        return None
+
+    def token_status(self, token: str) -> TokenStatus:
+        """``"valid"``, ``"retired"`` (40001), ``"expired"`` (42001) or ``"unknown"``."""
+        with self._lock:
+            record = self._tokens.get(token)
+            return "unknown" if record is None else record.status(self.clock())
+
+    def count(
+        self,
+        *,
+        kind: CallKind | None = None,
+        path: str | None = None,
+        errcode: int | None = None,
+        token_fetch: bool | None = None,
+    ) -> int:
+        """How many recorded calls match every given filter."""
+        want_path = None if path is None else _normalize_path(path)
+        with self._lock:
+            return sum(
+                1
+                for call in self._calls
+                if (kind is None or call.kind == kind)
+                and (want_path is None or call.path == want_path)
+                and (errcode is None or call.errcode == errcode)
+                and (token_fetch is None or call.is_token_fetch == token_fetch)
+            )
+
+    def errcodes(self, *, kind: CallKind | None = None) -> Counter[int | None]:
+        """Outcomes by errcode, e.g. ``Counter({0: 9, 40001: 1})`` for ``kind="api"``."""
+        with self._lock:
+            return Counter(c.errcode for c in self._calls if kind is None or c.kind == kind)
+
+    def quota_used(self, appid: str, path: str = TOKEN_PATH) -> int:
+        """Calls of ``path`` counted against ``appid``'s quota today."""
+        with self._lock:
+            usage = self._app(appid).usage.get(_normalize_path(path))
+            return 0 if usage is None else usage.current(self._day(self.clock()))
+
+    def assert_token_fetches(self, expected: int, *, kind: CallKind | None = None) -> None:
+        """Fail unless exactly ``expected`` token-endpoint requests were made."""
+        actual = self.count(token_fetch=True) if kind is None else self.count(kind=kind)
+        if actual != expected:
+            raise AssertionError(
+                f"expected {expected} token fetches, got {actual}:\n{self._summary(True)}"
+            )
+
+    def assert_api_calls(
+        self, expected: int, *, errcode: int | None = None, path: str | None = None
+    ) -> None:
+        """Fail unless exactly ``expected`` API calls (with that errcode/path) were made."""
+        actual = self.count(kind="api", errcode=errcode, path=path)
+        if actual != expected:
+            which = "" if errcode is None else f" with errcode {errcode}"
+            raise AssertionError(
+                f"expected {expected} API calls{which}, got {actual}:\n{self._summary(False)}"
+            )
+
+    def _summary(self, token_fetch: bool) -> str:
+        calls = [c for c in self.calls if c.is_token_fetch == token_fetch]
+        lines = [f"  {c!r}" for c in calls[-20:]]
+        return "\n".join(lines) if lines else "  (none)"
+
+    # -- front ends ----------------------------------------------------------------------
+
+    def intercept(
+        self, *, client_ip: str = "127.0.0.1", passthru: Iterable[str] = ()
+    ) -> WeChatInterceptor:
+        """Intercept ``requests`` calls to api/qyapi.weixin.qq.com (needs ``responses``).
+
+        Use the result as a context manager, a decorator, or with ``start()``/``stop()``.
+        Loopback URLs pass through to the network; any other unmatched URL raises
+        ``ConnectionError`` unless listed in ``passthru``.
+        """
+        from ._responses import WeChatInterceptor
+
+        return WeChatInterceptor(self, client_ip=client_ip, passthru=passthru)
+
+    @contextlib.contextmanager
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+        """Run a real HTTP server in a thread; yields its base URL for ``api_base``.
+
+        WeChat and WeCom paths are served on the same server. ``port=0`` picks a free port.
+        """
+        from ._server import EmulatorServer
+
+        with EmulatorServer(self, host, port) as server:
+            yield server.url
+
+    def close(self) -> None:
+        """Release hangs and latency waits, and stop every server this fake runs."""
+        self._closed.set()
+        with self._lock:
+            servers = list(self._servers)
+        for server in servers:
+            server.stop()
+
+    def __enter__(self) -> FakeWeChat:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed.is_set()
+
+    def _register_server(self, server: EmulatorServer) -> None:
+        with self._lock:
+            self._servers.append(server)
+
+    def _unregister_server(self, server: EmulatorServer) -> None:
+        with self._lock, contextlib.suppress(ValueError):
+            self._servers.remove(server)
+
+    def _pause(self, seconds: float) -> None:
+        """Wait ``seconds`` of real time, or less if the fake is closed."""
+        self._closed.wait(seconds)
+
+    # -- the model -----------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Reply:
+        """Answer one request as WeChat would, and record it in :attr:`calls`."""
+        path = _normalize_path(request.path)
+        kind = _KIND_BY_PATH.get(path, "api")
+        with self._lock:
+            now = self.clock()
+            fault = self._take_fault(path, kind)
+            if fault is not None:
+                outcome = self._fault_outcome(fault, path, request, now)
+            elif kind == "token":
+                outcome = self._classic_token(request, now)
+            elif kind == "stable_token":
+                outcome = self._stable_token(request, now)
+            elif kind == "wecom_token":
+                outcome = self._wecom_token(request, now)
+            else:
+                outcome = self._api(path, request, now)
+            self._calls.append(
+                Call(
+                    time=now,
+                    method=request.method,
+                    path=path,
+                    kind=kind,
+                    status=outcome.reply.status,
+                    errcode=outcome.errcode,
+                    owner=outcome.owner,
+                    token=outcome.token,
+                    client_ip=request.client_ip,
+                    fault=None if fault is None else fault.label,
+                )
+            )
+        reply = outcome.reply
+        if kind != "api" and self.token_latency > 0:
+            reply = Reply(
+                reply.status, reply.content_type, reply.body, self.token_latency, reply.hang
+            )
+        return reply
+
+    # Everything below runs with self._lock held.
+
+    def _app(self, appid: str) -> _App:
+        try:
+            return self._apps[appid]
+        except KeyError:
+            raise ValueError(f"no app {appid!r} is registered") from None
+
+    @staticmethod
+    def _day(now: float) -> int:
+        return int((now + QUOTA_DAY_UTC_OFFSET) // _DAY)
+
+    @staticmethod
+    def _month(now: float) -> int:
+        when = datetime.datetime.fromtimestamp(now, tz=_BEIJING)
+        return when.year * 12 + when.month
+
+    def _rid(self, now: float) -> str:
+        return f"{int(now) & 0xFFFFFFFF:08x}-{self._rng.getrandbits(32):08x}-" + (
+            f"{self._rng.getrandbits(32):08x}"
+        )
+
+    def _new_token_value(self) -> str:
+        raw = self._rng.getrandbits(102 * 8).to_bytes(102, "big")
+        return f"{self._rng.randint(70, 99)}_" + base64.urlsafe_b64encode(raw).decode()
+
+    def _issue(self, kind: CallKind, owner: str, now: float) -> _Token:
+        token = _Token(self._new_token_value(), kind, owner, now, now + self.expires_in)
+        self._tokens[token.value] = token
+        self._issued.append(token.value)
+        return token
+
+    def _take_fault(self, path: str, kind: CallKind) -> _Fault | None:
+        for fault in self._faults:
+            if fault.matches(path, kind):
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    self._faults.remove(fault)
+                return fault
+        return None
+
+    def _fault_outcome(self, fault: _Fault, path: str, request: Request, now: float) -> _Outcome:
+        if fault.hang is not None:
+            page = _html_reply(504)
+            return _Outcome(Reply(504, page.content_type, page.body, hang=fault.hang), None)
+        if fault.errcode is not None:
+            if path == WECOM_TOKEN_PATH:
+                reply = self._wecom_error(fault.errcode, request, now, fault.errmsg)
+            else:
+                reply = self._error(fault.errcode, now, fault.errmsg)
+            return _Outcome(reply, fault.errcode)
+        return _Outcome(_html_reply(fault.status if fault.status is not None else 200), None)
+
+    def _error(self, errcode: int, now: float, text: str | None = None) -> Reply:
+        text = text or WECHAT_ERRMSG.get(errcode, f"emulated error {errcode}")
+        payload = {"errcode": errcode, "errmsg": f"{text} rid: {self._rid(now)}"}
+        return Reply(200, _WECHAT_JSON, _dumps(payload))
+
+    def _fail(
+        self, errcode: int, now: float, owner: str | None = None, text: str | None = None
+    ) -> _Outcome:
+        return _Outcome(self._error(errcode, now, text), errcode, owner)
+
+    def _wecom_error(
+        self, errcode: int, request: Request, now: float, text: str | None = None
+    ) -> Reply:
+        text = text or WECOM_ERRMSG.get(errcode, f"emulated error {errcode}")
+        hint = f"{int(now * 1000)}{self._rng.randrange(10**12):012d}"
+        errmsg = (
+            f"{text}, hint: [{hint}], from ip: {request.client_ip}, "
+            f"more info at https://open.work.weixin.qq.com/devtool/query?e={errcode}"
+        )
+        return Reply(200, _WECOM_JSON, _dumps({"errcode": errcode, "errmsg": errmsg}))
+
+    @staticmethod
+    def _ip_allowed(allowlist: frozenset[str] | None, ip: str) -> bool:
+        return allowlist is None or ip in allowlist
+
+    @staticmethod
+    def _ip_text(ip: str) -> str:
+        ipv6 = f"::ffff:{ip}" if ":" not in ip else ip
+        return f"invalid ip {ip} ipv6 {ipv6}, not in whitelist"
+
+    def _quota_ok(self, app: _App, path: str, now: float) -> bool:
+        """Count one call of ``path`` against ``app``'s daily quota, if there is room."""
+        limit = app.quotas.get(path)
+        usage = app.usage.setdefault(path, _Usage())
+        day = self._day(now)
+        if limit is not None and usage.current(day) >= limit:
+            return False
+        usage.add(day)
+        return True
+
+    def _check_app(
+        self, appid: str | None, secret: str | None, grant_type: Any, request: Request, now: float
+    ) -> _App | _Outcome:
+        if grant_type != "client_credential":
+            return self._fail(40002, now, appid)
+        if not appid:
+            return self._fail(41002, now)
+        if not secret:
+            return self._fail(41004, now, appid)
+        app = self._apps.get(appid)
+        if app is None:
+            return self._fail(40013, now, appid)
+        if secret != app.secret:
+            return self._fail(self.wrong_secret_errcode, now, appid)
+        if not self._ip_allowed(app.ip_allowlist, request.client_ip):
+            return self._fail(40164, now, appid, self._ip_text(request.client_ip))
+        return app
+
+    def _token_reply(self, token: _Token, now: float, *, remaining: bool) -> _Outcome:
+        expires_in = int(token.expires_at - now) if remaining else self.expires_in
+        payload = {"access_token": token.value, "expires_in": expires_in}
+        return _Outcome(Reply(200, _WECHAT_JSON, _dumps(payload)), 0, token.owner, token.value)
+
+    def _classic_token(self, request: Request, now: float) -> _Outcome:
+        q = request.query
+        checked = self._check_app(
+            q.get("appid"), q.get("secret"), q.get("grant_type"), request, now
+        )
+        if isinstance(checked, _Outcome):
+            return checked
+        app = checked
+        if not self._quota_ok(app, TOKEN_PATH, now):
+            return self._fail(45009, now, app.appid)
+        # Every new classic token retires the previous ones after the grace period.
+        for old in self._tokens.values():
+            if old.kind == "token" and old.owner == app.appid:
+                old.retire(now + self.grace)
+        return self._token_reply(self._issue("token", app.appid, now), now, remaining=False)
+
+    def _stable_token(self, request: Request, now: float) -> _Outcome:
+        if request.method != "POST":
+            return self._fail(43002, now)
+        try:
+            body = json.loads(request.body or b"null")
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return self._fail(47001, now)
+        appid, secret = body.get("appid"), body.get("secret")
+        checked = self._check_app(
+            appid if isinstance(appid, str) else None,
+            secret if isinstance(secret, str) else None,
+            body.get("grant_type"),
+            request,
+            now,
+        )
+        if isinstance(checked, _Outcome):
+            return checked
+        app = checked
+        force = body.get("force_refresh", False)
+        if not isinstance(force, bool):
+            return self._fail(47001, now, app.appid)
+        minute = int(now // 60)
+        if app.minute_usage.current(minute) >= STABLE_MINUTE_QUOTA:
+            return self._fail(45011, now, app.appid)
+        if not self._quota_ok(app, STABLE_TOKEN_PATH, now):
+            return self._fail(45009, now, app.appid)
+        app.minute_usage.add(minute)
+        current = app.stable
+        current_valid = current is not None and current.status(now) == "valid"
+        if force:
+            too_soon = app.last_force is not None and now - app.last_force < STABLE_FORCE_INTERVAL
+            if too_soon and current is not None and current_valid:
+                # Documented: "otherwise it does not refresh". What it returns then is
+                # unverified; the emulator returns the current token unchanged.
+                return self._token_reply(current, now, remaining=True)
+            if not too_soon:
+                day = self._day(now)
+                if app.force_usage.current(day) >= STABLE_FORCE_DAILY_LIMIT:
+                    return self._fail(45009, now, app.appid)
+                app.force_usage.add(day)
+                app.last_force = now
+                if current is not None:
+                    current.retire(now)
+                app.stable = self._issue("stable_token", app.appid, now)
+                return self._token_reply(app.stable, now, remaining=False)
+        if current is not None and current_valid and current.expires_at - now > STABLE_RENEW_WINDOW:
+            return self._token_reply(current, now, remaining=True)
+        # No valid token, or it is in its last 5 minutes: issue a successor. The old
+        # one is not retired; it stays valid until its own expiry.
+        app.stable = self._issue("stable_token", app.appid, now)
+        return self._token_reply(app.stable, now, remaining=False)
+
+    def _wecom_token(self, request: Request, now: float) -> _Outcome:
+        corpid, corpsecret = request.query.get("corpid"), request.query.get("corpsecret")
+
+        def fail(errcode: int) -> _Outcome:
+            return _Outcome(self._wecom_error(errcode, request, now), errcode, corpid)
+
+        if not corpid:
+            return fail(41002)
+        if not corpsecret:
+            return fail(41004)
+        app = self._wecom.get((corpid, corpsecret))
+        if app is None:
+            known = any(cid == corpid for cid, _ in self._wecom)
+            return fail(40001 if known else 40013)
+        if not self._ip_allowed(app.ip_allowlist, request.client_ip):
+            return fail(60020)
+        # WeCom: repeated gettoken within the validity returns the same token.
+        current = app.current
+        if current is None or current.status(now) != "valid":
+            current = app.current = self._issue("wecom_token", corpid, now)
+        payload = {
+            "errcode": 0,
+            "errmsg": "ok",
+            "access_token": current.value,
+            "expires_in": int(current.expires_at - now),
+        }
+        return _Outcome(Reply(200, _WECOM_JSON, _dumps(payload)), 0, corpid, current.value)
+
+    def _api(self, path: str, request: Request, now: float) -> _Outcome:
+        if path == CLEAR_QUOTA_V2_PATH:
+            return self._clear_quota_v2(request, now)
+        value = request.query.get("access_token")
+        if not value:
+            return self._api_fail(41001, path, request, now, None)
+        token = self._tokens.get(value)
+        if token is None:
+            return self._api_fail(40014, path, request, now, value)
+        status = token.status(now)
+        if status == "expired":
+            return self._api_fail(42001, path, request, now, value, token.owner)
+        if status == "retired":
+            # WeCom has no "not latest" notion: a token it dropped early is just invalid.
+            code = 40014 if token.kind == "wecom_token" else 40001
+            return self._api_fail(code, path, request, now, value, token.owner)
+        owner = token.owner
+        if path == CLEAR_QUOTA_PATH:
+            return self._clear_quota(token, request, now)
+        if path == QUOTA_GET_PATH:
+            return self._quota_get(token, request, now)
+        app = self._apps.get(owner) if token.kind != "wecom_token" else None
+        if app is not None and not self._quota_ok(app, path, now):
+            return _Outcome(self._error(45009, now), 45009, owner, value)
+        answer = self._answers.get(path)
+        if answer is None:
+            if token.kind == "wecom_token":
+                body = _dumps({"errcode": 0, "errmsg": "ok"})
+                return _Outcome(Reply(200, _WECOM_JSON, body), 0, owner, value)
+            return _Outcome(Reply(200, _WECHAT_JSON, _ok()), 0, owner, value)
+        errcode = 0 if answer.status < 400 else None
+        if "json" in answer.content_type:
+            with contextlib.suppress(ValueError):
+                decoded = json.loads(answer.body)
+                if isinstance(decoded, dict) and isinstance(decoded.get("errcode"), int):
+                    errcode = decoded["errcode"]
+        reply = Reply(answer.status, answer.content_type, answer.body)
+        return _Outcome(reply, errcode, owner, value)
+
+    def _api_fail(
+        self,
+        errcode: int,
+        path: str,
+        request: Request,
+        now: float,
+        token: str | None,
+        owner: str | None = None,
+    ) -> _Outcome:
+        is_wecom = (
+            token is not None
+            and token in self._tokens
+            and (self._tokens[token].kind == "wecom_token")
+        )
+        reply = self._wecom_error(errcode, request, now) if is_wecom else self._error(errcode, now)
+        return _Outcome(reply, errcode, owner, token)
+
+    def _json_body(self, request: Request) -> dict[str, Any] | None:
+        try:
+            body = json.loads(request.body or b"null")
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
+
+    def _reset_quotas(self, app: _App, now: float) -> _Outcome:
+        month = self._month(now)
+        if app.clear_usage.current(month) >= CLEAR_QUOTA_MONTHLY_LIMIT:
+            return self._fail(48006, now, app.appid)
+        app.clear_usage.add(month)
+        app.usage.clear()
+        app.minute_usage = _Usage()
+        return _Outcome(Reply(200, _WECHAT_JSON, _ok()), 0, app.appid)
+
+    def _clear_quota(self, token: _Token, request: Request, now: float) -> _Outcome:
+        if request.method != "POST":
+            return self._fail(43002, now, token.owner)
+        body = self._json_body(request)
+        if body is None:
+            return self._fail(47001, now, token.owner)
+        appid = body.get("appid")
+        if not appid:
+            return self._fail(41002, now, token.owner)
+        app = self._apps.get(token.owner)
+        if app is None or appid != token.owner:
+            return self._fail(40013, now, token.owner)
+        outcome = self._reset_quotas(app, now)
+        return _Outcome(outcome.reply, outcome.errcode, outcome.owner, token.value)
+
+    def _clear_quota_v2(self, request: Request, now: float) -> _Outcome:
+        if request.method != "POST":
+            return self._fail(43002, now)
+        body = self._json_body(request)
+        if body is None:
+            return self._fail(47001, now)
+        appid, appsecret = body.get("appid"), body.get("appsecret")
+        if not appid:
+            return self._fail(41002, now)
+        if not appsecret:
+            return self._fail(41004, now, str(appid))
+        app = self._apps.get(str(appid))
+        if app is None:
+            return self._fail(40013, now, str(appid))
+        if appsecret != app.secret:
+            return self._fail(40125, now, app.appid)
+        return self._reset_quotas(app, now)
+
+    def _quota_get(self, token: _Token, request: Request, now: float) -> _Outcome:
+        if request.method != "POST":
+            return self._fail(43002, now, token.owner)
+        body = self._json_body(request)
+        cgi_path = None if body is None else body.get("cgi_path")
+        if not isinstance(cgi_path, str) or not cgi_path:
+            return self._fail(47001, now, token.owner)
+        app = self._apps.get(token.owner)
+        cgi_path = _normalize_path(cgi_path)
+        limit = None if app is None else app.quotas.get(cgi_path)
+        if app is None or limit is None:
+            return self._fail(76021, now, token.owner)
+        usage = app.usage.get(cgi_path)
+        used = 0 if usage is None else usage.current(self._day(now))
+        payload = {
+            "errcode": 0,
+            "errmsg": "ok",
+            "quota": {"daily_limit": limit, "used": used, "remain": max(0, limit - used)},
+        }
+        return _Outcome(Reply(200, _WECHAT_JSON, _dumps(payload)), 0, app.appid, token.value)
+
+
+def _dumps(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _ok() -> bytes:
+    return _dumps({"errcode": 0, "errmsg": "ok"})
