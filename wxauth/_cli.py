@@ -1,0 +1,173 @@
+"""The ``wxauth`` command line.
+
+Each subcommand lives in a pair of functions: ``_add_<name>(subparsers)`` declares it and
+sets ``func`` to ``_run_<name>(args) -> int``. Adding a subcommand means writing that
+pair and listing the first in :data:`_SUBCOMMANDS`; :func:`main` needs no change.
+Heavy imports happen inside ``_run_*``, so ``wxauth --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from types import FrameType
+
+__all__ = ["build_parser", "emulator_main", "main"]
+
+
+def _credential(text: str) -> tuple[str, str]:
+    ident, sep, secret = text.partition(":")
+    if not sep or not ident or not secret:
+        raise argparse.ArgumentTypeError("expected ID:SECRET, e.g. wx1234567890abcdef:s3cret")
+    return ident, secret
+
+
+def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the options of the emulator server on ``parser``."""
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=8000, help="TCP port, 0 for a free one (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--app",
+        action="append",
+        default=[],
+        type=_credential,
+        metavar="APPID:SECRET",
+        help="register an Official Account / Mini Program (repeatable)",
+    )
+    parser.add_argument(
+        "--wecom",
+        action="append",
+        default=[],
+        type=_credential,
+        metavar="CORPID:CORPSECRET",
+        help="register a WeCom application (repeatable)",
+    )
+    parser.add_argument(
+        "--expires-in", type=int, default=7200, help="token lifetime in s (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=300.0,
+        help="s an old classic token still works after a new fetch (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--daily-quota",
+        type=int,
+        default=2000,
+        help="classic token fetches per app per day (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--token-latency",
+        type=float,
+        default=0.0,
+        help="s every token endpoint waits before answering (default: %(default)s)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log request lines to stderr (secrets and tokens masked)",
+    )
+
+
+def _add_emulator(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "emulator",
+        help="run the WeChat token-server emulator on loopback",
+        description=(
+            "Run wxauth.testing.FakeWeChat as an HTTP server, following real time. "
+            "Point clients at the printed URL with api_base=URL."
+        ),
+    )
+    add_emulator_arguments(parser)
+    parser.set_defaults(func=_run_emulator)
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _run_emulator(args: argparse.Namespace) -> int:
+    from wxauth.testing import FakeWeChat
+    from wxauth.testing._server import EmulatorServer
+
+    if not args.app and not args.wecom:
+        print(
+            "wxauth emulator: register at least one --app APPID:SECRET or --wecom "
+            "CORPID:CORPSECRET",
+            file=sys.stderr,
+        )
+        return 2
+    fake = FakeWeChat(
+        clock=time.time,
+        grace=args.grace,
+        expires_in=args.expires_in,
+        daily_quota=args.daily_quota,
+        token_latency=args.token_latency,
+    )
+    for appid, secret in args.app:
+        fake.add_app(appid, secret)
+    for corpid, corpsecret in args.wecom:
+        fake.add_wecom_app(corpid, corpsecret)
+    try:
+        server = EmulatorServer(
+            fake, args.host, args.port, log=sys.stderr if args.verbose else None
+        )
+    except OSError as exc:
+        print(f"wxauth emulator: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    apps = ", ".join([a for a, _ in args.app] + [f"{c} (WeCom)" for c, _ in args.wecom])
+    print(f"wxauth emulator serving on {server.url}", flush=True)
+    print(f"  apps: {apps} (secrets not shown)", flush=True)
+    print("  pass it as api_base; Ctrl-C to stop", flush=True)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("wxauth emulator stopped", flush=True)
+    finally:
+        fake.close()
+    return 0
+
+
+_SUBCOMMANDS: Sequence[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = (
+    _add_emulator,
+)
+
+
+def build_parser(prog: str = "wxauth") -> argparse.ArgumentParser:
+    """The ``wxauth`` parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description="wxauth: one shared, self-healing WeChat access_token."
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in _SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``wxauth`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    status: int = args.func(args)
+    return status
+
+
+def emulator_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m wxauth.testing``: the emulator options only."""
+    parser = argparse.ArgumentParser(
+        prog="python -m wxauth.testing",
+        description="Run the WeChat token-server emulator on loopback (see: wxauth emulator).",
+    )
+    add_emulator_arguments(parser)
+    return _run_emulator(parser.parse_args(argv))
