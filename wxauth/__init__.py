@@ -24,8 +24,10 @@ from ._errors import (
     WxAuthError,
     raise_for_errcode,
 )
+from ._filestore import FileStore
 from ._manager import ManagerStats, TokenManager
 from ._redact import install_log_redaction
+from ._redisstore import RedisStore
 from ._sources import (
     CallableTokenSource,
     ClassicTokenSource,
@@ -48,9 +50,11 @@ __all__ = [
     "ClassicTokenSource",
     "CredentialError",
     "FetchContext",
+    "FileStore",
     "ManagerStats",
     "MemoryStore",
     "QuotaError",
+    "RedisStore",
     "RefreshBudgetError",
     "StableTokenSource",
     "StoreError",

@@ -1,0 +1,297 @@
+"""``RedisStore``: one token shared by every process on every host, kept in Redis.
+
+Keys (``prefix`` defaults to ``"wxauth:"``; the key part is the token source's key,
+which never contains the secret):
+
+- ``{prefix}token:{key}``: the token as JSON, with a TTL of the token's lifetime.
+- ``{prefix}meta:{key}``: a small record, with the TTL its writer gave.
+- ``{prefix}lock:{key}``: the single-flight lease lock: a random owner id, written
+  with ``SET ... NX PX lease``.
+
+Write-unless-newer, compare-and-delete and the lock's release are Lua scripts, so each
+is one atomic step on the server: a slow writer can never overwrite a newer token with
+an older one, and a holder whose lease ran out can never release its successor's lock.
+
+Waiters poll ``SET NX`` with a pause that starts at 2 ms and doubles up to 50 ms (with
+jitter), rather than subscribing to a release notification: polling needs no second
+connection per waiter, cannot miss a wake-up (a pub/sub message published between a
+failed ``SET NX`` and the ``SUBSCRIBE`` is lost), and costs at most 20 small commands
+a second per waiting process (the manager lets one thread per process wait; the
+others wait in-process). A fetch takes well under a second, so a waiter is woken at
+most 50 ms after the holder releases, re-reads, and finds the token the holder wrote.
+
+A holder that dies keeps the lock until its lease runs out (Redis cannot see clients
+die); then the next waiter takes it. The manager's lease is its worst-case fetch time
+plus 5 seconds, so a live holder is never overtaken.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import secrets
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._errors import StoreError
+from ._store import StoreLock, TokenStore
+from ._token import Token
+
+if TYPE_CHECKING:
+    import redis
+
+__all__ = ["RedisStore"]
+
+logger = logging.getLogger("wxauth")
+
+_T = TypeVar("_T")
+
+#: First and longest pause between two tries of a contended lock, in seconds.
+_POLL_FIRST = 0.002
+_POLL_MAX = 0.05
+
+# KEYS[1] token key; ARGV[1] token JSON, ARGV[2] its fetched_at, ARGV[3] TTL in ms.
+_SET_UNLESS_NEWER = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, record = pcall(cjson.decode, current)
+  if ok and type(record) == 'table' then
+    local stored = tonumber(record['fetched_at'])
+    if stored and stored > tonumber(ARGV[2]) then
+      return 0
+    end
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1
+"""
+
+# KEYS[1] token key; ARGV[1] the value the caller saw rejected.
+_DELETE_IF = """
+local current = redis.call('GET', KEYS[1])
+if not current then
+  return 0
+end
+local ok, record = pcall(cjson.decode, current)
+if ok and type(record) == 'table' and record['value'] == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
+
+# KEYS[1] lock key; ARGV[1] the owner id of the releasing holder.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
+class RedisStore(TokenStore):
+    """Keep tokens in Redis, shared by every process on every host that uses it.
+
+    ``RedisStore(redis.Redis(...), prefix="wxauth:")`` on redis-py (install
+    ``wxauth[redis]``). Every operation is one round trip; write-unless-newer and
+    compare-and-delete are atomic Lua scripts. The single-flight lock is a lease lock
+    (``SET NX PX``): a holder that dies is taken over when its lease runs out.
+
+    When Redis cannot be reached, or answers with an error, every method raises
+    :class:`~wxauth.StoreError`. There is deliberately no fallback to a private
+    fetch: a host that fetched on its own would retire the token every other host is
+    using, turning a Redis outage into a WeChat outage five minutes later.
+
+    Works with ``decode_responses`` on or off. Keys hold the token source's key, which
+    names the app (appid, or a hash of a WeCom secret), never a secret.
+    """
+
+    shared = True
+
+    def __init__(self, client: redis.Redis, *, prefix: str = "wxauth:") -> None:
+        try:
+            from redis.exceptions import RedisError
+        except ImportError:  # pragma: no cover - the client came from somewhere
+            raise ImportError("RedisStore needs redis-py: pip install 'wxauth[redis]'") from None
+        self._redis_error: type[Exception] = RedisError
+        self.client = client
+        self.prefix = prefix
+        self._set_unless_newer = client.register_script(_SET_UNLESS_NEWER)
+        self._delete_if = client.register_script(_DELETE_IF)
+        self._release = client.register_script(_RELEASE)
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str = "wxauth:", **options: Any) -> RedisStore:
+        """Build a store on ``redis.Redis.from_url(url, **options)``."""
+        import redis
+
+        return cls(redis.Redis.from_url(url, **options), prefix=prefix)
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _token_key(self, key: str) -> str:
+        return f"{self.prefix}token:{key}"
+
+    def _meta_key(self, key: str) -> str:
+        return f"{self.prefix}meta:{key}"
+
+    def _lock_key(self, key: str) -> str:
+        return f"{self.prefix}lock:{key}"
+
+    def _call(self, what: str, key: str, op: Callable[[], _T]) -> _T:
+        """Run one Redis operation, turning redis-py's errors into StoreError.
+
+        The message names the operation, the key and redis-py's own message (an
+        address or a server error, never a command's arguments); the redis-py
+        exception is not chained, so no token can reach a traceback through it."""
+        try:
+            return op()
+        except self._redis_error as exc:
+            message = f"Redis store failed to {what} for key {key!r}: {type(exc).__name__}: {exc}"
+        raise StoreError(message)
+
+    # -- TokenStore ------------------------------------------------------------------
+
+    def get(self, key: str) -> Token | None:
+        """Return the stored token, or ``None``."""
+        data = self._call("read the token", key, lambda: self.client.get(self._token_key(key)))
+        if data is None:
+            return None
+        try:
+            return Token.from_json(data)
+        except ValueError:
+            return None  # a cache: an unreadable entry is a missing one
+
+    def set(self, key: str, token: Token) -> bool:
+        """Write ``token`` unless the stored one was fetched later (atomic, Lua); the key
+        expires after the token's lifetime."""
+        args: list[str | int] = [token.to_json(), repr(token.fetched_at), _ms(token.lifetime)]
+        written = self._call(
+            "write the token",
+            key,
+            lambda: self._set_unless_newer(keys=[self._token_key(key)], args=args),
+        )
+        return bool(written)
+
+    def delete_if(self, key: str, value: str) -> bool:
+        """Delete the token only if its value is ``value`` (atomic, Lua)."""
+        deleted = self._call(
+            "invalidate the token",
+            key,
+            lambda: self._delete_if(keys=[self._token_key(key)], args=[value]),
+        )
+        return bool(deleted)
+
+    def lock(self, key: str, *, lease: float) -> StoreLock:
+        """Return the lease lock of ``key`` (``SET NX PX lease``, released by owner)."""
+        if lease <= 0:
+            raise ValueError("lease must be > 0")
+        return _RedisLock(self, key, float(lease))
+
+    def get_meta(self, key: str) -> str | None:
+        """Return the meta record of ``key``, or ``None`` once its TTL has run out."""
+        data = self._call("read a meta record", key, lambda: self.client.get(self._meta_key(key)))
+        if data is None:
+            return None
+        return data.decode("utf-8") if isinstance(data, bytes) else str(data)
+
+    def set_meta(self, key: str, value: str, *, ttl: float) -> None:
+        """Store a meta record with a TTL of ``ttl`` seconds."""
+        self._call(
+            "write a meta record",
+            key,
+            lambda: self.client.set(self._meta_key(key), value, px=_ms(ttl)),
+        )
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self.client.close()
+
+    def __repr__(self) -> str:
+        return f"RedisStore(prefix={self.prefix!r})"
+
+
+class _RedisLock:
+    """The lease lock of one key in a :class:`RedisStore` (one acquisition at a time
+    per object; make one object per caller, as the manager does)."""
+
+    def __init__(self, store: RedisStore, key: str, lease: float) -> None:
+        self._store = store
+        self._key = key
+        self._lease_ms = _ms(lease)
+        self._owner: str | None = None
+
+    def _try_acquire(self) -> bool:
+        owner = secrets.token_hex(16)
+        store = self._store
+        taken = store._call(
+            "take the token lock",
+            self._key,
+            lambda: store.client.set(store._lock_key(self._key), owner, nx=True, px=self._lease_ms),
+        )
+        if taken:
+            self._owner = owner
+            return True
+        return False
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """Take the lock; poll (2 ms doubling to 50 ms) while another holder has it."""
+        if self._owner is not None:
+            raise RuntimeError("this RedisStore lock is already held by its owner")
+        if self._try_acquire():
+            return True
+        if not blocking:
+            return False
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = _POLL_FIRST
+        while True:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                pause = min(pause, left)
+            time.sleep(pause * random.uniform(0.5, 1.0))
+            if self._try_acquire():
+                return True
+            pause = min(pause * 2, _POLL_MAX)
+
+    def release(self) -> None:
+        """Release the lock if this holder still owns it; a holder whose lease ran out
+        and was taken over releases nothing."""
+        owner = self._owner
+        if owner is None:
+            raise RuntimeError("release of a RedisStore lock that is not held")
+        self._owner = None
+        store = self._store
+        try:
+            store._call(
+                "release the token lock",
+                self._key,
+                lambda: store._release(keys=[store._lock_key(self._key)], args=[owner]),
+            )
+        except StoreError as exc:
+            # The caller already has its token (or its error); the lock frees itself
+            # when the lease runs out, so this is worth a warning, not a failure.
+            logger.warning("%s; the lock will expire after its lease", exc)
+
+    def __enter__(self) -> _RedisLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"<RedisStore lock key={self._key!r} held={self._owner is not None}>"
