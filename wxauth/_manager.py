@@ -505,7 +505,7 @@ class _Refresher:
             with self._cond:
                 self._started += 1
                 self._wake.clear()
-            delay = self._poll
+            delay, failed = self._poll, False
             try:
                 manager = self._manager()
                 if manager is None:
@@ -515,6 +515,7 @@ class _Refresher:
                     failures = 0
                 except Exception as exc:
                     failures += 1
+                    failed = True
                     delay = min(self._backoff * 2 ** (failures - 1), 60.0)
                     logger.warning(
                         "background refresh for appid=%s failed (%s); retrying in %.0fs",
@@ -528,7 +529,9 @@ class _Refresher:
                 with self._cond:
                     self._completed += 1
                     self._cond.notify_all()
-            self._wake.wait(min(delay, self._poll))
+            # A due time is re-checked at least every poll interval (the clock may be
+            # moved by a test or jump); a backoff after a failure is waited out in full.
+            self._wake.wait(delay if failed else min(delay, self._poll))
 
 
 def _reset_managers_after_fork() -> None:

@@ -1,0 +1,277 @@
+"""Token sources against the emulator: stable_token escalation and force budget, WeCom
+per-application tokens, custom callables, and the local refresh budget."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+import wxauth
+from wxauth.testing import FakeWeChat
+
+APPID, SECRET = "wxstable0001", "stable-secret-value"
+
+
+@pytest.fixture
+def fake() -> FakeWeChat:
+    fake = FakeWeChat(start=1_800_000_000.0)
+    fake.add_app(APPID, SECRET)
+    fake.add_wecom_app("ww-corp", "secret-of-app-A")
+    fake.add_wecom_app("ww-corp", "secret-of-app-B")
+    yield fake
+    fake.close()
+
+
+class Recorder:
+    """A token-fetch session that keeps what it sent, to read force_refresh flags."""
+
+    def __init__(self) -> None:
+        self.session = requests.Session()
+        self.sent: list[requests.PreparedRequest] = []
+        self.session.hooks["response"].append(self._record)
+
+    def _record(self, response: requests.Response, **_: object) -> requests.Response:
+        self.sent.append(response.request)
+        return response
+
+    def stable_bodies(self) -> list[dict[str, object]]:
+        return [
+            json.loads(r.body or b"{}")
+            for r in self.sent
+            if (r.url or "").split("?")[0].endswith("/cgi-bin/stable_token")
+        ]
+
+    def forces(self) -> list[bool]:
+        return [bool(b["force_refresh"]) for b in self.stable_bodies()]
+
+
+def stable_manager(
+    fake: FakeWeChat, url: str, recorder: Recorder | None = None, **options: object
+) -> wxauth.TokenManager:
+    return wxauth.TokenManager(
+        APPID,
+        SECRET,
+        api_base=url,
+        source="stable",
+        clock=fake.clock,
+        backoff=0,
+        session=(recorder or Recorder()).session,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def test_stable_source_posts_the_secret_in_the_body_not_the_url(fake: FakeWeChat) -> None:
+    """source="stable" fetches with POST /cgi-bin/stable_token and keeps the secret out of the URL."""
+    recorder = Recorder()
+    with fake.serve() as url:
+        token = stable_manager(fake, url, recorder).get_token()
+    (call,) = fake.calls
+    assert call.path == "/cgi-bin/stable_token"
+    assert call.method == "POST"
+    (sent,) = recorder.sent
+    assert SECRET not in (sent.url or "")
+    assert recorder.stable_bodies()[0]["secret"] == SECRET
+    assert token == fake.latest_token(APPID)
+
+
+def test_stable_tokens_do_not_retire_classic_ones(fake: FakeWeChat) -> None:
+    """The two token families are isolated: a stable fetch leaves a classic token working."""
+    with fake.serve() as url:
+        classic = wxauth.TokenManager(APPID, SECRET, api_base=url, clock=fake.clock)
+        classic_token = classic.get_token()
+        stable_manager(fake, url).get_token()
+        assert fake.token_status(classic_token) == "valid"
+
+
+def test_rejected_stable_token_asks_normal_mode_first(fake: FakeWeChat) -> None:
+    """After a real retirement, normal mode already hands out a new token: no force refresh."""
+    recorder = Recorder()
+    with fake.serve() as url:
+        manager = stable_manager(fake, url, recorder)
+        first = manager.get_token()
+        fake.retire_all()
+        assert manager.invalidate(first)
+        second = manager.get_token()
+    assert second != first
+    assert recorder.forces() == [False, False]
+
+
+def test_same_rejected_token_escalates_to_force_refresh(fake: FakeWeChat) -> None:
+    """If WeChat hands back the very token an API rejected, the source forces a refresh."""
+    session = requests.Session()
+    recorder = Recorder()
+    with fake.serve() as url:
+        manager = stable_manager(fake, url, recorder)
+        session.auth = wxauth.WxAuth(manager=manager)
+        first = manager.get_token()
+        # An API says 40001 although the stable endpoint still considers the token current.
+        fake.fail_next(on="api", errcode=40001)
+        response = session.get(url + "/cgi-bin/get_current_selfmenu_info")
+    assert response.json()["errcode"] == 0
+    assert len(response.history) == 1
+    assert recorder.forces() == [False, False, True]
+    assert manager.get_token() != first
+
+
+def test_force_refresh_is_spaced_30s_and_budgeted_20_a_day(fake: FakeWeChat) -> None:
+    """Force refreshes are spent at most once per 30 s and 20 times a day, counted in the store."""
+    store = wxauth.MemoryStore()
+    recorder = Recorder()
+    with fake.serve() as url:
+        manager = stable_manager(fake, url, recorder, store=store, max_fetches_per_minute=None)
+
+        def reject_current() -> None:
+            token = manager.get_token()
+            manager.invalidate(token)  # the stable endpoint still hands back this token
+            manager.get_token()
+
+        def forces() -> int:
+            return sum(recorder.forces())
+
+        reject_current()
+        assert forces() == 1
+        fake.advance(10)
+        reject_current()  # 10 s after the last force: not allowed
+        assert forces() == 1
+        # A second manager on the same store shares the bookkeeping.
+        other = stable_manager(fake, url, recorder, store=store, max_fetches_per_minute=None)
+        other.invalidate(other.get_token())
+        other.get_token()
+        assert forces() == 1
+        for _ in range(40):
+            fake.advance(31)
+            reject_current()
+        assert forces() == 20  # the daily budget
+        fake.advance_to_next_day()
+        reject_current()
+        assert forces() == 21
+
+
+def test_wecom_source_keeps_one_token_per_application(fake: FakeWeChat) -> None:
+    """Two WeCom applications of one corp get, cache and invalidate separate tokens."""
+    store = wxauth.MemoryStore()
+    with fake.serve() as url:
+        a = wxauth.TokenManager(
+            "ww-corp", "secret-of-app-A", source="wecom", api_base=url, store=store
+        )
+        b = wxauth.TokenManager(
+            "ww-corp", "secret-of-app-B", source="wecom", api_base=url, store=store
+        )
+        token_a, token_b = a.get_token(), b.get_token()
+        assert token_a != token_b
+        assert a.get_token() == token_a and b.get_token() == token_b
+        assert a.key != b.key
+        assert "secret-of-app" not in a.key + b.key
+        fake.retire(token_a)
+        session = requests.Session()
+        session.auth = wxauth.WxAuth(manager=a)
+        response = session.get(url + "/cgi-bin/user/get", params={"userid": "zhangsan"})
+        assert response.json()["errcode"] == 0
+        assert len(response.history) == 1
+        assert b.get_token() == token_b
+    fake.assert_token_fetches(3)
+
+
+def test_wecom_default_api_base_is_qyapi() -> None:
+    """Without api_base, the WeCom source talks to qyapi.weixin.qq.com."""
+    manager = wxauth.TokenManager("ww-corp", "s", source="wecom")
+    assert isinstance(manager.source, wxauth.WeComTokenSource)
+    assert manager.source.api_base == "https://qyapi.weixin.qq.com"
+
+
+@pytest.mark.parametrize(
+    ("secret", "errcode", "error"),
+    [("wrong-secret", 40001, wxauth.CredentialError), ("secret-of-app-A", 60020, None)],
+)
+def test_wecom_errors_map_into_the_error_tree(
+    secret: str, errcode: int, error: type[Exception] | None
+) -> None:
+    """A wrong corpsecret and a non-whitelisted IP are CredentialErrors with WeCom's errcode."""
+    fake = FakeWeChat()
+    fake.add_wecom_app("ww-corp", "secret-of-app-A", ip_allowlist=["10.9.9.9"])
+    with fake.serve() as url:
+        manager = wxauth.TokenManager("ww-corp", secret, source="wecom", api_base=url)
+        with pytest.raises(wxauth.CredentialError) as info:
+            manager.get_token()
+    assert info.value.errcode == errcode
+    assert secret not in str(info.value)
+    if errcode == 60020:
+        assert info.value.ip == "127.0.0.1"
+
+
+def test_custom_callable_source() -> None:
+    """Any callable returning (token, expires_in) is a source; it is called once per token."""
+    calls: list[int] = []
+
+    def central_service() -> tuple[str, float]:
+        calls.append(1)
+        return f"central-token-{len(calls)}", 7200
+
+    now = [1_800_000_000.0]
+    manager = wxauth.TokenManager("wxcentral", source=central_service, clock=lambda: now[0])
+    assert manager.get_token() == "central-token-1"
+    assert manager.get_token() == "central-token-1"
+    now[0] += 7200
+    assert manager.get_token() == "central-token-2"
+    assert len(calls) == 2
+
+
+def test_custom_source_failures_are_typed_and_do_not_copy_messages() -> None:
+    """A callable that raises or returns garbage gives TokenFetchError without its text."""
+
+    def broken() -> tuple[str, float]:
+        raise RuntimeError("password=hunter2 in a connection string")
+
+    manager = wxauth.TokenManager("wxcentral", source=broken)
+    with pytest.raises(wxauth.TokenFetchError) as info:
+        manager.get_token()
+    assert "hunter2" not in str(info.value)
+    assert info.value.__context__ is None and info.value.__cause__ is None
+    bad = wxauth.TokenManager("wxcentral", source=lambda: ("", 7200))  # type: ignore[arg-type,return-value]
+    with pytest.raises(wxauth.TokenFetchError):
+        bad.get_token()
+
+
+def test_unknown_source_name_is_a_value_error() -> None:
+    """source= takes classic, stable, wecom, a TokenSource or a callable."""
+    with pytest.raises(ValueError, match="source"):
+        wxauth.TokenManager(APPID, SECRET, source="stabel")
+    with pytest.raises(ValueError, match="secret"):
+        wxauth.TokenManager(APPID, source="stable")
+
+
+def test_refresh_budget_refuses_locally_past_k_fetches_a_minute(fake: FakeWeChat) -> None:
+    """Past max_fetches_per_minute, RefreshBudgetError is raised without calling WeChat."""
+    with fake.serve() as url:
+        manager = wxauth.TokenManager(
+            APPID, SECRET, api_base=url, clock=fake.clock, max_fetches_per_minute=3
+        )
+        for _ in range(3):
+            manager.invalidate(manager.get_token())
+        with pytest.raises(wxauth.RefreshBudgetError) as info:
+            manager.get_token()
+        assert isinstance(info.value, wxauth.QuotaError)
+        assert 0 < info.value.retry_after <= 60
+        fake.assert_token_fetches(3)
+        fake.advance(61)
+        assert manager.get_token()
+        fake.assert_token_fetches(4)
+
+
+def test_refresh_budget_is_shared_through_the_store(fake: FakeWeChat) -> None:
+    """Two managers on one store draw from one budget."""
+    store = wxauth.MemoryStore()
+    with fake.serve() as url:
+        managers = [
+            wxauth.TokenManager(
+                APPID, SECRET, api_base=url, clock=fake.clock, store=store, max_fetches_per_minute=2
+            )
+            for _ in range(2)
+        ]
+        managers[0].invalidate(managers[0].get_token())
+        managers[1].invalidate(managers[1].get_token())
+        with pytest.raises(wxauth.RefreshBudgetError):
+            managers[0].get_token()
+    fake.assert_token_fetches(2)
