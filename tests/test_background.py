@@ -96,7 +96,8 @@ def test_only_the_lock_holder_refreshes_a_shared_store(fake: FakeWeChat) -> None
         b.start_background()
         for _ in range(6 * 60):
             fake.advance(60)
-            assert a.sync_background() and b.sync_background()
+            assert a.sync_background()
+            assert b.sync_background()
         # 6 simulated hours: the first token and 3 renewals (every 6780 s).
         assert fake.token_fetches == 4
         assert a.stats.fetches + b.stats.fetches == 4

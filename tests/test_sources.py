@@ -63,7 +63,7 @@ def stable_manager(
 
 
 def test_stable_source_posts_the_secret_in_the_body_not_the_url(fake: FakeWeChat) -> None:
-    """source="stable" fetches with POST /cgi-bin/stable_token and keeps the secret out of the URL."""
+    """source="stable" POSTs to /cgi-bin/stable_token; the secret is in the body, not the URL."""
     recorder = Recorder()
     with fake.serve() as url:
         token = stable_manager(fake, url, recorder).get_token()
@@ -161,7 +161,8 @@ def test_wecom_source_keeps_one_token_per_application(fake: FakeWeChat) -> None:
         )
         token_a, token_b = a.get_token(), b.get_token()
         assert token_a != token_b
-        assert a.get_token() == token_a and b.get_token() == token_b
+        assert a.get_token() == token_a
+        assert b.get_token() == token_b
         assert a.key != b.key
         assert "secret-of-app" not in a.key + b.key
         fake.retire(token_a)
@@ -228,7 +229,8 @@ def test_custom_source_failures_are_typed_and_do_not_copy_messages() -> None:
     with pytest.raises(wxauth.TokenFetchError) as info:
         manager.get_token()
     assert "hunter2" not in str(info.value)
-    assert info.value.__context__ is None and info.value.__cause__ is None
+    assert info.value.__context__ is None
+    assert info.value.__cause__ is None
     bad = wxauth.TokenManager("wxcentral", source=lambda: ("", 7200))  # type: ignore[arg-type,return-value]
     with pytest.raises(wxauth.TokenFetchError):
         bad.get_token()
