@@ -140,8 +140,15 @@ def _run_emulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_token(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from ._cli_token import add_token_parser
+
+    add_token_parser(subparsers)
+
+
 _SUBCOMMANDS: Sequence[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = (
     _add_emulator,
+    _add_token,
 )
 
 

@@ -1,0 +1,117 @@
+"""``wxauth token``: print a valid access token for shell use.
+
+``curl "https://api.weixin.qq.com/cgi-bin/menu/get?access_token=$(wxauth token)"``
+
+Credentials come from ``--appid``/``--secret`` or ``WECHAT_APPID``/``WECHAT_APPSECRET``
+(prefer the environment: a command line is visible to every user of the machine). The
+token is kept in a store (default a file in the user's cache directory) so that
+repeated calls reuse one token instead of retiring it with every call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ._errors import WxAuthError
+from ._store import MemoryStore, TokenStore
+
+__all__ = ["add_token_parser", "default_store_path", "open_store"]
+
+
+def default_store_path() -> Path:
+    """``$XDG_CACHE_HOME/wxauth/tokens.json`` (``~/.cache/wxauth/tokens.json``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "wxauth" / "tokens.json"
+
+
+def open_store(spec: str | None) -> TokenStore:
+    """Build a store from ``memory``, ``file`` (the default path), ``file:PATH`` or a
+    ``redis://`` / ``rediss://`` / ``unix://`` URL."""
+    if spec is None or spec == "file":
+        from ._filestore import FileStore
+
+        path = default_store_path()
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return FileStore(path)
+    if spec == "memory":
+        return MemoryStore()
+    if spec.startswith("file:"):
+        from ._filestore import FileStore
+
+        return FileStore(spec[len("file:") :])
+    if spec.startswith(("redis://", "rediss://", "unix://")):
+        from ._redisstore import RedisStore
+
+        return RedisStore.from_url(spec)
+    raise ValueError(f"--store takes memory, file, file:PATH or a redis:// URL, not {spec!r}")
+
+
+def add_token_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Declare ``wxauth token`` on the ``wxauth`` parser."""
+    parser = subparsers.add_parser(
+        "token",
+        help="print a valid access token (for curl and scripts)",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--appid", help="AppID or WeCom corpid (default: $WECHAT_APPID)")
+    parser.add_argument(
+        "--secret", help="AppSecret or WeCom corpsecret (default: $WECHAT_APPSECRET)"
+    )
+    parser.add_argument(
+        "--source",
+        choices=("classic", "stable", "wecom"),
+        default="classic",
+        help="token endpoint (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--store",
+        help=(
+            "where the token is kept: memory (a fetch per call: it retires the previous "
+            "token!), file (default: ~/.cache/wxauth/tokens.json), file:PATH, or a "
+            "redis:// URL shared with your services"
+        ),
+    )
+    parser.add_argument(
+        "--api-base", help="scheme and host of the API, e.g. the emulator's http://127.0.0.1:8000"
+    )
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    parser.add_argument(
+        "--refresh", action="store_true", help="fetch a new token even if one is cached"
+    )
+    parser.set_defaults(func=run_token)
+
+
+def run_token(args: argparse.Namespace) -> int:
+    """Print the token on stdout; errors go to stderr with exit status 1 (2 for usage)."""
+    from ._manager import TokenManager
+
+    appid = args.appid or os.environ.get("WECHAT_APPID")
+    secret = args.secret or os.environ.get("WECHAT_APPSECRET")
+    if not appid or not secret:
+        print(
+            "wxauth token: give --appid/--secret or set WECHAT_APPID and WECHAT_APPSECRET",
+            file=sys.stderr,
+        )
+        return 2
+    options: dict[str, object] = {"timeout": args.timeout, "source": args.source}
+    if args.api_base:
+        options["api_base"] = args.api_base
+    try:
+        store = open_store(args.store)
+    except (ValueError, WxAuthError, OSError, ImportError) as exc:
+        print(f"wxauth token: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with TokenManager(appid, secret, store=store, **options) as manager:  # type: ignore[arg-type]
+            token = manager.refresh() if args.refresh else manager.get_token()
+    except WxAuthError as exc:
+        print(f"wxauth token: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(token)
+    return 0
