@@ -1,0 +1,123 @@
+"""Shared fixtures: a real ``redis-server`` of the test session's own.
+
+The server is started once per session on a free loopback port, with persistence off
+and its files in a temporary directory, and killed at the end. Tests that need it get
+an empty database (flushed before and after each test). Without the ``redis-server``
+binary those tests are skipped, except under CI (``CI=true``), where a missing binary
+is an install step that went missing and fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+#: Seconds a fresh redis-server gets to answer PING.
+REDIS_START_TIMEOUT = 10.0
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_redis_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``redis-server`` on a free loopback port; return the process and its URL.
+
+    Raises ``FileNotFoundError`` when the binary is missing and ``RuntimeError`` when it
+    does not answer PING in time."""
+    import redis
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise FileNotFoundError("redis-server")
+    last_log = ""
+    for _attempt in range(3):  # a free port can be taken between probe and bind
+        port = _free_port()
+        log = workdir / f"redis-{port}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [
+                    binary,
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(workdir),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        url = f"redis://127.0.0.1:{port}/0"
+        client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+        deadline = time.monotonic() + REDIS_START_TIMEOUT
+        try:
+            while time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    if client.ping():
+                        return proc, url
+                except redis.exceptions.ConnectionError:
+                    time.sleep(0.02)
+        finally:
+            client.close()
+        stop_redis_server(proc)
+        last_log = log.read_text(errors="replace")[-2000:]
+    raise RuntimeError(f"redis-server did not answer PING; its log ends with:\n{last_log}")
+
+
+def stop_redis_server(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server started by :func:`start_redis_server` (kill if it lingers)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL (``redis://127.0.0.1:PORT/0``) of this session's own redis-server."""
+    try:
+        proc, url = start_redis_server(tmp_path_factory.mktemp("redis"))
+    except FileNotFoundError:
+        message = (
+            "redis-server binary not found: install Debian's redis-server package "
+            "(.ci/run does) to run the Redis tests"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield url
+    finally:
+        stop_redis_server(proc)
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> Iterator[str]:
+    """The session's redis-server URL, with an empty database for this test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server)
+    try:
+        client.flushdb()
+        yield redis_server
+        client.flushdb()
+    finally:
+        client.close()

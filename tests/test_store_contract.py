@@ -1,0 +1,377 @@
+"""The store contract: every store (memory, file, Redis) runs this suite unchanged.
+
+``store`` and ``peer`` are two handles on the same data: for a shared store a second
+instance, as another process would open it; for the private :class:`MemoryStore` the
+same instance. Tests about other processes (a holder killed, a lease overrun) apply to
+shared stores only, and say so when they skip.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import wxauth
+from wxauth import FileStore, MemoryStore, RedisStore, Token, TokenStore
+
+KEY = "token:classic:wxcontract0001"
+OTHER = "token:classic:wxcontract0002"
+
+StoreFactory = Callable[[], TokenStore]
+
+
+def token(value: str = "T-1", fetched_at: float = 1_800_000_000.0, life: float = 7200.0) -> Token:
+    return Token(value=value, expires_at=fetched_at + life, fetched_at=fetched_at)
+
+
+@pytest.fixture(params=["memory", "file", "redis"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def spec(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> tuple[str, str]:
+    """What a child process needs to open the same store: (kind, path or URL)."""
+    if kind == "file":
+        return kind, str(tmp_path / "tokens")
+    if kind == "redis":
+        return kind, str(request.getfixturevalue("redis_url"))
+    return kind, ""
+
+
+@pytest.fixture
+def opener(spec: tuple[str, str]) -> Iterator[StoreFactory]:
+    """Opens handles on one store; all of them are closed after the test."""
+    kind, where = spec
+    opened: list[TokenStore] = []
+    memory = MemoryStore()
+
+    def open_store() -> TokenStore:
+        store: TokenStore
+        if kind == "memory":
+            store = memory
+        elif kind == "file":
+            store = FileStore(where)
+        else:
+            store = RedisStore.from_url(where, prefix="wxauth-contract:")
+        opened.append(store)
+        return store
+
+    yield open_store
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(opener: StoreFactory) -> TokenStore:
+    return opener()
+
+
+@pytest.fixture
+def peer(opener: StoreFactory) -> TokenStore:
+    return opener()
+
+
+def needs_shared(store: TokenStore) -> None:
+    if not store.shared:
+        pytest.skip(f"{type(store).__name__} is private to one process: leases are moot")
+
+
+# -- tokens ------------------------------------------------------------------------------
+
+
+def test_get_missing_is_none(store: TokenStore) -> None:
+    """A key never written reads as None."""
+    assert store.get(KEY) is None
+
+
+def test_set_then_get_round_trips_exactly(store: TokenStore, peer: TokenStore) -> None:
+    """What one handle writes, another reads back field for field (floats exact)."""
+    written = Token("v-" + "x" * 600, expires_at=1_800_007_200.123456, fetched_at=1_800_000_000.5)
+    assert store.set(KEY, written) is True
+    assert peer.get(KEY) == written
+    assert peer.get(OTHER) is None
+
+
+def test_set_unless_newer_keeps_the_newer_token(store: TokenStore, peer: TokenStore) -> None:
+    """A slow writer with an older token never overwrites a newer one."""
+    newer, older = token("new", 1_800_000_100.0), token("old", 1_800_000_000.0)
+    assert store.set(KEY, newer) is True
+    assert peer.set(KEY, older) is False
+    assert store.get(KEY) == newer
+    later = token("later", 1_800_000_200.0)
+    assert peer.set(KEY, later) is True
+    assert store.get(KEY) == later
+
+
+def test_set_with_equal_fetched_at_overwrites(store: TokenStore) -> None:
+    """Only a strictly newer stored token wins; a tie is written."""
+    store.set(KEY, token("a"))
+    assert store.set(KEY, token("b")) is True
+    stored = store.get(KEY)
+    assert stored == token("b")
+
+
+def test_delete_if_only_deletes_the_value_seen(store: TokenStore, peer: TokenStore) -> None:
+    """Compare-and-delete: a stale value changes nothing, the current one is dropped."""
+    assert store.delete_if(KEY, "T-1") is False  # nothing stored
+    store.set(KEY, token("T-2"))
+    assert peer.delete_if(KEY, "T-1") is False
+    assert store.get(KEY) == token("T-2")
+    assert peer.delete_if(KEY, "T-2") is True
+    assert store.get(KEY) is None
+    assert peer.delete_if(KEY, "T-2") is False
+
+
+def test_keys_are_independent(store: TokenStore) -> None:
+    """Writing or deleting one key leaves another alone."""
+    store.set(KEY, token("one"))
+    store.set(OTHER, token("two"))
+    assert store.delete_if(KEY, "one") is True
+    assert store.get(OTHER) == token("two")
+
+
+# -- meta --------------------------------------------------------------------------------
+
+
+def test_meta_round_trip_and_overwrite(store: TokenStore, peer: TokenStore) -> None:
+    """Meta records are read back by another handle and replaced by a later write."""
+    assert store.get_meta(KEY) is None
+    store.set_meta(KEY, '{"n": 1}', ttl=60)
+    assert peer.get_meta(KEY) == '{"n": 1}'
+    peer.set_meta(KEY, "second", ttl=60)
+    assert store.get_meta(KEY) == "second"
+
+
+def test_meta_never_collides_with_tokens(store: TokenStore) -> None:
+    """A meta key and a token key with the same text are different records."""
+    store.set(KEY, token("tok"))
+    store.set_meta(KEY, "meta", ttl=60)
+    assert store.get(KEY) == token("tok")
+    assert store.get_meta(KEY) == "meta"
+    assert store.delete_if(KEY, "tok") is True
+    assert store.get_meta(KEY) == "meta"
+
+
+def test_meta_expires_after_its_ttl(store: TokenStore) -> None:
+    """A meta record is gone once its ttl (real time) has passed; a long one stays."""
+    store.set_meta(KEY, "short", ttl=0.05)
+    store.set_meta(OTHER, "long", ttl=3600)
+    deadline = time.monotonic() + 5.0  # a safety net: the ttl is 50 ms
+    while store.get_meta(KEY) is not None:
+        assert time.monotonic() < deadline, "the 50 ms meta record outlived 5 s"
+        time.sleep(0.01)
+    assert store.get_meta(OTHER) == "long"
+
+
+# -- locks -------------------------------------------------------------------------------
+
+
+def test_lock_is_exclusive_until_released(store: TokenStore, peer: TokenStore) -> None:
+    """While one holder has the lock, nobody else gets it; after release, one does."""
+    held = store.lock(KEY, lease=30)
+    assert held.acquire(blocking=False) is True
+    other = peer.lock(KEY, lease=30)
+    assert other.acquire(blocking=False) is False
+    started = time.monotonic()
+    assert other.acquire(timeout=0.2) is False
+    assert time.monotonic() - started >= 0.15  # it did wait for its timeout
+    independent = peer.lock(OTHER, lease=30)
+    assert independent.acquire(blocking=False) is True  # another key: free
+    independent.release()
+    held.release()
+    assert other.acquire(blocking=False) is True
+    other.release()
+
+
+def test_lock_as_context_manager(store: TokenStore, peer: TokenStore) -> None:
+    """``with store.lock(...)`` holds the lock inside the block only."""
+    with store.lock(KEY, lease=30):
+        assert peer.lock(KEY, lease=30).acquire(blocking=False) is False
+    again = peer.lock(KEY, lease=30)
+    assert again.acquire(blocking=False) is True
+    again.release()
+
+
+def test_release_of_a_lock_not_held_raises(store: TokenStore) -> None:
+    """Releasing a lock that was never acquired is a bug, reported as RuntimeError."""
+    with pytest.raises(RuntimeError):
+        store.lock(KEY, lease=30).release()
+
+
+def test_waiter_picks_up_the_token_the_holder_wrote(store: TokenStore, peer: TokenStore) -> None:
+    """A blocked waiter gets the lock when the holder releases and reads its token."""
+    holder = store.lock(KEY, lease=30)
+    assert holder.acquire()
+    seen: list[Token | None] = []
+    waiting = threading.Event()
+
+    def waiter() -> None:
+        lock = peer.lock(KEY, lease=30)
+        waiting.set()
+        assert lock.acquire(timeout=10)
+        try:
+            seen.append(peer.get(KEY))
+        finally:
+            lock.release()
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    waiting.wait(5)
+    store.set(KEY, token("from-holder"))
+    holder.release()
+    thread.join(10)
+    assert seen == [token("from-holder")]
+
+
+def test_lease_overrun_is_taken_over_without_freeing_the_successor(
+    store: TokenStore, peer: TokenStore
+) -> None:
+    """A live holder past its lease loses the lock; its late release does not free
+    the lock its successor now holds."""
+    needs_shared(store)
+    stale = store.lock(KEY, lease=0.2)
+    assert stale.acquire(blocking=False)
+    successor = peer.lock(KEY, lease=30)
+    assert successor.acquire(timeout=10) is True  # after the 0.2 s lease
+    stale.release()  # too late: must not release the successor's lock
+    third = peer.lock(KEY, lease=30)
+    assert third.acquire(blocking=False) is False
+    successor.release()
+    assert third.acquire(blocking=False) is True
+    third.release()
+
+
+_HOLDER = """
+import sys, time
+from wxauth import FileStore, RedisStore
+kind, where, key, lease = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+if kind == "file":
+    store = FileStore(where)
+else:
+    store = RedisStore.from_url(where, prefix="wxauth-contract:")
+lock = store.lock(key, lease=lease)
+assert lock.acquire(blocking=False)
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_lock_of_a_killed_holder_is_taken_over_within_the_lease(
+    store: TokenStore, spec: tuple[str, str]
+) -> None:
+    """A holder SIGKILLed while holding the lock does not block the others for longer
+    than its lease."""
+    needs_shared(store)
+    lease = 2.0
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, spec[0], spec[1], KEY, str(lease)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "held"
+        assert store.lock(KEY, lease=30).acquire(blocking=False) is False
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(10)
+        killed = time.monotonic()
+        lock = store.lock(KEY, lease=30)
+        assert lock.acquire(timeout=lease + 5) is True
+        assert time.monotonic() - killed <= lease + 0.5
+        lock.release()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+
+
+# -- threads racing ----------------------------------------------------------------------
+
+
+def run_threads(count: int, target: Callable[[int], None]) -> None:
+    start = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            start.wait(10)
+            target(i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(t.is_alive() for t in threads), "a racing thread hung"
+    assert not errors, errors
+
+
+def test_racing_lock_holders_never_overlap(opener: StoreFactory) -> None:
+    """8 threads x 8 read-increment-write cycles under the lock lose no increment."""
+    handles = [opener() for _ in range(2)]
+    inside = threading.Lock()
+
+    def work(i: int) -> None:
+        handle = handles[i % 2]
+        for _ in range(8):
+            with handle.lock(KEY, lease=30):
+                assert inside.acquire(blocking=False), "two holders at once"
+                try:
+                    count = int(handle.get_meta("counter") or 0)
+                    handle.set_meta("counter", str(count + 1), ttl=60)
+                finally:
+                    inside.release()
+
+    run_threads(8, work)
+    assert handles[0].get_meta("counter") == "64"
+
+
+def test_racing_writers_leave_the_newest_token(opener: StoreFactory) -> None:
+    """Whatever order 16 concurrent writers land in, the newest token stays."""
+    handles = [opener() for _ in range(2)]
+    results: dict[int, bool] = {}
+
+    def write(i: int) -> None:
+        results[i] = handles[i % 2].set(KEY, token(f"T{i}", 1_800_000_000.0 + i))
+
+    run_threads(16, write)
+    assert handles[0].get(KEY) == token("T15", 1_800_000_015.0)
+    assert results[15] is True
+
+
+def test_racing_invalidations_drop_once(opener: StoreFactory) -> None:
+    """16 callers reporting the same rejected token: exactly one drop."""
+    handles = [opener() for _ in range(2)]
+    handles[0].set(KEY, token("rejected"))
+    dropped: list[bool] = []
+
+    def invalidate(i: int) -> None:
+        dropped.append(handles[i % 2].delete_if(KEY, "rejected"))
+
+    run_threads(16, invalidate)
+    assert dropped.count(True) == 1
+    assert handles[1].get(KEY) is None
+
+
+def test_shared_flag_and_safe_repr(store: TokenStore) -> None:
+    """Shared stores say so; no repr shows a token."""
+    store.set(KEY, token("SECRET-TOKEN-VALUE"))
+    assert store.shared is (not isinstance(store, MemoryStore))
+    assert "SECRET-TOKEN-VALUE" not in repr(store)
+    assert "SECRET-TOKEN-VALUE" not in repr(store.lock(KEY, lease=1))
+
+
+def test_stores_are_exported() -> None:
+    """FileStore and RedisStore are part of the public API."""
+    assert {"FileStore", "RedisStore"} <= set(wxauth.__all__)
