@@ -53,6 +53,10 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "wxauth-emulator"
     sys_version = ""
+    # One buffered write per answer, sent without Nagle: otherwise every keep-alive
+    # request waits ~40 ms for a delayed ACK.
+    wbufsize = -1
+    disable_nagle_algorithm = True
 
     def _answer(self) -> None:
         server = cast(_HTTPServer, self.server)
@@ -139,7 +143,7 @@ class EmulatorServer:
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._httpd.serve_forever,
-                kwargs={"poll_interval": 0.05},
+                kwargs={"poll_interval": 0.01},
                 name=f"wxauth-emulator-{self.port}",
                 daemon=True,
             )
