@@ -110,12 +110,14 @@ class FileStore(TokenStore):
                 "use RedisStore (or MemoryStore in a single process) on Windows"
             )
         self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreError(f"FileStore path {self.path} is not a directory")
         try:
             self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"cannot create the FileStore directory {self.path}: {exc}") from None
-        if not self.path.is_dir():
-            raise StoreError(f"FileStore path {self.path} is not a directory")
+            raise StoreError(
+                f"cannot create the FileStore directory {self.path}: {exc.strerror}"
+            ) from None
 
     # -- file helpers ----------------------------------------------------------------
 
