@@ -170,10 +170,12 @@ class MemoryStore(TokenStore):
         self._locks: dict[str, threading.Lock] = {}
 
     def _after_fork(self) -> None:
-        tokens = dict(self._tokens.items())
-        self._reset()
-        for key, token in tokens.items():
-            self._tokens[key] = token
+        # Only the locks can come over held (by a parent thread that does not exist
+        # here). The caches stay as they are: rebuilding them lost the small records
+        # (refresh budget, force-refresh bookkeeping), and copying them item by item
+        # could raise KeyError for an entry expiring mid-copy.
+        self._mutex = threading.Lock()
+        self._locks = {}
 
     def get(self, key: str) -> Token | None:
         with self._mutex:
