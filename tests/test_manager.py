@@ -1,0 +1,612 @@
+"""TokenManager: when it fetches, single flight, compare-and-invalidate, refresh ahead,
+errors never cached, fork safety; plus the Token value and the default MemoryStore."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+import responses
+
+import wxauth
+
+APPID = "wxmanager00000001"
+SECRET = "manager-secret-8d1e4f0a9c2b7e35"
+TOKEN_URL = "https://api.weixin.qq.com/cgi-bin/token"
+START = 1_800_000_000.0
+
+
+class FakeClock:
+    """Epoch seconds that move only when the test says so."""
+
+    def __init__(self, start: float = START) -> None:
+        self._now = start
+
+    def now(self) -> float:
+        return self._now
+
+    __call__ = now
+
+    def advance(self, seconds: float) -> None:
+        self._now += seconds
+
+
+def make_token(n: int) -> str:
+    return f"ACCESS_TOKEN_{n:04d}_" + "x" * 120
+
+
+class TokenEndpoint:
+    """The classic token endpoint on a RequestsMock: issues ACCESS_TOKEN_0001_..., _0002_...
+
+    ``answers`` (JSON bodies) are served first, one per call; then tokens. ``gate`` makes
+    a call wait until it is set (in this process only); ``entered`` is set when a call
+    arrives; ``delay`` sleeps in each call to make concurrent callers overlap.
+    """
+
+    def __init__(self, rsps: responses.RequestsMock, *, expires_in: int = 7200) -> None:
+        self.expires_in = expires_in
+        self.answers: list[dict[str, object]] = []
+        self.issued: list[str] = []
+        self.requests: list[requests.PreparedRequest] = []
+        self.gate: threading.Event | None = None
+        self.entered = threading.Event()
+        self.delay = 0.0
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        rsps.add_callback(responses.GET, TOKEN_URL, callback=self._answer)
+
+    @property
+    def calls(self) -> int:
+        return len(self.requests)
+
+    def _answer(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        with self._lock:
+            self.requests.append(request)
+            answer = self.answers.pop(0) if self.answers else None
+        self.entered.set()
+        if self.gate is not None and os.getpid() == self._pid:
+            self.gate.wait(10)
+        if self.delay:
+            time.sleep(self.delay)
+        if answer is None:
+            with self._lock:
+                token = make_token(len(self.issued) + 1)
+                self.issued.append(token)
+            answer = {"access_token": token, "expires_in": self.expires_in}
+        return 200, {"Content-Type": "application/json"}, json.dumps(answer)
+
+
+@pytest.fixture
+def rsps() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def endpoint(rsps: responses.RequestsMock) -> TokenEndpoint:
+    return TokenEndpoint(rsps)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def manager(clock: Callable[[], float] | None = None, **options: object) -> wxauth.TokenManager:
+    options.setdefault("backoff", 0)
+    return wxauth.TokenManager(APPID, SECRET, clock=clock, **options)  # type: ignore[arg-type]
+
+
+def run_together(n: int, func: Callable[[int], object], timeout: float = 20) -> list[object]:
+    """Run ``func(i)`` in ``n`` threads released at once by a barrier; return results
+    (or the exceptions raised) in order."""
+    barrier = threading.Barrier(n)
+
+    def task(i: int) -> object:
+        barrier.wait(timeout)
+        try:
+            return func(i)
+        except Exception as exc:
+            return exc
+
+    with ThreadPoolExecutor(n) as pool:
+        futures = [pool.submit(task, i) for i in range(n)]
+        return [f.result(timeout) for f in futures]
+
+
+# -- fetching and caching ---------------------------------------------------------------
+
+
+def test_first_call_fetches_with_the_classic_query(
+    endpoint: TokenEndpoint, clock: FakeClock
+) -> None:
+    """GET /cgi-bin/token?grant_type=client_credential&appid=...&secret=... once."""
+    token = manager(clock).get_token()
+    assert token == make_token(1)
+    (request,) = endpoint.requests
+    assert request.method == "GET"
+    query = parse_qs(urlsplit(request.url or "").query)
+    assert query == {"grant_type": ["client_credential"], "appid": [APPID], "secret": [SECRET]}
+
+
+def test_token_is_cached_until_the_refresh_margin(
+    endpoint: TokenEndpoint, clock: FakeClock
+) -> None:
+    """expires_in 7200, margin 300: served from cache up to 6900 s, refetched at 6900 s."""
+    tokens = manager(clock, refresh_margin=300)
+    for _ in range(50):
+        assert tokens.get_token() == make_token(1)
+    clock.advance(6899)
+    assert tokens.get_token() == make_token(1)
+    assert endpoint.calls == 1
+    clock.advance(1)
+    assert tokens.get_token() == make_token(2)
+    assert endpoint.calls == 2
+
+
+def test_expires_in_is_taken_from_the_answer(
+    rsps: responses.RequestsMock, clock: FakeClock
+) -> None:
+    """A token granted for 3600 s is refetched at 3300 s, not at 6900 s."""
+    endpoint = TokenEndpoint(rsps, expires_in=3600)
+    tokens = manager(clock)
+    token = tokens.get()
+    assert token.expires_at == START + 3600
+    assert token.fetched_at == START
+    clock.advance(3299)
+    tokens.get_token()
+    assert endpoint.calls == 1
+    clock.advance(1)
+    tokens.get_token()
+    assert endpoint.calls == 2
+
+
+def test_short_lived_token_is_not_refetched_on_every_call(
+    rsps: responses.RequestsMock, clock: FakeClock
+) -> None:
+    """expires_in 60 with the default 300 s margin: the margin is capped at half the
+    lifetime, so the token serves 30 s of calls and is refetched once after that."""
+    endpoint = TokenEndpoint(rsps, expires_in=60)
+    tokens = manager(clock)
+    for _ in range(30):
+        for _ in range(10):
+            assert tokens.get_token() == make_token(1)
+        clock.advance(1)
+    assert endpoint.calls == 1
+    assert tokens.get_token() == make_token(2)
+    assert endpoint.calls == 2
+
+
+def test_zero_margin_refreshes_at_expiry(endpoint: TokenEndpoint, clock: FakeClock) -> None:
+    """refresh_margin=0 keeps a token until its expires_at."""
+    tokens = manager(clock, refresh_margin=0)
+    tokens.get_token()
+    clock.advance(7199.5)
+    assert tokens.get_token() == make_token(1)
+    clock.advance(0.5)
+    assert tokens.get_token() == make_token(2)
+
+
+def test_expired_token_is_never_served(endpoint: TokenEndpoint, clock: FakeClock) -> None:
+    """Past expiry the caller waits for a new token, even if that fetch fails."""
+    tokens = manager(clock)
+    tokens.get_token()
+    clock.advance(7200)
+    endpoint.answers.append({"errcode": 40013, "errmsg": "invalid appid"})
+    with pytest.raises(wxauth.CredentialError):
+        tokens.get_token()
+    assert tokens.get_token() == make_token(2)
+
+
+def test_refresh_fetches_whatever_the_cache_holds(
+    endpoint: TokenEndpoint, clock: FakeClock
+) -> None:
+    """refresh() forces a fetch and the new token is what get_token serves next."""
+    tokens = manager(clock)
+    assert tokens.get_token() == make_token(1)
+    assert tokens.refresh() == make_token(2)
+    assert tokens.get_token() == make_token(2)
+    assert endpoint.calls == 2
+
+
+def test_fetch_uses_the_given_session_timeout_and_api_base(
+    rsps: responses.RequestsMock, clock: FakeClock
+) -> None:
+    """session=, timeout= and api_base= reach the token request."""
+    seen: list[requests.PreparedRequest] = []
+    url = "https://wechat-proxy.example/wx/cgi-bin/token"
+
+    def answer(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        seen.append(request)
+        return 200, {}, json.dumps({"access_token": "A" * 40, "expires_in": 7200})
+
+    rsps.add_callback(responses.GET, url, callback=answer)
+    session = requests.Session()
+    session.headers["User-Agent"] = "wxauth-test-agent"
+    tokens = manager(
+        clock, session=session, timeout=3.5, api_base="https://wechat-proxy.example/wx/"
+    )
+    assert tokens.get_token() == "A" * 40
+    (request,) = seen
+    assert request.headers["User-Agent"] == "wxauth-test-agent"
+    assert request.req_kwargs["timeout"] == 3.5  # type: ignore[attr-defined]
+
+
+def test_token_lives_in_the_given_store(endpoint: TokenEndpoint, clock: FakeClock) -> None:
+    """Two managers on one store share its token: the second one does not fetch."""
+    store = wxauth.MemoryStore()
+    one, two = manager(clock, store=store), manager(clock, store=store)
+    first = one.get_token()
+    assert two.get_token() == first
+    assert endpoint.calls == 1
+    stored = store.get(one.key)
+    assert stored is not None
+    assert stored.value == first
+    assert stored.expires_at == START + 7200
+
+
+def test_default_clock_is_wall_clock_epoch_seconds(endpoint: TokenEndpoint) -> None:
+    """Without clock=, expiry is time.time() based (comparable across processes)."""
+    before = time.time()
+    token = manager().get()
+    assert before - 1 <= token.fetched_at <= time.time() + 1
+    assert token.expires_at == pytest.approx(token.fetched_at + 7200)
+
+
+def test_each_fetch_is_logged_at_info_with_appid_and_expires_in(
+    endpoint: TokenEndpoint, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Logger ``wxauth``: one INFO per fetch naming the appid and expires_in."""
+    caplog.set_level(logging.INFO, logger="wxauth")
+    tokens = manager(clock)
+    tokens.get_token()
+    tokens.get_token()
+    fetches = [
+        r
+        for r in caplog.records
+        if r.name == "wxauth" and r.levelno == logging.INFO and "7200" in r.getMessage()
+    ]
+    assert len(fetches) == 1
+    assert APPID in fetches[0].getMessage()
+
+
+# -- errors are never cached ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        ({"errcode": 40125, "errmsg": "invalid appsecret"}, wxauth.CredentialError),
+        ({"errcode": 45009, "errmsg": "reach max api daily quota limit"}, wxauth.QuotaError),
+        ({"errcode": -1, "errmsg": "system error"}, wxauth.TokenFetchError),
+        ({"expires_in": 7200}, wxauth.TokenFetchError),
+    ],
+)
+def test_an_error_is_never_cached(
+    endpoint: TokenEndpoint,
+    clock: FakeClock,
+    answer: dict[str, object],
+    error: type[Exception],
+) -> None:
+    """A failed fetch raises; the next call fetches again and succeeds."""
+    tokens = manager(clock, retries=0)
+    endpoint.answers.append(answer)
+    with pytest.raises(error):
+        tokens.get_token()
+    assert tokens.peek() is None
+    assert tokens.get_token() == make_token(1)
+    assert endpoint.calls == 2
+
+
+def test_failed_refresh_ahead_keeps_serving_the_valid_token(
+    endpoint: TokenEndpoint, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Inside the margin a failing fetch does not break callers while the old token is
+    still valid (WARNING logged); once it expires the error is raised."""
+    caplog.set_level(logging.WARNING, logger="wxauth")
+    tokens = manager(clock, retries=0)
+    tokens.get_token()
+    clock.advance(7000)
+    endpoint.answers.extend([{"errcode": -1, "errmsg": "system error"}] * 10)
+    assert tokens.get_token() == make_token(1)
+    assert any(r.levelno == logging.WARNING and APPID in r.getMessage() for r in caplog.records)
+    clock.advance(200)
+    with pytest.raises(wxauth.TokenFetchError):
+        tokens.get_token()
+
+
+# -- compare-and-invalidate ---------------------------------------------------------------------
+
+
+def test_invalidate_is_compare_and_delete(endpoint: TokenEndpoint, clock: FakeClock) -> None:
+    """invalidate(t) drops the cache only if it still holds t, and says whether it did."""
+    tokens = manager(clock)
+    assert tokens.invalidate("never-issued") is False  # empty cache
+    current = tokens.get_token()
+    assert tokens.invalidate("some-other-token") is False
+    assert tokens.get_token() == current  # untouched: no fetch
+    assert endpoint.calls == 1
+    assert tokens.invalidate(current) is True
+    assert tokens.invalidate(current) is False  # already gone
+    fresh = tokens.get_token()
+    assert fresh != current
+    assert endpoint.calls == 2
+    assert tokens.invalidate(current) is False  # stale report: the fresh token stays
+    assert tokens.get_token() == fresh
+    assert endpoint.calls == 2
+
+
+# -- single flight --------------------------------------------------------------------------------
+
+
+def test_32_threads_cold_start_make_exactly_one_fetch(
+    endpoint: TokenEndpoint, clock: FakeClock
+) -> None:
+    """32 threads released together on an empty cache share one slow fetch."""
+    endpoint.delay = 0.3
+    tokens = manager(clock)
+    results = run_together(32, lambda _: tokens.get_token())
+    assert results == [make_token(1)] * 32
+    assert endpoint.calls == 1
+
+
+def test_32_threads_invalidating_the_same_stale_token_make_exactly_one_fetch(
+    endpoint: TokenEndpoint, clock: FakeClock
+) -> None:
+    """All 32 saw 40001 for the same token: one drop, one new fetch, one new token."""
+    tokens = manager(clock)
+    stale = tokens.get_token()
+    endpoint.delay = 0.2
+
+    def saw_40001(_: int) -> tuple[bool, str]:
+        return tokens.invalidate(stale), tokens.get_token()
+
+    results = run_together(32, saw_40001)
+    assert endpoint.calls == 2
+    dropped = [d for d, _ in results]  # type: ignore[misc]
+    assert dropped.count(True) == 1
+    assert {t for _, t in results} == {make_token(2)}  # type: ignore[misc]
+
+
+def test_concurrent_callers_share_the_error_of_the_fetch(
+    endpoint: TokenEndpoint, clock: FakeClock
+) -> None:
+    """Callers waiting on a failing fetch all get its error; there is one call."""
+    endpoint.answers.append({"errcode": 40125, "errmsg": "invalid appsecret"})
+    endpoint.delay = 0.3
+    tokens = manager(clock)
+    results = run_together(8, lambda _: tokens.get_token())
+    assert all(isinstance(r, wxauth.CredentialError) for r in results), results
+    assert endpoint.calls == 1
+
+
+def test_refresh_ahead_serves_the_old_token_without_waiting(
+    endpoint: TokenEndpoint, clock: FakeClock
+) -> None:
+    """While one caller fetches inside the margin, every other caller gets the still-valid
+    token at once: they return while the fetch is provably still blocked."""
+    tokens = manager(clock)
+    old = tokens.get_token()
+    clock.advance(7000)  # inside the 300 s margin, 200 s before expiry
+    endpoint.gate = threading.Event()
+    endpoint.entered.clear()
+    with ThreadPoolExecutor(9) as pool:
+        leader = pool.submit(tokens.get_token)
+        try:
+            assert endpoint.entered.wait(5), "the refresh-ahead fetch never started"
+            others = [pool.submit(tokens.get_token) for _ in range(8)]
+            served = [f.result(timeout=3) for f in others]
+            assert served == [old] * 8
+            assert not leader.done()  # the fetch was still in flight meanwhile
+        finally:
+            endpoint.gate.set()
+        assert leader.result(timeout=5) == make_token(2)
+    assert tokens.get_token() == make_token(2)
+    assert endpoint.calls == 2
+
+
+def test_without_a_valid_token_callers_wait_for_the_fetch(
+    endpoint: TokenEndpoint, clock: FakeClock
+) -> None:
+    """Past expiry nobody gets the old token: followers wait for the leader's new one."""
+    tokens = manager(clock)
+    tokens.get_token()
+    clock.advance(7200)
+    endpoint.gate = threading.Event()
+    endpoint.entered.clear()
+    with ThreadPoolExecutor(5) as pool:
+        leader = pool.submit(tokens.get_token)
+        assert endpoint.entered.wait(5)
+        followers = [pool.submit(tokens.get_token) for _ in range(4)]
+        time.sleep(0.1)  # give a wrong implementation the chance to answer early
+        assert not any(f.done() for f in followers)
+        endpoint.gate.set()
+        assert {f.result(timeout=5) for f in [leader, *followers]} == {make_token(2)}
+    assert endpoint.calls == 2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="_manager.py: each TokenManager gets a private MemoryStore and its own flight, "
+    "so two managers of one appid (the issue's own WxAuth + TokenManager example) fetch "
+    "twice and retire each other's tokens",
+)
+def test_one_fetch_per_appid_per_process_across_managers(endpoint: TokenEndpoint) -> None:
+    """The issue's example builds WxAuth(appid, secret) and TokenManager(appid, secret)
+    side by side: they must share one token, not fetch one each."""
+    auth = wxauth.WxAuth(APPID, SECRET)
+    tokens = wxauth.TokenManager(APPID, SECRET)
+    assert auth.get_token() == tokens.get_token()
+    assert endpoint.calls == 1
+
+
+# -- fork ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_while_another_thread_holds_the_fetch(endpoint: TokenEndpoint) -> None:
+    """A child forked while a thread of the parent is inside a fetch (holding the flight
+    and the store lock) inherits no held lock: it fetches its own token at once."""
+    tokens = manager(timeout=1, retries=0, lock_timeout=1)
+    endpoint.gate = threading.Event()  # blocks the parent's fetch only
+    with ThreadPoolExecutor(1) as pool:
+        parent_fetch = pool.submit(tokens.get_token)
+        try:
+            assert endpoint.entered.wait(5)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork + threads
+                pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the child
+                code = 3
+                try:
+                    code = 0 if tokens.get_token().startswith("ACCESS_TOKEN_") else 1
+                except BaseException:
+                    code = 2
+                finally:
+                    os._exit(code)
+            status = wait_for_child(pid, timeout=20)
+        finally:
+            endpoint.gate.set()
+        parent_fetch.result(timeout=5)
+    assert os.WIFEXITED(status), f"child status {status}"
+    assert os.WEXITSTATUS(status) == 0, f"child exit code {os.WEXITSTATUS(status)}"
+
+
+def wait_for_child(pid: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.02)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child hung: a lock was inherited in a held state")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_memory_store_in_a_forked_child_keeps_its_records_and_frees_its_locks() -> None:
+    """A MemoryStore copied by fork keeps its token and small records, and its per-key lock
+    (held by a parent thread at fork time) is free in the child."""
+    store = wxauth.MemoryStore()
+    store.set("k", wxauth.Token.issued("T" * 40, 7200, time.time()))
+    store.set_meta("k:budget", "[1, 2]", ttl=600)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store.lock("k", lease=30):
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(5)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 3
+            try:
+                token = store.get("k")
+                if token is None or token.value != "T" * 40:
+                    code = 10  # the token was lost
+                elif store.get_meta("k:budget") != "[1, 2]":
+                    code = 11  # the small records were lost
+                elif not store.lock("k", lease=30).acquire(timeout=2):
+                    code = 12  # the lock came over held
+                else:
+                    code = 0
+            except BaseException:
+                code = 2
+            finally:
+                os._exit(code)
+        status = wait_for_child(pid, timeout=20)
+    finally:
+        release.set()
+        holder.join(5)
+    assert os.WIFEXITED(status), f"child status {status}"
+    assert os.WEXITSTATUS(status) == 0, f"child exit code {os.WEXITSTATUS(status)}"
+
+
+# -- Token ----------------------------------------------------------------------------------------
+
+
+def test_token_lifetime_and_refresh_point() -> None:
+    """refresh_at is expires_at minus the margin, the margin capped at half the lifetime."""
+    token = wxauth.Token.issued("T" * 40, 7200, START)
+    assert token.lifetime == 7200
+    assert token.refresh_at(300) == START + 6900
+    short = wxauth.Token.issued("T" * 40, 60, START)
+    assert short.refresh_at(300) == START + 30
+    assert not short.needs_refresh(START + 29.9, 300)
+    assert short.needs_refresh(START + 30, 300)
+    assert not token.is_expired(START + 7199.9)
+    assert token.is_expired(START + 7200)
+
+
+def test_token_json_round_trip() -> None:
+    """to_json/from_json is how shared stores keep a token."""
+    token = wxauth.Token.issued("T" * 512, 7200, START)
+    assert wxauth.Token.from_json(token.to_json()) == token
+    assert wxauth.Token.from_json(token.to_json().encode()) == token
+
+
+@pytest.mark.parametrize("record", ['{"value": "x"}', "[1, 2]", '"text"', "not json"])
+def test_token_from_a_malformed_record_is_a_value_error(record: str) -> None:
+    """A damaged record raises ValueError, never KeyError/TypeError."""
+    with pytest.raises(ValueError):
+        wxauth.Token.from_json(record)
+
+
+# -- MemoryStore ----------------------------------------------------------------------------------
+
+
+def test_memory_store_write_unless_newer_and_compare_and_delete() -> None:
+    """set() never replaces a later-fetched token; delete_if() compares the value."""
+    store = wxauth.MemoryStore()
+    newer = wxauth.Token.issued("NEW" * 10, 7200, START + 10)
+    older = wxauth.Token.issued("OLD" * 10, 7200, START)
+    assert store.set("k", newer) is True
+    assert store.set("k", older) is False
+    assert store.get("k") == newer
+    assert store.delete_if("k", older.value) is False
+    assert store.get("k") == newer
+    assert store.delete_if("k", newer.value) is True
+    assert store.get("k") is None
+    assert store.delete_if("missing", "x") is False
+
+
+def test_memory_store_lock_is_per_key_and_exclusive() -> None:
+    """The single-flight lock of a key excludes a second holder; other keys are free."""
+    store = wxauth.MemoryStore()
+    first = store.lock("a", lease=30)
+    assert first.acquire(blocking=False)
+    try:
+        assert not store.lock("a", lease=30).acquire(blocking=False)
+        assert not store.lock("a", lease=30).acquire(timeout=0.05)
+        other = store.lock("b", lease=30)
+        assert other.acquire(blocking=False)
+        other.release()
+    finally:
+        first.release()
+    with store.lock("a", lease=30):
+        pass
+
+
+def test_memory_store_meta_records() -> None:
+    """Small records round-trip and are separate from tokens."""
+    store = wxauth.MemoryStore()
+    assert store.get_meta("k") is None
+    store.set_meta("k", "value", ttl=60)
+    assert store.get_meta("k") == "value"
+    assert store.get("k") is None
