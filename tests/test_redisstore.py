@@ -15,6 +15,8 @@ import redis
 from wxauth import RedisStore, StoreError, Token, TokenManager
 from wxauth.testing import FakeWeChat
 
+pytestmark = pytest.mark.redis
+
 KEY = "token:classic:wxredis0001"
 VALUE = "REDIS-TOKEN-VALUE-0123456789"
 

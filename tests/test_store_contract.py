@@ -32,7 +32,7 @@ def token(value: str = "T-1", fetched_at: float = 1_800_000_000.0, life: float =
     return Token(value=value, expires_at=fetched_at + life, fetched_at=fetched_at)
 
 
-@pytest.fixture(params=["memory", "file", "redis"])
+@pytest.fixture(params=["memory", "file", pytest.param("redis", marks=pytest.mark.redis)])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
