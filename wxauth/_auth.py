@@ -144,8 +144,11 @@ class WxAuth(requests.auth.AuthBase):
             extract_cookies_to_jar(retry._cookies, original, response.raw)  # type: ignore[attr-defined,no-untyped-call]
             retry.prepare_cookies(retry._cookies)  # type: ignore[attr-defined]
         retry.url = set_access_token(retry.url or "", fresh)
-        if position is not None:
-            retry.body.seek(position)  # type: ignore[union-attr]
+        # A transport may have swapped the file for the bytes it read (``responses``
+        # does): then there is nothing to rewind.
+        seek = getattr(retry.body, "seek", None)
+        if position is not None and seek is not None:
+            seek(position)
         # Straight to the adapter, as HTTPDigestAuth does: response hooks do not run
         # again, so the retry cannot recurse into another retry.
         second: requests.Response = response.connection.send(retry, **send_kwargs)
