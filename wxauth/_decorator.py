@@ -49,6 +49,21 @@ def _rejected_code(outcome: object) -> int | None:
     return None
 
 
+def _token_given(
+    wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], param: str
+) -> bool:
+    """Whether the caller passed ``param`` themselves, by keyword or by position."""
+    if param in kwargs:
+        return True
+    if not args:
+        return False
+    try:
+        bound = inspect.signature(wrapped).bind_partial(*args)
+    except (TypeError, ValueError):  # no signature, or too many arguments: not ours
+        return False
+    return param in bound.arguments
+
+
 def _warn_retry(name: str, code: int, token: str) -> None:
     logger.warning(
         "%s got errcode %d with token %s; refreshing and calling it once more",
@@ -68,10 +83,10 @@ def with_access_token(
     :class:`WeChatAPIError` with errcode 40001/40014/42001, or returns a mapping or a
     :class:`requests.Response` that carries one, the token is invalidated and the
     function is called once more with a fresh one; a second failure is returned or
-    raised as it is. A caller that passes ``param`` explicitly gets exactly that token
-    and no retry. Works on functions, methods, static and class methods and
-    ``async def`` functions (their token fetches run in a worker thread, so the event
-    loop is never blocked by one).
+    raised as it is. A caller that passes ``param`` explicitly (by keyword or by
+    position) gets exactly that token and no retry. Works on functions, methods, static
+    and class methods and ``async def`` functions (their token fetches run in a worker
+    thread, so the event loop is never blocked by one).
     """
     provider: TokenProvider = source.manager if isinstance(source, WxAuth) else source
     if not callable(getattr(provider, "get_token", None)) or not callable(
@@ -131,7 +146,7 @@ def with_access_token(
 
     @wrapt.decorator
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-        if param in kwargs:
+        if _token_given(wrapped, args, kwargs, param):
             return wrapped(*args, **kwargs)
         if inspect.iscoroutinefunction(wrapped):
             return call_async(wrapped, args, kwargs)
