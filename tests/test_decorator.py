@@ -1,0 +1,558 @@
+"""@with_access_token: the token as a keyword, one retry on an expired errcode (raised,
+returned as a mapping, or returned as a Response), on every kind of callable."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+import responses
+
+import wxauth
+
+APPID = "wxdecorator000001"
+SECRET = "decorator-secret-71c0e2b9a4f35d86"
+TOKEN_URL = "https://api.weixin.qq.com/cgi-bin/token"
+MENU_URL = "https://api.weixin.qq.com/cgi-bin/get_current_selfmenu_info"
+OK = {"errcode": 0, "errmsg": "ok"}
+
+
+def make_token(n: int) -> str:
+    return f"ACCESS_TOKEN_{n:04d}_" + "z" * 120
+
+
+def expired(errcode: int = 40001) -> dict[str, object]:
+    return {"errcode": errcode, "errmsg": "token rejected"}
+
+
+class Provider:
+    """A duck-typed token source: ``get_token()`` and ``invalidate(token)``, counting."""
+
+    def __init__(self) -> None:
+        self.issued: list[str] = []
+        self.invalidated: list[str] = []
+        self.current: str | None = None
+        self.gets = 0
+        self._lock = threading.Lock()
+
+    def get_token(self) -> str:
+        with self._lock:
+            self.gets += 1
+            if self.current is None:
+                self.current = f"tok-{len(self.issued) + 1}"
+                self.issued.append(self.current)
+            return self.current
+
+    def invalidate(self, token: str) -> bool:
+        with self._lock:
+            self.invalidated.append(token)
+            if token == self.current:
+                self.current = None
+                return True
+            return False
+
+
+class TokenEndpoint:
+    """The classic token endpoint on a RequestsMock, issuing make_token(1), (2), ..."""
+
+    def __init__(self, rsps: responses.RequestsMock) -> None:
+        self.issued: list[str] = []
+        self.gate: threading.Event | None = None
+        self.gate_was_open: list[bool] = []
+        rsps.add_callback(responses.GET, TOKEN_URL, callback=self._answer)
+
+    def _answer(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        if self.gate is not None:
+            self.gate_was_open.append(self.gate.wait(3))
+        token = make_token(len(self.issued) + 1)
+        self.issued.append(token)
+        return 200, {}, json.dumps({"access_token": token, "expires_in": 7200})
+
+
+@pytest.fixture
+def rsps() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def endpoint(rsps: responses.RequestsMock) -> TokenEndpoint:
+    return TokenEndpoint(rsps)
+
+
+@pytest.fixture
+def provider() -> Provider:
+    return Provider()
+
+
+def menu_api(rsps: responses.RequestsMock, valid: str) -> list[requests.PreparedRequest]:
+    """MENU_URL answering ok for the token ``valid`` and 40001 for any other."""
+    seen: list[requests.PreparedRequest] = []
+
+    def answer(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        seen.append(request)
+        token = parse_qs(urlsplit(request.url or "").query).get("access_token")
+        body = OK if token == [valid] else expired(40001)
+        return 200, {"Content-Type": "application/json"}, json.dumps(body)
+
+    rsps.add_callback(responses.GET, MENU_URL, callback=answer)
+    return seen
+
+
+# -- plain functions ----------------------------------------------------------------------------
+
+
+def test_the_token_is_passed_as_a_keyword(provider: Provider) -> None:
+    """The function gets ``access_token=<token>`` and its result comes back."""
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    @wxauth.with_access_token(provider)
+    def send(openid: str, *, text: str, access_token: str) -> str:
+        calls.append(((openid,), {"text": text, "access_token": access_token}))
+        return "sent"
+
+    assert send("OPENID", text="hi") == "sent"
+    assert calls == [(("OPENID",), {"text": "hi", "access_token": "tok-1"})]
+    assert provider.invalidated == []
+
+
+def test_metadata_and_signature_are_kept(provider: Provider) -> None:
+    """The decorated function keeps its name, docstring and signature."""
+
+    def get_menu(lang: str = "zh_CN", *, access_token: str) -> dict[str, Any]:
+        """Read the menu."""
+        return {}
+
+    decorated = wxauth.with_access_token(provider)(get_menu)
+    assert decorated.__name__ == "get_menu"
+    assert decorated.__doc__ == "Read the menu."
+    assert inspect.signature(decorated) == inspect.signature(get_menu)
+
+
+@pytest.mark.parametrize("errcode", sorted(wxauth.EXPIRED_ERRCODES))
+def test_raised_expired_error_is_retried_once_with_a_fresh_token(
+    provider: Provider, errcode: int
+) -> None:
+    """WeChatAPIError 40001/40014/42001: invalidate that token, call again with a new one."""
+    seen: list[str] = []
+
+    @wxauth.with_access_token(provider)
+    def call(access_token: str) -> str:
+        seen.append(access_token)
+        if len(seen) == 1:
+            raise wxauth.WeChatAPIError(errcode, "token rejected")
+        return "done"
+
+    assert call() == "done"
+    assert seen == ["tok-1", "tok-2"]
+    assert provider.invalidated == ["tok-1"]
+
+
+@pytest.mark.parametrize("errcode", [41001, 45009, 40013, 47001])
+def test_other_raised_errcodes_are_not_retried(provider: Provider, errcode: int) -> None:
+    """Any other errcode propagates after one call, with no invalidation."""
+    seen: list[str] = []
+
+    @wxauth.with_access_token(provider)
+    def call(access_token: str) -> None:
+        seen.append(access_token)
+        wxauth.raise_for_errcode({"errcode": errcode, "errmsg": "no"})
+
+    with pytest.raises(wxauth.WeChatAPIError) as info:
+        call()
+    assert info.value.errcode == errcode
+    assert len(seen) == 1
+    assert provider.invalidated == []
+
+
+def test_other_exceptions_are_not_retried(provider: Provider) -> None:
+    """A non-WeChat exception propagates untouched."""
+    seen: list[str] = []
+
+    @wxauth.with_access_token(provider)
+    def call(access_token: str) -> None:
+        seen.append(access_token)
+        raise requests.ConnectionError("network down")
+
+    with pytest.raises(requests.ConnectionError):
+        call()
+    assert len(seen) == 1
+
+
+def test_a_second_raised_failure_is_raised_as_it_is(provider: Provider) -> None:
+    """The second failure is the exception the caller sees, unchained from the first."""
+    raised: list[wxauth.WeChatAPIError] = []
+
+    @wxauth.with_access_token(provider)
+    def call(access_token: str) -> None:
+        raised.append(wxauth.WeChatAPIError(40001 if not raised else 42001, access_token))
+        raise raised[-1]
+
+    with pytest.raises(wxauth.WeChatAPIError) as info:
+        call()
+    assert len(raised) == 2
+    assert info.value is raised[1]
+    assert info.value.__context__ is None
+    assert provider.invalidated == ["tok-1"]
+
+
+def test_returned_mapping_with_an_expired_errcode_is_retried(provider: Provider) -> None:
+    """A returned dict carrying 40001/40014/42001 triggers the one retry."""
+    answers = [expired(42001), OK]
+
+    @wxauth.with_access_token(provider)
+    def call(access_token: str) -> dict[str, object]:
+        return answers.pop(0)
+
+    assert call() == OK
+    assert answers == []
+    assert provider.invalidated == ["tok-1"]
+
+
+def test_returned_mapping_without_an_expired_errcode_is_returned(provider: Provider) -> None:
+    """ok, other errcodes and a string errcode that is not a number are returned as is."""
+    for answer in [OK, {"errcode": 45009}, {"errcode": "x"}, {"data": 1}]:
+
+        @wxauth.with_access_token(provider)
+        def call(access_token: str, answer: dict[str, object] = answer) -> dict[str, object]:
+            return answer
+
+        assert call() is answer
+    assert provider.invalidated == []
+
+
+def test_a_second_returned_failure_is_returned_as_it_is(provider: Provider) -> None:
+    """Two expired answers in a row: two calls, the second answer returned."""
+    first, second = expired(40001), expired(40014)
+    answers = [first, second]
+
+    @wxauth.with_access_token(provider)
+    def call(access_token: str) -> dict[str, object]:
+        return answers.pop(0)
+
+    assert call() is second
+    assert provider.issued == ["tok-1", "tok-2"]
+
+
+def test_returned_response_with_an_expired_errcode_is_retried(
+    rsps: responses.RequestsMock, endpoint: TokenEndpoint
+) -> None:
+    """A returned requests.Response whose JSON has an expired errcode is retried too."""
+    api = menu_api(rsps, valid=make_token(2))
+    tokens = wxauth.TokenManager(APPID, SECRET)
+
+    @wxauth.with_access_token(tokens)
+    def get_menu(access_token: str) -> requests.Response:
+        return requests.get(MENU_URL, params={"access_token": access_token})
+
+    response = get_menu()
+    assert response.json() == OK
+    assert len(api) == 2
+    assert endpoint.issued == [make_token(1), make_token(2)]
+
+
+def test_explicit_token_is_used_as_given_and_not_retried(provider: Provider) -> None:
+    """access_token=... from the caller wins, by keyword or by position: no get_token,
+    no retry, even on 40001."""
+    seen: list[str] = []
+
+    @wxauth.with_access_token(provider)
+    def call(access_token: str) -> dict[str, object]:
+        seen.append(access_token)
+        return expired(40001)
+
+    assert call(access_token="MINE") == expired(40001)
+    assert call("ALSO-MINE") == expired(40001)
+    assert seen == ["MINE", "ALSO-MINE"]
+    assert provider.gets == 0
+    assert provider.invalidated == []
+
+
+def test_custom_param_name(provider: Provider) -> None:
+    """param= names the keyword the token is passed as."""
+
+    @wxauth.with_access_token(provider, param="token")
+    def call(token: str) -> str:
+        return token
+
+    assert call() == "tok-1"
+    assert call(token="given") == "given"
+
+
+def test_bad_arguments_are_refused() -> None:
+    """A source without get_token/invalidate is a TypeError; a param that is not an
+    identifier a ValueError."""
+
+    class OnlyGet:
+        def get_token(self) -> str:
+            return "t"
+
+    with pytest.raises(TypeError):
+        wxauth.with_access_token(OnlyGet())  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        wxauth.with_access_token(Provider(), param="access-token")
+
+
+# -- sources ---------------------------------------------------------------------------------------
+
+
+def test_source_token_manager(rsps: responses.RequestsMock, endpoint: TokenEndpoint) -> None:
+    """A TokenManager source: its token, its invalidate, one refresh on 40001."""
+    tokens = wxauth.TokenManager(APPID, SECRET)
+    stale = tokens.get_token()
+    api = menu_api(rsps, valid=make_token(2))
+
+    @wxauth.with_access_token(tokens)
+    def get_menu(access_token: str) -> dict[str, Any]:
+        return requests.get(MENU_URL, params={"access_token": access_token}).json()  # type: ignore[no-any-return]
+
+    assert get_menu() == OK
+    assert len(api) == 2
+    assert tokens.get_token() == make_token(2) != stale
+
+
+def test_source_wxauth_shares_its_manager(
+    rsps: responses.RequestsMock, endpoint: TokenEndpoint
+) -> None:
+    """A WxAuth source uses the auth's manager: the session and the decorated function
+    see the same token and the same refresh."""
+    auth = wxauth.WxAuth(APPID, SECRET)
+    menu_api(rsps, valid=make_token(2))
+
+    @wxauth.with_access_token(auth)
+    def get_menu(access_token: str) -> dict[str, Any]:
+        return requests.get(MENU_URL, params={"access_token": access_token}).json()  # type: ignore[no-any-return]
+
+    assert get_menu() == OK
+    assert auth.manager.get_token() == make_token(2)
+    session = requests.Session()
+    session.auth = auth
+    assert session.get(MENU_URL).json() == OK
+    assert len(endpoint.issued) == 2
+
+
+def test_source_duck_typed(provider: Provider) -> None:
+    """Any object with get_token() and invalidate(token) will do."""
+    assert isinstance(provider, wxauth.TokenProvider)
+
+    @wxauth.with_access_token(provider)
+    def call(access_token: str) -> str:
+        return access_token
+
+    assert call() == "tok-1"
+
+
+def test_threads_sharing_a_decorated_function_refresh_once(
+    rsps: responses.RequestsMock, endpoint: TokenEndpoint
+) -> None:
+    """8 threads whose calls all see 40001 for the same token cause one refresh."""
+    tokens = wxauth.TokenManager(APPID, SECRET)
+    tokens.get_token()
+    menu_api(rsps, valid=make_token(2))
+    barrier = threading.Barrier(8)
+
+    @wxauth.with_access_token(tokens)
+    def get_menu(access_token: str) -> dict[str, Any]:
+        return requests.get(MENU_URL, params={"access_token": access_token}).json()  # type: ignore[no-any-return]
+
+    results: list[dict[str, Any]] = []
+
+    def worker() -> None:
+        barrier.wait(10)
+        results.append(get_menu())
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert results == [OK] * 8
+    assert endpoint.issued == [make_token(1), make_token(2)]
+
+
+# -- methods ------------------------------------------------------------------------------------
+
+
+def make_class(provider: Provider) -> type:
+    decorate = wxauth.with_access_token(provider)
+
+    class Client:
+        answers: ClassVar[list[dict[str, object]]] = []
+
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        @decorate
+        def method(self, suffix: str, access_token: str) -> tuple[str, str]:
+            if Client.answers:
+                return Client.answers.pop(0)  # type: ignore[return-value]
+            return f"{self.name}{suffix}", access_token
+
+        @decorate
+        @classmethod
+        def class_outer(cls, access_token: str) -> tuple[type, str]:
+            return cls, access_token
+
+        @classmethod
+        @decorate
+        def class_inner(cls, access_token: str) -> tuple[type, str]:
+            return cls, access_token
+
+        @decorate
+        @staticmethod
+        def static_outer(x: int, access_token: str) -> tuple[int, str]:
+            return x, access_token
+
+        @staticmethod
+        @decorate
+        def static_inner(x: int, access_token: str) -> tuple[int, str]:
+            return x, access_token
+
+    return Client
+
+
+def test_instance_method(provider: Provider) -> None:
+    """self is bound as usual; the retry calls the same bound method again."""
+    client_cls = make_class(provider)
+    client = client_cls("c1")
+    assert client.method("!") == ("c1!", "tok-1")
+    client_cls.answers.append(expired(40014))
+    assert client.method("?") == ("c1?", "tok-2")
+    assert provider.invalidated == ["tok-1"]
+    assert client_cls.method(client, "#") == ("c1#", "tok-2")
+    assert client.method("x", access_token="given") == ("c1x", "given")
+    assert client.method("y", "given-positionally") == ("c1y", "given-positionally")
+
+
+@pytest.mark.parametrize("name", ["class_outer", "class_inner"])
+def test_classmethod(provider: Provider, name: str) -> None:
+    """Both decorator orders, called on the class and on an instance."""
+    client_cls = make_class(provider)
+    assert getattr(client_cls, name)() == (client_cls, "tok-1")
+    assert getattr(client_cls("c"), name)() == (client_cls, "tok-1")
+
+
+@pytest.mark.parametrize("name", ["static_outer", "static_inner"])
+def test_staticmethod(provider: Provider, name: str) -> None:
+    """Both decorator orders, called on the class and on an instance."""
+    client_cls = make_class(provider)
+    assert getattr(client_cls, name)(7) == (7, "tok-1")
+    assert getattr(client_cls("c"), name)(8) == (8, "tok-1")
+
+
+# -- async ----------------------------------------------------------------------------------------
+
+
+def test_async_function_gets_the_token_and_stays_a_coroutine_function(provider: Provider) -> None:
+    """An async def stays awaitable (and recognisably so) and receives the token."""
+
+    @wxauth.with_access_token(provider)
+    async def call(x: int, access_token: str) -> tuple[int, str]:
+        await asyncio.sleep(0)
+        return x, access_token
+
+    assert inspect.iscoroutinefunction(call)
+    assert asyncio.run(call(1)) == (1, "tok-1")
+    assert asyncio.run(call(2, access_token="given")) == (2, "given")
+
+
+@pytest.mark.parametrize("how", ["raise", "mapping"])
+def test_async_retry(provider: Provider, how: str) -> None:
+    """The async path retries once on a raised or returned expired errcode."""
+    seen: list[str] = []
+
+    @wxauth.with_access_token(provider)
+    async def call(access_token: str) -> dict[str, object]:
+        seen.append(access_token)
+        if len(seen) == 1:
+            if how == "raise":
+                raise wxauth.WeChatAPIError(42001, "access_token expired")
+            return expired(42001)
+        return OK
+
+    assert asyncio.run(call()) == OK
+    assert seen == ["tok-1", "tok-2"]
+    assert provider.invalidated == ["tok-1"]
+
+
+def test_async_second_failure_is_raised_as_it_is(provider: Provider) -> None:
+    """Two rejections: two calls, the second error raised."""
+
+    @wxauth.with_access_token(provider)
+    async def call(access_token: str) -> None:
+        raise wxauth.WeChatAPIError(40001, access_token)
+
+    with pytest.raises(wxauth.WeChatAPIError) as info:
+        asyncio.run(call())
+    assert info.value.errmsg == "tok-2"
+
+
+def test_async_method(provider: Provider) -> None:
+    """async methods bind self."""
+
+    class Client:
+        @wxauth.with_access_token(provider)
+        async def fetch(self, access_token: str) -> tuple[Client, str]:
+            return self, access_token
+
+    client = Client()
+    assert asyncio.run(client.fetch()) == (client, "tok-1")
+
+
+def test_async_cold_fetch_does_not_block_the_event_loop(
+    rsps: responses.RequestsMock, endpoint: TokenEndpoint
+) -> None:
+    """A cold fetch runs off the loop: the token endpoint answers only after another
+    coroutine on the same loop has run, which it could not if the fetch blocked it."""
+    tokens = wxauth.TokenManager(APPID, SECRET)
+    endpoint.gate = threading.Event()
+
+    @wxauth.with_access_token(tokens)
+    async def call(access_token: str) -> str:
+        return access_token
+
+    async def ticker() -> None:
+        await asyncio.sleep(0.01)
+        assert endpoint.gate is not None
+        endpoint.gate.set()
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(call(), ticker())
+
+    started = time.monotonic()
+    token, _ = asyncio.run(main())
+    assert token == make_token(1)
+    assert endpoint.gate_was_open == [True]
+    assert time.monotonic() - started < 2.5
+
+
+def test_async_duck_typed_source_does_not_block_the_event_loop() -> None:
+    """Also a slow duck-typed get_token() is called off the loop."""
+    loop_ran = threading.Event()
+
+    class SlowProvider(Provider):
+        def get_token(self) -> str:
+            if not loop_ran.wait(3):
+                raise AssertionError("the event loop was blocked by get_token()")
+            return super().get_token()
+
+    @wxauth.with_access_token(SlowProvider())
+    async def call(access_token: str) -> str:
+        return access_token
+
+    async def ticker() -> None:
+        await asyncio.sleep(0.01)
+        loop_ran.set()
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(call(), ticker())
+
+    assert asyncio.run(main())[0] == "tok-1"
