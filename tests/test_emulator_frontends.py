@@ -233,3 +233,13 @@ def test_public_names_match_all() -> None:
         assert getattr(testing, name) is not None
     with pytest.raises(AttributeError):
         _ = testing.Nope
+
+
+def test_stopped_server_drops_kept_alive_connections(fake: FakeWeChat) -> None:
+    """After serve() ends, a Session's pooled connection is not answered any more."""
+    with requests.Session() as session:
+        with fake.serve() as url:
+            assert session.get(f"{url}/cgi-bin/token", params=QUERY, timeout=5).ok
+        with pytest.raises(requests.ConnectionError):
+            session.get(f"{url}/cgi-bin/token", params=QUERY, timeout=5)
+    fake.assert_token_fetches(1)

@@ -9,7 +9,9 @@ values masked (the stable_token body, which carries the secret, is never logged)
 
 from __future__ import annotations
 
+import contextlib
 import re
+import socket
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,6 +43,37 @@ class _HTTPServer(ThreadingHTTPServer):
         self.fake = fake
         self.log = log
         self.stopping = threading.Event()
+        # Open connections, and those in the middle of an answer: on stop, idle
+        # keep-alive connections are shut so no pooled client reaches a stopped server.
+        self._connections: set[socket.socket] = set()
+        self._busy: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = super().get_request()
+        with self._connections_lock:
+            self._connections.add(connection)
+        return connection, address
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+            self._busy.discard(request)
+        super().shutdown_request(request)
+
+    def set_busy(self, connection: socket.socket, busy: bool) -> None:
+        with self._connections_lock:
+            if busy:
+                self._busy.add(connection)
+            else:
+                self._busy.discard(connection)
+
+    def drop_idle_connections(self) -> None:
+        with self._connections_lock:
+            idle = self._connections - self._busy
+        for connection in idle:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that timed out and hung up mid-answer is expected, not an error.
@@ -60,6 +93,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         server = cast(_HTTPServer, self.server)
+        server.set_busy(self.connection, True)
+        try:
+            self._reply(server)
+        finally:
+            if server.stopping.is_set():
+                self.close_connection = True
+            server.set_busy(self.connection, False)
+
+    def _reply(self, server: _HTTPServer) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
         request = Request.from_target(self.command, self.path, body, self.client_address[0])
@@ -123,6 +165,8 @@ class EmulatorServer:
         self._serving = False
         self._stopped = False
         fake._register_server(self)
+        if fake.closed:
+            self._httpd.stopping.set()
 
     @property
     def url(self) -> str:
@@ -158,6 +202,7 @@ class EmulatorServer:
         finally:
             self._serving = False
             self._close()
+            self._httpd.drop_idle_connections()
 
     def stop(self) -> None:
         """Release hanging requests, stop serving and close the socket (idempotent)."""
@@ -169,6 +214,7 @@ class EmulatorServer:
             self._httpd.shutdown()
             self._thread.join(timeout=5)
             self._close()
+            self._httpd.drop_idle_connections()
         elif self._serving:
             # serve_forever() runs in another thread and closes the socket on its way out.
             self._httpd.shutdown()
