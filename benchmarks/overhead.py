@@ -1,0 +1,407 @@
+"""What wxauth costs per call, with a null transport (no network at all).
+
+Run: ``python benchmarks/overhead.py`` (about a minute and a half on 2 cores) or
+``python benchmarks/overhead.py --quick`` (a few seconds, rougher figures).
+
+Cases (each measured side by side in one run, in alternating blocks A B B A A B ...,
+so that machine noise, CPU frequency changes and cache warmth hit both sides alike;
+the figure is the median over blocks):
+
+- ``requests-small`` / ``requests-1mb``: ``Session.get(url, params={"access_token": t})``
+  against the same Session with ``auth=WxAuth(...)`` on a warm cache; the answer is a
+  small JSON body, or a 1 MB ``user/get`` answer. Figure: time ratio WxAuth / bare.
+- ``decorator``: a function called with an explicit token against the same function
+  under ``@with_access_token`` on a warm cache. Figure: microseconds added per call.
+- ``get_token-Nt``: ``TokenManager.get_token()`` on a warm cache, called by N threads
+  at once. Figure: wall-clock microseconds per call (all threads' calls together).
+
+The transport is a requests adapter mounted on the Session: it builds a real
+``requests.Response`` around an in-memory urllib3 ``HTTPResponse``, so ``Session.send``
+reads ``.content`` from a stream exactly as it does for an answer off the wire.
+
+Prints a table, then one JSON line per case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import io
+import json
+import pstats
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+import urllib3
+from requests.adapters import BaseAdapter
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers
+
+from wxauth import TokenManager, WxAuth, with_access_token
+
+APPID = "wx0123456789abcdef"
+#: A real token is about 140-160 characters of [A-Za-z0-9_-].
+TOKEN = ("86_Ab3dEf6hIjKlMn0pQrStUvWxYz-1234567890_" * 4)[:157]
+URL = "https://api.weixin.qq.com/cgi-bin/user/get"
+JSON_TYPE = "application/json; encoding=utf-8"
+
+
+def small_body() -> bytes:
+    """A ``user/info``-sized success answer (a few hundred bytes)."""
+    return json.dumps(
+        {
+            "subscribe": 1,
+            "openid": "o6_bmjrPTlm6_2sgVt7hMZOPfL2M",
+            "language": "zh_CN",
+            "subscribe_time": 1382694957,
+            "unionid": "o6_bmasdasdsad6_2sgVt7hMZOPfL",
+            "remark": "",
+            "groupid": 0,
+            "tagid_list": [128, 2],
+            "subscribe_scene": "ADD_SCENE_QR_CODE",
+            "qr_scene": 98765,
+            "qr_scene_str": "",
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def user_get_body(size: int = 1_000_000) -> bytes:
+    """A ``user/get`` answer of at least ``size`` bytes (openids are 28 characters)."""
+    count = size // 31 + 1
+    openids = [f"o6_bmjrPTlm6_{i:015d}" for i in range(count)]
+    return json.dumps(
+        {
+            "total": 2 * count,
+            "count": count,
+            "data": {"openid": openids},
+            "next_openid": openids[-1],
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+class NullAdapter(BaseAdapter):
+    """A transport that answers every request with one canned body, built in memory.
+
+    The answer is what ``HTTPAdapter.build_response`` makes of a urllib3 response that
+    has not been read yet (``preload_content=False``), so ``Session.send`` streams the
+    body into ``Response.content`` as it would from a socket.
+    """
+
+    def __init__(self, body: bytes, content_type: str = JSON_TYPE) -> None:
+        super().__init__()
+        self.body = body
+        self.headers = {"Content-Type": content_type, "Content-Length": str(len(body))}
+        self.sent = 0
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: Any = True,
+        cert: Any = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        self.sent += 1
+        raw = urllib3.HTTPResponse(
+            body=io.BytesIO(self.body),
+            headers=self.headers,
+            status=200,
+            reason="OK",
+            preload_content=False,
+            decode_content=True,
+        )
+        response = requests.Response()
+        response.status_code = 200
+        response.headers = CaseInsensitiveDict(raw.headers)
+        response.encoding = get_encoding_from_headers(response.headers)
+        response.raw = raw
+        response.reason = "OK"
+        response.url = request.url or ""
+        response.request = request
+        response.connection = self
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def warm_manager() -> tuple[TokenManager, list[int]]:
+    """A manager whose token source never touches the network, already holding a token.
+    The list counts fetches, so a run can prove that the cache stayed warm."""
+    fetches = [0]
+
+    def source() -> tuple[str, float]:
+        fetches[0] += 1
+        return TOKEN, 7200
+
+    manager = TokenManager(APPID, source=source)
+    manager.get_token()
+    return manager, fetches
+
+
+def null_session(body: bytes, trust_env: bool = False) -> tuple[requests.Session, NullAdapter]:
+    """A Session whose every request is answered by a :class:`NullAdapter`.
+
+    ``trust_env=False`` by default: with it on, each request scans ``os.environ`` for
+    proxy settings twice, which costs more than the whole rest of ``Session.get`` on a
+    machine with a large environment. Both sides would pay it alike, so leaving it out
+    only makes the ratio stricter (``--trust-env`` measures with it).
+    """
+    session = requests.Session()
+    session.trust_env = trust_env
+    adapter = NullAdapter(body)
+    # Both schemes: whatever the URL, nothing leaves this process.
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session, adapter
+
+
+# -- timing --------------------------------------------------------------------------
+
+
+def time_block(func: Callable[[], object], n: int) -> int:
+    """Nanoseconds for ``n`` calls of ``func``, with the collector paused (as timeit)."""
+    gc.collect()
+    gc.disable()
+    try:
+        start = time.perf_counter_ns()
+        for _ in range(n):
+            func()
+        return time.perf_counter_ns() - start
+    finally:
+        gc.enable()
+
+
+def side_by_side(
+    bare: Callable[[], object], wrapped: Callable[[], object], n: int, blocks: int
+) -> list[tuple[int, int]]:
+    """``blocks`` pairs of (bare ns, wrapped ns) for ``n`` calls each; the order inside
+    a pair flips every time (A B, B A, A B, ...) so neither side always runs first."""
+    bare(), wrapped()  # warm-up: imports, caches, first allocations
+    pairs = []
+    for i in range(blocks):
+        if i % 2 == 0:
+            a = time_block(bare, n)
+            b = time_block(wrapped, n)
+        else:
+            b = time_block(wrapped, n)
+            a = time_block(bare, n)
+        pairs.append((a, b))
+    return pairs
+
+
+@dataclass
+class Result:
+    case: str
+    what: str
+    metric: str  # "ratio" or "us_per_call"
+    value: float
+    goal: float | None
+    detail: str
+
+    @property
+    def met(self) -> bool | None:
+        return None if self.goal is None else self.value <= self.goal
+
+    def json_line(self) -> str:
+        record: dict[str, Any] = {
+            "case": self.case,
+            self.metric: round(self.value, 4 if self.metric == "ratio" else 3),
+            "goal": self.goal,
+            "met": self.met,
+        }
+        return json.dumps(record)
+
+
+def ratio_case(name: str, body: bytes, n: int, blocks: int, trust_env: bool) -> Result:
+    """Bare ``Session.get`` with the token in ``params`` against ``auth=WxAuth``."""
+    manager, fetches = warm_manager()
+    auth = WxAuth(manager=manager)
+    session, _ = null_session(body, trust_env)
+    params = {"access_token": TOKEN}
+
+    def bare() -> object:
+        return session.get(URL, params=params)
+
+    def wrapped() -> object:
+        return session.get(URL, auth=auth)
+
+    check_same_request(bare(), wrapped(), body)
+    pairs = side_by_side(bare, wrapped, n, blocks)
+    ratios = [b / a for a, b in pairs]
+    ratio = statistics.median(ratios)
+    bare_us = statistics.median(a for a, _ in pairs) / n / 1000
+    wx_us = statistics.median(b for _, b in pairs) / n / 1000
+    assert fetches[0] == 1, "the cache went cold during the run"
+    return Result(
+        name,
+        f"Session.get, {human_size(len(body))} JSON: auth=WxAuth / params",
+        "ratio",
+        ratio,
+        1.05,
+        f"bare {bare_us:.1f} µs, WxAuth {wx_us:.1f} µs; "
+        f"ratio spread {min(ratios):.3f}..{max(ratios):.3f} over {blocks} blocks of {n}",
+    )
+
+
+def check_same_request(bare: requests.Response, wrapped: requests.Response, body: bytes) -> None:
+    """Both sides send the same URL and get the whole body: the comparison is fair."""
+    assert bare.url == wrapped.url, (bare.url, wrapped.url)
+    assert bare.content == body
+    assert wrapped.content == body
+    assert not wrapped.history
+
+
+def decorator_case(n: int, blocks: int) -> Result:
+    """A function with an explicit token against the same function decorated."""
+    manager, fetches = warm_manager()
+
+    def send_message(openid: str, text: str, *, access_token: str) -> dict[str, Any]:
+        return {"errcode": 0, "errmsg": "ok"}
+
+    decorated = with_access_token(manager)(send_message)
+
+    def bare() -> object:
+        return send_message("o6_bmjrPTlm6_2sgVt7hMZOPfL2M", "hello", access_token=TOKEN)
+
+    def wrapped() -> object:
+        return decorated("o6_bmjrPTlm6_2sgVt7hMZOPfL2M", "hello")
+
+    pairs = side_by_side(bare, wrapped, n, blocks)
+    added = [(b - a) / n / 1000 for a, b in pairs]
+    assert fetches[0] == 1, "the cache went cold during the run"
+    bare_us = statistics.median(a for a, _ in pairs) / n / 1000
+    return Result(
+        "decorator",
+        "@with_access_token: µs added per call",
+        "us_per_call",
+        statistics.median(added),
+        2.0,
+        f"bare call {bare_us:.2f} µs; spread {min(added):.2f}..{max(added):.2f} µs "
+        f"over {blocks} blocks of {n}",
+    )
+
+
+def get_token_case(threads: int, n: int, blocks: int, single: float | None) -> Result:
+    """``get_token()`` on a warm cache from ``threads`` threads at once; wall-clock
+    µs per call over all threads' calls. Goal: threads add at most 2x over one thread
+    (the GIL serialises the calls; more would mean lock convoys)."""
+    manager, fetches = warm_manager()
+    get_token = manager.get_token
+    per_thread = max(n // threads, 1)
+    figures = []
+    for _ in range(blocks):
+        barrier = threading.Barrier(threads + 1)
+
+        def work(barrier: threading.Barrier) -> None:
+            barrier.wait()
+            for _ in range(per_thread):
+                get_token()
+
+        workers = [threading.Thread(target=work, args=(barrier,)) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        gc.collect()
+        start = time.perf_counter_ns()
+        barrier.wait()
+        for worker in workers:
+            worker.join()
+        figures.append((time.perf_counter_ns() - start) / (per_thread * threads) / 1000)
+    assert fetches[0] == 1, "the cache went cold during the run"
+    value = statistics.median(figures)
+    goal = None if single is None else round(2 * single, 3)
+    return Result(
+        f"get_token-{threads}t",
+        f"TokenManager.get_token(), warm, {threads} thread{'s' if threads > 1 else ''}",
+        "us_per_call",
+        value,
+        goal,
+        f"spread {min(figures):.2f}..{max(figures):.2f} µs over {blocks} blocks of "
+        f"{per_thread * threads}" + ("" if goal is None else "; goal: at most 2x one thread"),
+    )
+
+
+def human_size(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size} B"
+
+
+# -- profile -------------------------------------------------------------------------
+
+
+def profile(body: bytes, n: int) -> None:
+    """cProfile of the WxAuth side, sorted by own time: where the overhead goes."""
+    manager, _ = warm_manager()
+    auth = WxAuth(manager=manager)
+    session, _ = null_session(body)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(n):
+        session.get(URL, auth=auth)
+    profiler.disable()
+    pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(25)
+
+
+# -- main ----------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short, rougher run")
+    parser.add_argument(
+        "--trust-env",
+        action="store_true",
+        help="let requests read proxy settings from the environment on every request",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=["small", "1mb"],
+        help="print a cProfile of the WxAuth side of one case instead",
+    )
+    args = parser.parse_args(argv)
+    small, big = small_body(), user_get_body()
+    if args.profile:
+        profile(small if args.profile == "small" else big, 5000)
+        return 0
+
+    scale = 0.1 if args.quick else 1.0
+
+    def k(count: int) -> int:
+        return max(int(count * scale), 1)
+
+    blocks = 10 if args.quick else 30
+    results = [
+        ratio_case("requests-small", small, k(2000), blocks, args.trust_env),
+        ratio_case("requests-1mb", big, k(100), blocks, args.trust_env),
+        decorator_case(k(50_000), blocks),
+    ]
+    single = get_token_case(1, k(100_000), blocks // 3, None)
+    results.append(single)
+    for threads in (8, 32):
+        results.append(get_token_case(threads, k(100_000), blocks // 3, single.value))
+
+    print(f"wxauth overhead, Python {sys.version.split()[0]}, requests {requests.__version__}")
+    print(f"{'case':<16} {'figure':>12} {'goal':>10} {'met':>5}  what")
+    for r in results:
+        unit = "x" if r.metric == "ratio" else " µs"
+        goal = "-" if r.goal is None else f"≤ {r.goal:g}{unit.strip()}"
+        met = "-" if r.met is None else ("yes" if r.met else "NO")
+        print(f"{r.case:<16} {r.value:>10.3f}{unit:<2} {goal:>10} {met:>5}  {r.what}")
+        print(f"{'':<47}{r.detail}")
+    print()
+    for r in results:
+        print(r.json_line())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
