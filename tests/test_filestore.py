@@ -147,3 +147,33 @@ def test_no_secret_on_disk_after_a_real_fetch(tmp_path: Path) -> None:
 def test_repr_shows_the_path_only(tmp_path: Path) -> None:
     """repr names the directory, nothing else."""
     assert repr(FileStore(tmp_path)) == f"FileStore(path={str(tmp_path)!r})"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_does_not_keep_the_parents_lock(tmp_path: Path) -> None:
+    """A process that forks while holding the lock (gunicorn's master, a refresher
+    thread) can release it: the child's copy of the descriptor does not pin it."""
+    store = FileStore(tmp_path)
+    lock = store.lock(KEY, lease=60)
+    assert lock.acquire()
+    go_on, hold = os.pipe()
+    started, ready = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child stays alive until the parent has checked
+        os.close(hold)
+        os.write(ready, b"r")  # the at-fork hooks have run by now
+        os.read(go_on, 1)
+        os._exit(0)
+    try:
+        os.close(go_on)
+        os.close(ready)
+        assert os.read(started, 1) == b"r"
+        os.close(started)
+        lock.release()
+        successor = store.lock(KEY, lease=60)
+        assert successor.acquire(blocking=False) is True
+        successor.release()
+    finally:
+        os.write(hold, b"x")
+        os.close(hold)
+        os.waitpid(pid, 0)

@@ -34,6 +34,9 @@ Waiters poll with a non-blocking ``flock`` and a growing pause (1 ms doubling to
 50 ms, with jitter) rather than block in the kernel, so that ``timeout`` is honoured
 and the lease can be checked.
 
+Safe across ``os.fork``: a child closes its copies of the descriptors that carry a
+lock (a copy would otherwise pin the parent's ``flock`` for the child's lifetime).
+
 Limits: POSIX only (Linux, macOS, the BSDs): on Windows, :class:`FileStore` raises
 ``NotImplementedError``; use :class:`~wxauth.RedisStore` there. A local file system
 only: on NFS, ``flock`` is emulated with per-process ``fcntl`` locks (or not at all),
@@ -53,6 +56,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -80,6 +84,52 @@ def _stem(key: str) -> str:
     slug = _SLUG_RE.sub("_", key)[:64]
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
     return f"{slug}-{digest}"
+
+
+# An flock belongs to an open file description, which a forked child shares: if a
+# process forks while one of its threads holds a FileStore lock, the child's copy of
+# the descriptor would keep the lock held after the parent released it, for as long as
+# the child lives (a gunicorn worker: forever). So every descriptor that carries an
+# flock is tracked, and a child closes its copies right after the fork (closing a copy
+# does not release the parent's lock; only LOCK_UN or closing the last copy does). The
+# guard keeps a fork from landing between opening a descriptor and tracking it.
+_fork_guard = threading.Lock()
+_lock_fds: set[int] = set()
+_held_locks: weakref.WeakSet[_FileLock] = weakref.WeakSet()
+
+
+def _open_lock_fd(store: FileStore, file: Path) -> int:
+    with _fork_guard:
+        try:
+            fd = os.open(file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StoreError(f"cannot open {file.name} in {store.path}: {exc.strerror}") from None
+        _lock_fds.add(fd)
+        return fd
+
+
+def _close_lock_fd(fd: int) -> None:
+    with _fork_guard:
+        _lock_fds.discard(fd)
+        os.close(fd)
+
+
+def _before_fork() -> None:
+    _fork_guard.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    _fork_guard.release()
+
+
+def _after_fork_in_child() -> None:
+    for fd in _lock_fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _lock_fds.clear()
+    for lock in list(_held_locks):
+        lock._forget_after_fork()
+    _fork_guard.release()
 
 
 class FileStore(TokenStore):
@@ -158,18 +208,14 @@ class FileStore(TokenStore):
     @contextlib.contextmanager
     def _mutex(self, key: str) -> Iterator[None]:
         """Hold the key's short internal lock (read-modify-write sections only)."""
-        file = self._file(key, "mutex")
-        try:
-            fd = os.open(file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise StoreError(f"cannot open {file.name} in {self.path}: {exc.strerror}") from None
+        fd = _open_lock_fd(self, self._file(key, "mutex"))
         try:
             # Held for microseconds by a live process, and dropped by the kernel if
             # that process dies: a blocking flock is the cheapest wait.
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
-            os.close(fd)  # closing the only descriptor releases the flock
+            _close_lock_fd(fd)  # closing the only descriptor releases the flock
 
     def _load_token(self, key: str) -> Token | None:
         data = self._read(self._file(key, "token"))
@@ -268,20 +314,17 @@ class _FileLock:
 
     def _flock_nb(self, generation: int) -> int | None:
         file = self._lock_file(generation)
-        try:
-            fd = os.open(file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise StoreError(
-                f"cannot open {file.name} in {self._store.path}: {exc.strerror}"
-            ) from None
+        fd = _open_lock_fd(self._store, file)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            os.close(fd)
+            _close_lock_fd(fd)
             return None
         except OSError as exc:
-            os.close(fd)
-            raise StoreError(f"cannot lock {file.name} in {self._store.path}: {exc}") from None
+            _close_lock_fd(fd)
+            raise StoreError(
+                f"cannot lock {file.name} in {self._store.path}: {exc.strerror}"
+            ) from None
         return fd
 
     def _try_acquire(self) -> bool:
@@ -306,6 +349,7 @@ class _FileLock:
                 json.dumps({"generation": generation, "until": now + self._lease}).encode(),
             )
             self._fd, self._generation = fd, generation
+            _held_locks.add(self)
             return True
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
@@ -343,18 +387,25 @@ class _FileLock:
         if fd is None:
             raise RuntimeError("release of a FileStore lock that is not held")
         self._fd = None
+        _held_locks.discard(self)
         try:
             with self._store._mutex(self._key):
                 current, _until = self._read_lease()
-                os.close(fd)  # drops the flock
+                _close_lock_fd(fd)  # drops the flock
                 fd = None
                 if current != self._generation:
                     # Taken over: nobody else will ever open this generation again.
                     self._store._unlink(self._lock_file(self._generation))
         finally:
             if fd is not None:
-                os.close(fd)
+                _close_lock_fd(fd)
             self._guard.release()
+
+    def _forget_after_fork(self) -> None:
+        # In a forked child: the parent holds this lock, not us (our descriptor copy
+        # was just closed), and the thread that held the guard does not exist here.
+        self._fd = None
+        self._guard = threading.Lock()
 
     def __enter__(self) -> _FileLock:
         self.acquire()
@@ -370,3 +421,11 @@ class _FileLock:
 
     def __repr__(self) -> str:
         return f"<FileStore lock key={self._key!r} held={self._fd is not None}>"
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
