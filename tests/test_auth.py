@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -222,6 +223,19 @@ def test_similar_parameter_names_are_left_alone(
     assert query["access_token"] == [make_token(1)]
 
 
+def test_token_is_added_before_a_fragment(
+    rsps: responses.RequestsMock, tokens: TokenEndpoint
+) -> None:
+    """A URL with a fragment gets the token in its query, not after the '#'."""
+    prepared = requests.Request("GET", MENU_URL + "?lang=en#section").prepare()
+    auth = wxauth.WxAuth(APPID, SECRET)
+    url = auth(prepared).url or ""
+    assert urlsplit(url).fragment == "section"
+    assert token_of(url) == [make_token(1)]
+    empty_query = auth(requests.Request("GET", MENU_URL + "?").prepare()).url
+    assert token_of(empty_query) == [make_token(1)]
+
+
 def test_manager_is_exposed_and_can_be_shared(
     rsps: responses.RequestsMock, tokens: TokenEndpoint
 ) -> None:
@@ -235,6 +249,23 @@ def test_manager_is_exposed_and_can_be_shared(
     requests.get(MENU_URL, auth=auth)
     assert tokens.calls == 1
     assert auth.get_token() == token
+
+
+def test_invalidate_and_equality_delegate_to_the_manager(
+    rsps: responses.RequestsMock, tokens: TokenEndpoint
+) -> None:
+    """WxAuth.invalidate is the manager's compare-and-invalidate; two auths on one
+    manager are equal (requests compares auths when merging session settings)."""
+    manager = wxauth.TokenManager(APPID, SECRET)
+    auth = wxauth.WxAuth(manager=manager)
+    token = auth.get_token()
+    assert auth.invalidate("other") is False
+    assert auth.invalidate(token) is True
+    assert manager.peek() is None
+    twin = wxauth.WxAuth(manager=manager)
+    assert auth == twin
+    assert hash(auth) == hash(twin)
+    assert auth != wxauth.WxAuth(APPID, SECRET)
 
 
 def test_manager_options_are_passed_through(rsps: responses.RequestsMock) -> None:
@@ -333,6 +364,22 @@ def test_other_answers_are_not_retried(
     assert response.json() == answer
     assert response.history == []
     assert len(api.requests) == 1
+    assert tokens.calls == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b'{"errcode":40001, broken json', b'[{"errcode":40001}]'],
+    ids=["empty", "broken-json", "json-array"],
+)
+def test_textual_bodies_that_are_not_an_error_object_are_not_retried(
+    rsps: responses.RequestsMock, tokens: TokenEndpoint, body: bytes
+) -> None:
+    """Only a JSON object with a top-level expired errcode counts."""
+    rsps.get(MENU_URL, body=body, content_type="application/json")
+    response = make_session().get(MENU_URL)
+    assert response.content == body
+    assert response.history == []
     assert tokens.calls == 1
 
 
@@ -458,6 +505,25 @@ def test_a_generator_body_is_not_retried(
     assert any("/cgi-bin/message/custom/send" in r.getMessage() for r in warnings)
     session.post(SEND_URL, json={})
     assert token_of(transport.sent[-1].url) == [make_token(2)]
+
+
+def test_a_non_seekable_stream_is_not_retried(
+    rsps: responses.RequestsMock, tokens: TokenEndpoint, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pipe has read() but cannot tell() or seek(): it is not retried either."""
+    caplog.set_level(logging.WARNING, logger="wxauth")
+    transport = RecordingTransport(first_rejected)
+    session = make_session()
+    session.mount("https://", transport)
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"streamed upload")
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        response = session.post(SEND_URL, data=pipe)
+    assert response.json()["errcode"] == 40001
+    assert len(transport.sent) == 1
+    assert transport.sent[0].body == b"streamed upload"
+    assert any(r.levelno == logging.WARNING for r in caplog.records if r.name == "wxauth")
 
 
 def test_the_retry_gets_the_original_send_options(

@@ -276,6 +276,17 @@ def test_explicit_token_is_used_as_given_and_not_retried(provider: Provider) -> 
     assert provider.invalidated == []
 
 
+def test_a_wrong_call_fails_as_it_would_undecorated(provider: Provider) -> None:
+    """Too many arguments is the function's own TypeError, not a wxauth confusion."""
+
+    @wxauth.with_access_token(provider)
+    def call(access_token: str) -> str:
+        return access_token
+
+    with pytest.raises(TypeError):
+        call("a", "b", "c")
+
+
 def test_custom_param_name(provider: Provider) -> None:
     """param= names the keyword the token is passed as."""
 
@@ -481,6 +492,41 @@ def test_async_retry(provider: Provider, how: str) -> None:
     assert asyncio.run(call()) == OK
     assert seen == ["tok-1", "tok-2"]
     assert provider.invalidated == ["tok-1"]
+
+
+def test_async_other_errors_are_not_retried(provider: Provider) -> None:
+    """An async function raising 45009 is not retried."""
+    seen: list[str] = []
+
+    @wxauth.with_access_token(provider)
+    async def call(access_token: str) -> None:
+        seen.append(access_token)
+        raise wxauth.QuotaError(45009, "reach max api daily quota limit")
+
+    with pytest.raises(wxauth.QuotaError):
+        asyncio.run(call())
+    assert seen == ["tok-1"]
+
+
+def test_async_uses_the_cached_token_of_a_manager(
+    rsps: responses.RequestsMock, endpoint: TokenEndpoint
+) -> None:
+    """Warm calls take the manager's cached token on the loop; a 40001 still refreshes."""
+    tokens = wxauth.TokenManager(APPID, SECRET)
+    seen: list[str] = []
+
+    @wxauth.with_access_token(tokens)
+    async def call(access_token: str) -> dict[str, object]:
+        seen.append(access_token)
+        return expired(40014) if len(seen) == 3 else OK
+
+    async def main() -> None:
+        for _ in range(3):
+            assert await call() == OK
+
+    asyncio.run(main())
+    assert seen == [make_token(1), make_token(1), make_token(1), make_token(2)]
+    assert endpoint.issued == [make_token(1), make_token(2)]
 
 
 def test_async_second_failure_is_raised_as_it_is(provider: Provider) -> None:

@@ -439,6 +439,14 @@ def test_raise_for_errcode_on_a_non_json_response(rsps: responses.RequestsMock, 
     assert_no_foreign_exception_in_chain(info.value)
 
 
+@pytest.mark.parametrize("errcode", ["abc", [40001], {"code": 1}])
+def test_raise_for_errcode_with_a_non_numeric_errcode(errcode: object) -> None:
+    """An errcode that is not a number is a WxAuthError, not a ValueError/TypeError."""
+    with pytest.raises(wxauth.WxAuthError) as info:
+        wxauth.raise_for_errcode({"errcode": errcode})
+    assert not isinstance(info.value, (ValueError, TypeError))
+
+
 def test_raise_for_errcode_rejects_other_types() -> None:
     """Anything but a mapping or a Response is a TypeError."""
     with pytest.raises(TypeError):
@@ -473,6 +481,16 @@ def test_wxauth_rejects_bad_credentials(appid: object, secret: object) -> None:
     """WxAuth validates the same way."""
     with pytest.raises(ValueError):
         wxauth.WxAuth(appid, secret)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"refresh_margin": -1}, {"timeout": 0}, {"timeout": -5}, {"retries": -1}, {"backoff": -0.5}],
+)
+def test_token_manager_rejects_bad_options(options: dict[str, float]) -> None:
+    """Nonsensical numbers are refused at construction."""
+    with pytest.raises(ValueError):
+        wxauth.TokenManager(APPID, SECRET, **options)  # type: ignore[arg-type]
 
 
 @pytest.mark.xfail(

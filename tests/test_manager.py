@@ -324,6 +324,24 @@ def test_failed_refresh_ahead_keeps_serving_the_valid_token(
         tokens.get_token()
 
 
+def test_failed_refresh_ahead_does_not_hammer_the_endpoint(
+    endpoint: TokenEndpoint, clock: FakeClock
+) -> None:
+    """After a refresh ahead fails, calls in the next 30 s are served the valid token
+    without another fetch; after that a fetch is tried again."""
+    tokens = manager(clock, retries=0)
+    tokens.get_token()
+    clock.advance(6950)
+    endpoint.answers.append({"errcode": -1, "errmsg": "system error"})
+    for _ in range(20):
+        assert tokens.get_token() == make_token(1)
+        clock.advance(1)
+    assert endpoint.calls == 2
+    clock.advance(10)  # 30 s after the failure
+    assert tokens.get_token() == make_token(2)
+    assert endpoint.calls == 3
+
+
 # -- compare-and-invalidate ---------------------------------------------------------------------
 
 
@@ -432,6 +450,61 @@ def test_without_a_valid_token_callers_wait_for_the_fetch(
         endpoint.gate.set()
         assert {f.result(timeout=5) for f in [leader, *followers]} == {make_token(2)}
     assert endpoint.calls == 2
+
+
+def test_managers_sharing_a_store_share_one_fetch(
+    endpoint: TokenEndpoint, clock: FakeClock
+) -> None:
+    """Managers on one store (as processes on a shared store) make one fetch between
+    them: the second waits for the store lock, then finds the token and does not fetch."""
+    store = wxauth.MemoryStore()
+    managers = [manager(clock, store=store) for _ in range(4)]
+    endpoint.delay = 0.3
+    results = run_together(16, lambda i: managers[i % 4].get_token())
+    assert results == [make_token(1)] * 16
+    assert endpoint.calls == 1
+
+
+def test_refresh_ahead_elsewhere_on_the_store_is_not_waited_for(
+    endpoint: TokenEndpoint, clock: FakeClock
+) -> None:
+    """Inside the margin, a manager that finds the store lock taken by another one
+    (another process, with a shared store) serves the still-valid token at once."""
+    store = wxauth.MemoryStore()
+    first, second = manager(clock, store=store), manager(clock, store=store)
+    old = first.get_token()
+    clock.advance(7000)
+    endpoint.gate = threading.Event()
+    endpoint.entered.clear()
+    with ThreadPoolExecutor(2) as pool:
+        refreshing = pool.submit(first.get_token)
+        try:
+            assert endpoint.entered.wait(5)
+            assert pool.submit(second.get_token).result(timeout=3) == old
+        finally:
+            endpoint.gate.set()
+        assert refreshing.result(timeout=5) == make_token(2)
+    assert second.get_token() == make_token(2)
+    assert endpoint.calls == 2
+
+
+def test_a_store_lock_held_too_long_is_a_token_fetch_error(
+    endpoint: TokenEndpoint, clock: FakeClock
+) -> None:
+    """With no valid token and the store lock held elsewhere past lock_timeout, the
+    caller gets a TokenFetchError instead of waiting forever (and nothing is fetched)."""
+    store = wxauth.MemoryStore()
+    tokens = manager(clock, store=store, lock_timeout=0.2)
+    held = store.lock(tokens.key, lease=30)
+    assert held.acquire(blocking=False)
+    try:
+        with pytest.raises(wxauth.TokenFetchError) as info:
+            tokens.get_token()
+    finally:
+        held.release()
+    assert "lock" in str(info.value)
+    assert endpoint.calls == 0
+    assert tokens.get_token() == make_token(1)
 
 
 @pytest.mark.xfail(

@@ -241,6 +241,14 @@ def test_redacting_filter_formats_args_before_scrubbing(
     assert all(r.args is None for r in caplog.records if r.name.startswith("urllib3"))
 
 
+def test_redacting_filter_lets_broken_records_through() -> None:
+    """A record whose message cannot be formatted is left to logging's own error path."""
+    record = logging.LogRecord(
+        "urllib3.connectionpool", logging.DEBUG, __file__, 1, "%d", ("not a number",), None
+    )
+    assert RedactingFilter().filter(record) is True
+
+
 @pytest.mark.parametrize(
     "text",
     [
