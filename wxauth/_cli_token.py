@@ -22,20 +22,18 @@ __all__ = ["add_token_parser", "default_store_path", "open_store"]
 
 
 def default_store_path() -> Path:
-    """``$XDG_CACHE_HOME/wxauth/tokens.json`` (``~/.cache/wxauth/tokens.json``)."""
+    """The directory ``$XDG_CACHE_HOME/wxauth`` (``~/.cache/wxauth``)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "wxauth" / "tokens.json"
+    return Path(base) / "wxauth"
 
 
 def open_store(spec: str | None) -> TokenStore:
-    """Build a store from ``memory``, ``file`` (the default path), ``file:PATH`` or a
+    """Build a store from ``memory``, ``file`` (the default directory), ``file:DIR`` or a
     ``redis://`` / ``rediss://`` / ``unix://`` URL."""
     if spec is None or spec == "file":
         from ._filestore import FileStore
 
-        path = default_store_path()
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return FileStore(path)
+        return FileStore(default_store_path())
     if spec == "memory":
         return MemoryStore()
     if spec.startswith("file:"):
@@ -71,7 +69,7 @@ def add_token_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         "--store",
         help=(
             "where the token is kept: memory (a fetch per call: it retires the previous "
-            "token!), file (default: ~/.cache/wxauth/tokens.json), file:PATH, or a "
+            "token!), file (default: the directory ~/.cache/wxauth), file:DIR, or a "
             "redis:// URL shared with your services"
         ),
     )
