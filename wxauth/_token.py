@@ -46,7 +46,10 @@ class Token:
 
     def needs_refresh(self, now: float, margin: float) -> bool:
         """Whether ``now`` is at or past :meth:`refresh_at`."""
-        return now >= self.refresh_at(margin)
+        # refresh_at() and lifetime spelled out: this runs on every request, and the two
+        # calls cost more than the arithmetic.
+        expires_at = self.expires_at
+        return now >= expires_at - min(margin, (expires_at - self.fetched_at) / 2)
 
     def to_json(self) -> str:
         """Serialise for a store shared between processes."""
