@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -211,3 +212,10 @@ def test_threads_share_one_store_safely(store: RedisStore) -> None:
 def test_repr_shows_the_prefix_only(store: RedisStore) -> None:
     """repr names the prefix; no address, password or token."""
     assert repr(store) == "RedisStore(prefix='app1:')"
+
+
+def test_without_redis_py_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """import wxauth works without redis-py; using RedisStore says which extra to add."""
+    monkeypatch.setitem(sys.modules, "redis", None)
+    with pytest.raises(ImportError, match=r"wxauth\[redis\]"):
+        RedisStore.from_url("redis://127.0.0.1:1/0")

@@ -33,7 +33,7 @@ import random
 import secrets
 import time
 from collections.abc import Callable
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import StoreError
@@ -92,6 +92,14 @@ return 0
 """
 
 
+def _import_redis() -> ModuleType:
+    try:
+        import redis
+    except ImportError:
+        raise ImportError("RedisStore needs redis-py: pip install 'wxauth[redis]'") from None
+    return redis
+
+
 def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
@@ -116,11 +124,7 @@ class RedisStore(TokenStore):
     shared = True
 
     def __init__(self, client: redis.Redis, *, prefix: str = "wxauth:") -> None:
-        try:
-            from redis.exceptions import RedisError
-        except ImportError:  # pragma: no cover - the client came from somewhere
-            raise ImportError("RedisStore needs redis-py: pip install 'wxauth[redis]'") from None
-        self._redis_error: type[Exception] = RedisError
+        self._redis_error: type[Exception] = _import_redis().exceptions.RedisError
         self.client = client
         self.prefix = prefix
         self._set_unless_newer = client.register_script(_SET_UNLESS_NEWER)
@@ -130,9 +134,7 @@ class RedisStore(TokenStore):
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "wxauth:", **options: Any) -> RedisStore:
         """Build a store on ``redis.Redis.from_url(url, **options)``."""
-        import redis
-
-        return cls(redis.Redis.from_url(url, **options), prefix=prefix)
+        return cls(_import_redis().Redis.from_url(url, **options), prefix=prefix)
 
     # -- helpers ---------------------------------------------------------------------
 
