@@ -22,17 +22,18 @@ __all__ = [
 
 SECRET_PLACEHOLDER = "***"  # noqa: S105 - the mask, not a password
 
-# Query parameters (and JSON keys) whose values must never be shown.
-_SECRET_PARAMS = ("secret", "corpsecret", "appsecret")
-_TOKEN_PARAMS = ("access_token",)
+# Query parameters and JSON/dict keys whose values must never be shown: these names and
+# every prefixed form WeChat uses (corpsecret, component_appsecret, suite_secret,
+# component_access_token, suite_access_token, authorizer_access_token,
+# authorizer_refresh_token, ...). Tokens keep a short prefix and their length.
+_SECRET_SUFFIXES = ("secret", "refresh_token")
+_TOKEN_SUFFIX = "access_token"  # noqa: S105 - a parameter name
+_NAME = r"\w*?(?:" + "|".join((*_SECRET_SUFFIXES, _TOKEN_SUFFIX)) + ")"
 
-_QUERY_RE = re.compile(
-    r"(?P<key>\b(?:" + "|".join(_SECRET_PARAMS + _TOKEN_PARAMS) + r"))=(?P<value>[^&\s'\"#)]+)"
-)
+_QUERY_RE = re.compile(r"(?P<key>\b" + _NAME + r")=(?P<value>[^&\s'\"#)]+)", re.IGNORECASE)
 _JSON_RE = re.compile(
-    r"(?P<key>\"(?:"
-    + "|".join(_SECRET_PARAMS + _TOKEN_PARAMS)
-    + r")\"\s*:\s*)\"(?P<value>[^\"]*)\""
+    r"(?P<kq>[\"'])(?P<key>" + _NAME + r")(?P=kq)(?P<sep>\s*:\s*)(?P<q>[\"'])(?P<value>.*?)(?P=q)",
+    re.IGNORECASE,
 )
 
 #: Loggers that print request URLs. A filter on a parent logger does not see records
@@ -55,20 +56,22 @@ def redact_token(token: str, keep: int = 6) -> str:
 
 
 def _mask(key: str, value: str) -> str:
-    if key.strip('"').lower() in _TOKEN_PARAMS:
+    if key.lower().endswith(_TOKEN_SUFFIX):
         return redact_token(value)
     return SECRET_PLACEHOLDER
 
 
 def redact_url_text(text: str, *secrets: str) -> str:
-    """Scrub ``secret=``, ``corpsecret=`` and ``access_token=`` values from ``text``
-    (query strings and JSON bodies), and every literal in ``secrets``."""
+    """Scrub the values of ``secret``, ``access_token`` and their prefixed forms
+    (``corpsecret``, ``component_access_token``, ...) from ``text``, in query strings,
+    JSON bodies and dict reprs, and every literal in ``secrets``."""
 
     def query(match: re.Match[str]) -> str:
         return f"{match['key']}={_mask(match['key'], match['value'])}"
 
     def body(match: re.Match[str]) -> str:
-        return f'{match["key"]}"{_mask(match["key"], match["value"])}"'
+        key, kq, q = match["key"], match["kq"], match["q"]
+        return f"{kq}{key}{kq}{match['sep']}{q}{_mask(key, match['value'])}{q}"
 
     text = _QUERY_RE.sub(query, text)
     text = _JSON_RE.sub(body, text)
