@@ -261,13 +261,30 @@ def test_redacting_filter_lets_broken_records_through() -> None:
         "https://api.weixin.qq.com/cgi-bin/menu/get?access_token={token}&lang=en",
         '{{"access_token":"{token}","expires_in":7200}}',
         "(url='/cgi-bin/menu/get?access_token={token}')",
+        "{{'access_token': '{token}', 'expires_in': 7200}}",
+        "/cgi-bin/component/api_create_preauthcode?component_access_token={token} HTTP/1.1",
+        "/cgi-bin/service/get_pre_auth_code?suite_access_token={token}",
+        "/cgi-bin/message/send?authorizer_access_token={token}&lang=en",
+        '{{"component_appid": "wx1", "component_appsecret": "{secret}"}}',
+        '{{"suite_id": "ww1", "suite_secret": "{secret}", "suite_ticket": "t"}}',
+        '{{"authorizer_refresh_token": "{token}"}}',
+        "GET /x?ACCESS_TOKEN={token}",
     ],
 )
 def test_redact_url_text(text: str) -> None:
-    """Query strings, JSON bodies and dict reprs lose their secrets and tokens."""
+    """Query strings, JSON bodies and dict reprs lose their secrets and tokens, also
+    under the prefixed names of WeCom and third-party platforms, and without being
+    told the literal secret."""
     token = make_token(3)
     raw = text.format(secret=SECRET, token=token)
+    assert leaks(redact_url_text(raw), [SECRET, token]) == []
     assert leaks(redact_url_text(raw, SECRET), [SECRET, token]) == []
+
+
+def test_redact_url_text_leaves_other_text_alone() -> None:
+    """Names that merely contain the words, and ordinary parameters, are kept."""
+    text = "GET /x?lang=en&openid=o1&x_access_token_type=bearer&secretary=bob HTTP/1.1"
+    assert redact_url_text(text) == text
 
 
 def test_redact_token_shows_prefix_and_length_only() -> None:
