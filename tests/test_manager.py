@@ -8,6 +8,7 @@ import logging
 import os
 import threading
 import time
+import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -405,6 +406,31 @@ def test_concurrent_callers_share_the_error_of_the_fetch(
     results = run_together(8, lambda _: tokens.get_token())
     assert all(isinstance(r, wxauth.CredentialError) for r in results), results
     assert endpoint.calls == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="_manager.py: _Flight.wait re-raises the leader's exception object in every "
+    "waiting thread, so all callers share one traceback that piles up the frames of "
+    "every thread (43 frames for 8 callers) including the leader's HTTP fetch",
+)
+def test_each_caller_gets_its_own_traceback_of_a_shared_error(
+    endpoint: TokenEndpoint, clock: FakeClock
+) -> None:
+    """Followers get the leader's error (same type and errcode), but the traceback each
+    one sees is its own: only the leader's shows the fetch it made."""
+    endpoint.answers.append({"errcode": 40125, "errmsg": "invalid appsecret"})
+    endpoint.delay = 0.3
+    tokens = manager(clock)
+    results = run_together(8, lambda _: tokens.get_token())
+    assert all(isinstance(r, wxauth.CredentialError) and r.errcode == 40125 for r in results)
+    fetched = [
+        r
+        for r in results
+        if isinstance(r, BaseException)
+        and any(f.name == "call_token_endpoint" for f in traceback.extract_tb(r.__traceback__))
+    ]
+    assert len(fetched) == 1
 
 
 def test_refresh_ahead_serves_the_old_token_without_waiting(
