@@ -123,3 +123,28 @@ def test_the_refresher_restarts_in_a_forked_child(fake: FakeWeChat) -> None:
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         assert len(refresher_threads()) == 1
+
+
+def test_a_refresher_waiting_on_another_fetch_does_not_spin(fake: FakeWeChat) -> None:
+    """While another manager on the store is fetching, a refresher that finds the lock
+    taken looks again after a pause instead of retrying in a tight loop."""
+    store = wxauth.MemoryStore()
+    with fake.serve() as url, make(fake, url, store=store) as waiter:
+        fetcher = wxauth.TokenManager(APPID, SECRET, api_base=url, clock=fake.clock, store=store)
+        fetcher.get_token()
+        waiter.start_background()
+        assert waiter.sync_background()
+        fake.advance(7200 - 400)  # inside the background window of the stored token
+        fake.token_latency = 1.0
+        pool = threading.Thread(target=fetcher.refresh)
+        pool.start()
+        refresher = waiter._refresher
+        assert refresher is not None
+        before = refresher._completed
+        pool.join(10)
+        fake.token_latency = 0.0
+        cycles = refresher._completed - before
+        # poll_interval=0.05 s: about 20 looks in the 1 s fetch; a spinning loop makes
+        # thousands.
+        assert cycles < 100, cycles
+        assert waiter.stats.fetches == 0

@@ -277,3 +277,20 @@ def test_refresh_budget_is_shared_through_the_store(fake: FakeWeChat) -> None:
         with pytest.raises(wxauth.RefreshBudgetError):
             managers[0].get_token()
     fake.assert_token_fetches(2)
+
+
+def test_the_rejection_seen_by_one_manager_reaches_the_one_that_fetches(
+    fake: FakeWeChat,
+) -> None:
+    """With a shared store, the process that wins the lock escalates too: the rejected
+    token is remembered in the store, not only in the manager that saw the 40001."""
+    store = wxauth.MemoryStore()
+    recorder = Recorder()
+    with fake.serve() as url:
+        saw_40001 = stable_manager(fake, url, recorder, store=store)
+        fetches_next = stable_manager(fake, url, recorder, store=store)
+        token = saw_40001.get_token()
+        assert saw_40001.invalidate(token)
+        fresh = fetches_next.get_token()
+    assert fresh != token
+    assert recorder.forces() == [False, False, True]

@@ -52,6 +52,9 @@ _BUDGET_WINDOW = 60.0
 #: The background refresher renews this many seconds before the foreground margin,
 #: so that in steady state no request finds the token inside the margin.
 BACKGROUND_LEAD = 120.0
+#: How long (seconds) a rejected token is remembered in the store, so the process that
+#: fetches next knows it even if another process saw the rejection.
+REJECTED_MEMORY = 600.0
 #: Longest pause of the background refresher between two looks at the store (seconds).
 DEFAULT_POLL_INTERVAL = 5.0
 
@@ -297,6 +300,9 @@ class TokenManager:
         self._rejected = token
         dropped = self.store.delete_if(self.key, token)
         if dropped:
+            # Whichever process wins the lock next must know which token was rejected
+            # (the stable source escalates only if WeChat hands that one back).
+            self.store.set_meta(f"{self.key}:rejected", token, ttl=REJECTED_MEMORY)
             self.stats.invalidations += 1
             logger.info("invalidated the token of appid=%s (%s)", self.appid, redact_token(token))
         return dropped
@@ -414,7 +420,7 @@ class TokenManager:
             timeout=self.timeout,
             clock=self._clock,
             store=self.store,
-            rejected=self._rejected,
+            rejected=self._rejected or self.store.get_meta(f"{self.key}:rejected"),
             retries=self.retries,
             backoff=self.backoff,
         )
@@ -455,6 +461,10 @@ class TokenManager:
                 return due - now
         margin = 0.0 if current is None else self.background_margin(current)
         token = self._refresh(current, margin=margin, background=True)
+        if current is not None and token.value == current.value:
+            # Someone else (another thread or process) holds the fetch: look again
+            # shortly instead of spinning on the lock.
+            return min(self.poll_interval, 1.0)
         return max(token.expires_at - self.background_margin(token) - self._clock(), 0.0)
 
     def start_background(self) -> None:
