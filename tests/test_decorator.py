@@ -553,6 +553,45 @@ def test_async_method(provider: Provider) -> None:
     assert asyncio.run(client.fetch()) == (client, "tok-1")
 
 
+def test_async_class_and_static_methods_in_both_orders(provider: Provider) -> None:
+    """async classmethods and staticmethods are recognised as async whichever way the
+    decorators are stacked, and still retry."""
+    decorate = wxauth.with_access_token(provider)
+    answers: list[dict[str, object]] = [expired(40001)]
+
+    class Client:
+        @decorate
+        @classmethod
+        async def class_outer(cls, access_token: str) -> tuple[type, str]:
+            return cls, access_token
+
+        @classmethod
+        @decorate
+        async def class_inner(cls, access_token: str) -> tuple[type, str]:
+            return cls, access_token
+
+        @decorate
+        @staticmethod
+        async def static_outer(access_token: str) -> object:
+            return answers.pop(0) if answers else access_token
+
+        @staticmethod
+        @decorate
+        async def static_inner(access_token: str) -> str:
+            return access_token
+
+    async def main() -> list[object]:
+        return [
+            await Client.class_outer(),
+            await Client().class_inner(),
+            await Client.static_outer(),
+            await Client().static_inner(),
+        ]
+
+    assert asyncio.run(main()) == [(Client, "tok-1"), (Client, "tok-1"), "tok-2", "tok-2"]
+    assert provider.invalidated == ["tok-1"]
+
+
 def test_async_cold_fetch_does_not_block_the_event_loop(
     rsps: responses.RequestsMock, endpoint: TokenEndpoint
 ) -> None:
