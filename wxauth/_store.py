@@ -134,22 +134,20 @@ class _ThreadLock:
         self.release()
 
 
-def _token_ttu(_key: str, token: Token, now: float) -> float:
-    # Keep a token in memory for its lifetime measured from when it was written. The
-    # manager judges freshness with its own (possibly fake) clock.
-    return now + max(token.lifetime, 0.0)
-
-
 _LIVE_STORES: weakref.WeakSet[MemoryStore] = weakref.WeakSet()
 
 
 class MemoryStore(TokenStore):
-    """The default store: a cachetools ``TLRUCache`` in this process's memory.
+    """The default store: a dict in this process's memory.
 
-    Each token lives for its own ``expires_in``. cachetools caches are not thread-safe,
-    so every operation takes an internal lock; the per-key single-flight locks are
-    separate, so a fetch in progress never blocks readers. Locks are re-created in a
-    child after ``os.fork``, so no lock is inherited in a held state.
+    Each token is kept for its own ``expires_in`` (real time from when it was written;
+    the manager judges freshness with its own, possibly fake, clock) and then reads as
+    missing; past ``maxsize`` tokens, expired ones and then the one written longest ago
+    are dropped. Reads take no lock, because they run on every request and one dict
+    lookup is atomic; writes, compare-and-delete and the small records (a cachetools
+    ``TLRUCache``, not thread-safe) take an internal lock. The per-key single-flight
+    locks are separate, so a fetch in progress never blocks readers. Locks are
+    re-created in a child after ``os.fork``, so no lock is inherited in a held state.
     """
 
     shared = False
@@ -161,9 +159,8 @@ class MemoryStore(TokenStore):
 
     def _reset(self) -> None:
         self._mutex = threading.Lock()
-        self._tokens: TLRUCache[str, Token] = TLRUCache(
-            maxsize=self._maxsize, ttu=_token_ttu, timer=time.monotonic
-        )
+        # key -> (token, time.monotonic() at which it stops being returned)
+        self._tokens: dict[str, tuple[Token, float]] = {}
         self._meta: TLRUCache[str, tuple[str, float]] = TLRUCache(
             maxsize=self._maxsize, ttu=lambda _k, v, now: now + v[1], timer=time.monotonic
         )
@@ -178,25 +175,30 @@ class MemoryStore(TokenStore):
         self._locks = {}
 
     def get(self, key: str) -> Token | None:
-        # Indexing, not TLRUCache.get: the same answer (an expired or missing entry
-        # raises KeyError) in half the time, and this runs on every request.
-        with self._mutex:
-            try:
-                return self._tokens[key]
-            except KeyError:
-                return None
+        entry = self._tokens.get(key)
+        if entry is None or time.monotonic() >= entry[1]:
+            return None
+        return entry[0]
 
     def set(self, key: str, token: Token) -> bool:
         with self._mutex:
-            current = self._tokens.get(key)
+            current = self.get(key)
             if current is not None and current.fetched_at > token.fetched_at:
                 return False
-            self._tokens[key] = token
+            now = time.monotonic()
+            tokens = self._tokens
+            tokens.pop(key, None)
+            if len(tokens) >= self._maxsize:
+                for stale in [k for k, (_, until) in tokens.items() if now >= until]:
+                    del tokens[stale]
+                while tokens and len(tokens) >= self._maxsize:
+                    del tokens[next(iter(tokens))]  # the one written longest ago
+            tokens[key] = (token, now + max(token.lifetime, 0.0))
             return True
 
     def delete_if(self, key: str, value: str) -> bool:
         with self._mutex:
-            current = self._tokens.get(key)
+            current = self.get(key)
             if current is None or current.value != value:
                 return False
             del self._tokens[key]
