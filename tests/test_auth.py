@@ -644,3 +644,34 @@ def test_one_session_shared_by_16_threads(rsps: responses.RequestsMock) -> None:
         for rejected in response.history:
             assert json.loads(rejected.request.body or b"{}") == {"thread": i}
     assert len(api.requests) == 16 + sum(len(r.history) for r in results.values())
+
+
+def test_a_transport_without_response_connection_gets_the_response_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An adapter that builds responses without ``connection`` cannot be re-sent on:
+    the 40001 answer is returned as it is, the token is invalidated, and a warning says why."""
+
+    class BareAdapter(BaseAdapter):
+        def send(self, request: requests.PreparedRequest, **kwargs: object) -> requests.Response:
+            response = requests.Response()
+            response.status_code = 200
+            response.headers["Content-Type"] = "application/json"
+            response._content = b'{"errcode": 40001, "errmsg": "invalid credential"}'
+            response.request = request
+            response.url = request.url or ""
+            return response
+
+        def close(self) -> None:
+            pass
+
+    tokens = wxauth.TokenManager("wxbareadapter01", source=lambda: ("bare-token-value", 7200))
+    session = requests.Session()
+    session.mount("https://api.weixin.qq.com", BareAdapter())
+    session.auth = wxauth.WxAuth(manager=tokens)
+    with caplog.at_level(logging.WARNING, logger="wxauth"):
+        response = session.get("https://api.weixin.qq.com/cgi-bin/user/get")
+    assert response.json()["errcode"] == 40001
+    assert response.history == []
+    assert tokens.stats.invalidations == 1
+    assert "response.connection" in caplog.text

@@ -408,12 +408,6 @@ def test_concurrent_callers_share_the_error_of_the_fetch(
     assert endpoint.calls == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_manager.py: _Flight.wait re-raises the leader's exception object in every "
-    "waiting thread, so all callers share one traceback that piles up the frames of "
-    "every thread (43 frames for 8 callers) including the leader's HTTP fetch",
-)
 def test_each_caller_gets_its_own_traceback_of_a_shared_error(
     endpoint: TokenEndpoint, clock: FakeClock
 ) -> None:

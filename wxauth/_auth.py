@@ -117,12 +117,15 @@ class WxAuth(requests.auth.AuthBase):
         if errcode is None:
             return response
         path = urlsplit(response.url or "").path
-        if not replayable:
+        connection = getattr(response, "connection", None)
+        if not replayable or connection is None:
+            why = (
+                "the request body cannot be sent again (an iterator or a non-seekable stream)"
+                if not replayable
+                else "the transport adapter set no response.connection to re-send with"
+            )
             logger.warning(
-                "%s answered errcode %d, but the request body cannot be sent "
-                "again (an iterator or a non-seekable stream): returning the response",
-                path,
-                errcode,
+                "%s answered errcode %d, but %s: returning the response", path, errcode, why
             )
             self.manager.invalidate(token)
             return response
@@ -151,7 +154,7 @@ class WxAuth(requests.auth.AuthBase):
             seek(position)
         # Straight to the adapter, as HTTPDigestAuth does: response hooks do not run
         # again, so the retry cannot recurse into another retry.
-        second: requests.Response = response.connection.send(retry, **send_kwargs)
+        second: requests.Response = connection.send(retry, **send_kwargs)
         second.history.append(response)
         second.request = retry
         return second

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -92,7 +93,13 @@ class _Flight:
         if not self.done.wait(timeout):
             raise TokenFetchError(f"gave up after {timeout:.1f}s waiting for a token fetch")
         if self.error is not None:
-            raise self.error
+            # Each waiter raises its own copy: re-raising the one object from many
+            # threads would pile every thread's frames onto one shared traceback.
+            try:
+                error = copy.copy(self.error).with_traceback(None)
+            except Exception:  # an exception class that cannot be copied
+                raise self.error from None
+            raise error from None
         assert self.token is not None
         return self.token
 
