@@ -59,11 +59,10 @@ import time
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from ._errors import StoreError
-from ._store import StoreLock, TokenStore
+from ._store import LockContext, StoreLock, TokenStore
 from ._token import Token
 
 if sys.platform != "win32":
@@ -284,7 +283,7 @@ class FileStore(TokenStore):
         return f"FileStore(path={str(self.path)!r})"
 
 
-class _FileLock:
+class _FileLock(LockContext):
     """The single-flight lock of one key in a :class:`FileStore` (one acquisition at a
     time per object; make one object per caller, as the manager does)."""
 
@@ -406,18 +405,6 @@ class _FileLock:
         # was just closed), and the thread that held the guard does not exist here.
         self._fd = None
         self._guard = threading.Lock()
-
-    def __enter__(self) -> _FileLock:
-        self.acquire()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
 
     def __repr__(self) -> str:
         return f"<FileStore lock key={self._key!r} held={self._fd is not None}>"

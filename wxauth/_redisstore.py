@@ -33,11 +33,11 @@ import random
 import secrets
 import time
 from collections.abc import Callable
-from types import ModuleType, TracebackType
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import StoreError
-from ._store import StoreLock, TokenStore
+from ._store import LockContext, StoreLock, TokenStore
 from ._token import Token
 
 if TYPE_CHECKING:
@@ -220,7 +220,7 @@ class RedisStore(TokenStore):
         return f"RedisStore(prefix={self.prefix!r})"
 
 
-class _RedisLock:
+class _RedisLock(LockContext):
     """The lease lock of one key in a :class:`RedisStore` (one acquisition at a time
     per object; make one object per caller, as the manager does)."""
 
@@ -282,18 +282,6 @@ class _RedisLock:
             # The caller already has its token (or its error); the lock frees itself
             # when the lease runs out, so this is worth a warning, not a failure.
             logger.warning("%s; the lock will expire after its lease", exc)
-
-    def __enter__(self) -> _RedisLock:
-        self.acquire()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
 
     def __repr__(self) -> str:
         return f"<RedisStore lock key={self._key!r} held={self._owner is not None}>"

@@ -37,6 +37,7 @@ __all__ = [
     "STABLE_FORCE_DAILY_LIMIT",
     "STABLE_FORCE_SPACING",
     "WECOM_API_BASE",
+    "AppSecretSource",
     "CallableTokenSource",
     "ClassicTokenSource",
     "FetchContext",
@@ -259,16 +260,11 @@ def parse_token_answer(data: Mapping[str, Any], path: str) -> tuple[str, float]:
     return token, seconds
 
 
-class ClassicTokenSource(TokenSource):
-    """``GET /cgi-bin/token?grant_type=client_credential&appid=...&secret=...``.
+class AppSecretSource(TokenSource):
+    """Base of the sources that fetch with an appid and an AppSecret from an endpoint
+    under ``api_base``. The store key is ``token:<name>:<appid>``."""
 
-    Every fetch retires the app's previous classic token (it keeps working about five
-    minutes). The secret travels in the URL; wxauth scrubs it from urllib3's logs and
-    from every error it raises.
-    """
-
-    name = "classic"
-    path = "/cgi-bin/token"
+    path: str = ""
 
     def __init__(self, appid: str, secret: str, *, api_base: str = DEFAULT_API_BASE) -> None:
         self.appid = _require("appid", appid)
@@ -278,6 +274,21 @@ class ClassicTokenSource(TokenSource):
     @property
     def key(self) -> str:
         return f"token:{self.name}:{self.appid}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(appid={self.appid!r}, api_base={self.api_base!r})"
+
+
+class ClassicTokenSource(AppSecretSource):
+    """``GET /cgi-bin/token?grant_type=client_credential&appid=...&secret=...``.
+
+    Every fetch retires the app's previous classic token (it keeps working about five
+    minutes). The secret travels in the URL; wxauth scrubs it from urllib3's logs and
+    from every error it raises.
+    """
+
+    name = "classic"
+    path = "/cgi-bin/token"
 
     def fetch(self, ctx: FetchContext) -> tuple[str, float]:
         data = call_token_endpoint(
@@ -290,9 +301,6 @@ class ClassicTokenSource(TokenSource):
         )
         return parse_token_answer(data, self.path)
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(appid={self.appid!r}, api_base={self.api_base!r})"
-
 
 #: WeChat allows a force refresh of a stable token at most this often (seconds)...
 STABLE_FORCE_SPACING = 30.0
@@ -301,7 +309,7 @@ STABLE_FORCE_DAILY_LIMIT = 20
 _CHINA_UTC_OFFSET = 8 * 3600
 
 
-class StableTokenSource(TokenSource):
+class StableTokenSource(AppSecretSource):
     """``POST /cgi-bin/stable_token`` with the secret in the JSON body, not the URL.
 
     Normal mode returns the app's current stable token (the same one to every caller,
@@ -319,15 +327,6 @@ class StableTokenSource(TokenSource):
 
     name = "stable"
     path = "/cgi-bin/stable_token"
-
-    def __init__(self, appid: str, secret: str, *, api_base: str = DEFAULT_API_BASE) -> None:
-        self.appid = _require("appid", appid)
-        self._secret = _require("secret", secret)
-        self.api_base = api_base.rstrip("/")
-
-    @property
-    def key(self) -> str:
-        return f"token:{self.name}:{self.appid}"
 
     def _request(self, ctx: FetchContext, *, force: bool) -> tuple[str, float]:
         data = call_token_endpoint(
@@ -388,9 +387,6 @@ class StableTokenSource(TokenSource):
         record_text = json.dumps({"last": now, "count": count + 1, "day": day})
         ctx.store.set_meta(meta_key, record_text, ttl=2 * 86400)
         return True
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(appid={self.appid!r}, api_base={self.api_base!r})"
 
 
 #: Where the WeCom (企业微信) APIs live.

@@ -27,13 +27,13 @@ import time
 import weakref
 from abc import ABC, abstractmethod
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from cachetools import TLRUCache
 
 from ._token import Token
 
-__all__ = ["MemoryStore", "StoreLock", "TokenStore"]
+__all__ = ["LockContext", "MemoryStore", "StoreLock", "TokenStore"]
 
 
 class StoreLock(Protocol):
@@ -103,7 +103,35 @@ class TokenStore(ABC):
         """Release connections or file handles. The default does nothing."""
 
 
-class _ThreadLock:
+_L = TypeVar("_L", bound="LockContext")
+
+
+class LockContext:
+    """Mixin giving a :class:`StoreLock` implementation its ``with`` statement:
+    ``__enter__`` acquires (waiting as long as it takes), ``__exit__`` releases."""
+
+    __slots__ = ()
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _L) -> _L:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+class _ThreadLock(LockContext):
     """A process-local lock with the :class:`StoreLock` shape; leases are moot in one
     process, because a thread that dies holding a lock takes the process with it only
     in the sense that matters: the ``with`` block releases it on any exception."""
@@ -120,18 +148,6 @@ class _ThreadLock:
 
     def release(self) -> None:
         self._lock.release()
-
-    def __enter__(self) -> _ThreadLock:
-        self.acquire()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
 
 
 _LIVE_STORES: weakref.WeakSet[MemoryStore] = weakref.WeakSet()
