@@ -208,6 +208,9 @@ class TokenManager:
         self.source: TokenSource = make_source(
             source, appid, secret, None if api_base == DEFAULT_API_BASE else api_base
         )
+        # Read on every get_token(); a source's key never changes (the classic source
+        # builds it anew on each read, and a new string must be hashed again).
+        self._key = self.source.key
         if store is None:
             store = MemoryStore()
         self.store: TokenStore = store
@@ -244,7 +247,7 @@ class TokenManager:
     @property
     def key(self) -> str:
         """The store key of this manager's token (never contains the secret)."""
-        return self.source.key
+        return self._key
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -277,7 +280,7 @@ class TokenManager:
         """Like :meth:`get_token`, but return the :class:`~wxauth.Token` with its expiry."""
         if self._background and self._refresher is None:
             self.start_background()
-        current = self.store.get(self.key)
+        current = self.store.get(self._key)
         if current is not None:
             now = self._clock()
             if not current.needs_refresh(now, self.refresh_margin):
