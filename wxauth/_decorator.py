@@ -40,10 +40,11 @@ class TokenProvider(Protocol):
 
 def _rejected_code(outcome: object) -> int | None:
     """The expired errcode ``outcome`` (a result or an exception) reports, if any."""
+    # dict before Mapping: the usual result, recognised without the slower ABC check.
+    if isinstance(outcome, (dict, Mapping)):
+        return mapping_expired_errcode(outcome)
     if isinstance(outcome, WeChatAPIError):
         return outcome.errcode if outcome.errcode in EXPIRED_ERRCODES else None
-    if isinstance(outcome, Mapping):
-        return mapping_expired_errcode(outcome)
     if isinstance(outcome, requests.Response):
         return expired_errcode(outcome)
     return None
