@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -20,9 +21,16 @@ logger = logging.getLogger("wxauth")
 _PARAM = "access_token"
 
 
+@functools.lru_cache(maxsize=16)
+def _quoted(token: str) -> str:
+    # Percent-encoding a ~150-character token was most of set_access_token's time, and
+    # every request encodes one of the same few tokens.
+    return quote(token, safe="")
+
+
 def set_access_token(url: str, token: str, param: str = _PARAM) -> str:
     """Return ``url`` with exactly one ``param`` query parameter, set to ``token``."""
-    value = f"{param}={quote(token, safe='')}"
+    value = f"{param}={_quoted(token)}"
     if "#" in url:
         parts = urlsplit(url)
         return urlunsplit(parts._replace(query=_replace_in_query(parts.query, param, value)))
