@@ -10,6 +10,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import requests
 from requests.cookies import extract_cookies_to_jar
 
+from ._errors import CredentialError, WxAuthError
 from ._manager import TokenManager
 from ._redact import redact_token
 from ._response import expired_errcode
@@ -146,7 +147,15 @@ class WxAuth(requests.auth.AuthBase):
             redact_token(token),
         )
         self.manager.invalidate(token)
-        fresh = self.manager.get_token()
+        try:
+            fresh = self.manager.get_token()
+        except CredentialError:
+            raise  # a configuration error (wrong secret, IP not whitelisted) must surface
+        except WxAuthError as exc:
+            # No token to retry with for now (quota, refresh budget, network, store):
+            # the caller gets WeChat's answer, as after a second rejection; logged.
+            logger.warning("%s: no fresh token to re-send with (%s)", path, exc)
+            return response
         original = response.request
         # Release the connection of the rejected answer before re-sending.
         response.close()

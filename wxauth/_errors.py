@@ -71,6 +71,7 @@ RETRYABLE_ERRCODES: frozenset[int] = frozenset({-1, -1000})
 
 _RID_RE = re.compile(r"\brid:\s*([0-9A-Za-z]+(?:-[0-9A-Za-z]+)+)")
 _HINT_RE = re.compile(r"\bhint:\s*\[([^\]]+)\]")
+_IP_ERRCODES = frozenset({40164, 60020})
 _IP_RE = re.compile(r"(?:invalid ip|from ip:)\s*([0-9A-Fa-f.:]+[0-9A-Fa-f])")
 
 
@@ -119,7 +120,9 @@ class CredentialError(WeChatAPIError):
 
     @property
     def ip(self) -> str | None:
-        """The caller IP WeChat reported as not whitelisted, if any."""
+        """The caller IP WeChat reported as not whitelisted (40164, WeCom 60020)."""
+        if self.errcode not in _IP_ERRCODES:
+            return None  # WeCom appends "from ip: ..." to every errmsg
         match = _IP_RE.search(self.errmsg)
         return match.group(1) if match else None
 

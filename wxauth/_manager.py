@@ -388,8 +388,8 @@ class TokenManager:
             try:
                 return self._fetch(now, background=background)
             except WxAuthError as exc:
-                if background:
-                    raise  # the refresher logs it and backs off
+                if background or force:
+                    raise  # the refresher logs it and backs off; refresh() must say
                 if usable is not None and not usable.is_expired(self._clock()):
                     self._ahead_retry_at = self._clock() + AHEAD_RETRY_DELAY
                     logger.warning(

@@ -114,6 +114,14 @@ class TokenSource(ABC):
         return f"{type(self).__name__}(appid={self.appid!r})"
 
 
+def _endpoint_tag(api_base: str, default: str) -> str:
+    """``""`` for WeChat's own endpoint, else ``"@<digest>"``: tokens of an emulator or a
+    proxy must not be served as WeChat's from a store both use."""
+    if api_base == default.rstrip("/"):
+        return ""
+    return "@" + hashlib.sha256(api_base.encode("utf-8")).hexdigest()[:12]
+
+
 def _require(name: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{name} must be a non-empty str")
@@ -273,7 +281,7 @@ class AppSecretSource(TokenSource):
 
     @property
     def key(self) -> str:
-        return f"token:{self.name}:{self.appid}"
+        return f"token:{self.name}:{self.appid}{_endpoint_tag(self.api_base, DEFAULT_API_BASE)}"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(appid={self.appid!r}, api_base={self.api_base!r})"
@@ -409,7 +417,10 @@ class WeComTokenSource(TokenSource):
         self.appid = _require("corpid", corpid)
         self._secret = _require("corpsecret", corpsecret)
         self.api_base = api_base.rstrip("/")
-        self._key = f"token:{self.name}:{corpid}:{secret_digest(corpsecret)}"
+        self._key = (
+            f"token:{self.name}:{corpid}:{secret_digest(corpsecret)}"
+            f"{_endpoint_tag(self.api_base, WECOM_API_BASE)}"
+        )
 
     @property
     def corpid(self) -> str:

@@ -1,0 +1,88 @@
+"""Contract gaps found by an adversarial review of issues 2-5, now fixed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import wxauth
+from wxauth._cli import main
+from wxauth.testing import FakeWeChat
+
+APPID, SECRET = "wx1234567890", "the-app-secret"
+
+
+def test_cli_token_default_store_does_not_mix_api_bases(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two emulators, same appid, default --store: each run prints a token its own
+    emulator issued."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("WECHAT_APPID", APPID)
+    monkeypatch.setenv("WECHAT_APPSECRET", SECRET)
+    for _ in range(2):
+        with FakeWeChat() as fake:
+            fake.add_app(APPID, SECRET)
+            with fake.serve() as url:
+                assert main(["token", "--api-base", url]) == 0
+            printed = capsys.readouterr().out.strip()
+            assert fake.token_status(printed) == "valid"
+            fake.assert_token_fetches(1)
+
+
+def test_wecom_wrong_secret_does_not_blame_the_ip_whitelist(fake_wechat: FakeWeChat) -> None:
+    fake_wechat.add_wecom_app("ww1", "corp-secret")
+    with fake_wechat.serve() as url:
+        manager = wxauth.TokenManager("ww1", "wrong-corp-secret", source="wecom", api_base=url)
+        with pytest.raises(wxauth.CredentialError) as caught:
+            manager.get_token()
+    assert caught.value.errcode == 40001
+    assert caught.value.ip is None
+    assert "whitelist" not in str(caught.value)
+
+
+def test_refresh_raises_when_the_forced_fetch_fails(fake_wechat: FakeWeChat) -> None:
+    """refresh() asks for a new token: a failure is raised, not hidden behind the old one."""
+    fake_wechat.add_app(APPID, SECRET)
+    with fake_wechat.serve() as url:
+        manager = wxauth.TokenManager(APPID, SECRET, api_base=url, clock=fake_wechat.clock)
+        old = manager.get_token()
+        fake_wechat.fail_next(on="token", errcode=45009)
+        with pytest.raises(wxauth.QuotaError):
+            manager.refresh()
+        assert manager.get_token() == old  # the valid token is still served
+
+
+def test_persistent_40001_past_the_refresh_budget_returns_the_answer(
+    fake_wechat: FakeWeChat,
+) -> None:
+    """When no fresh token may be fetched for the re-send (local budget spent), WxAuth
+    returns WeChat's 40001 answer; a later request that has no token at all gets the
+    typed RefreshBudgetError."""
+    import requests
+
+    fake_wechat.add_app(APPID, SECRET)
+    with fake_wechat.serve() as url:
+        session = requests.Session()
+        session.auth = wxauth.WxAuth(
+            APPID, SECRET, api_base=url, clock=fake_wechat.clock, max_fetches_per_minute=3
+        )
+        fake_wechat.fail_next(20, on="api", errcode=40001)
+        answers = [session.get(url + "/cgi-bin/user/get") for _ in range(3)]
+        with pytest.raises(wxauth.RefreshBudgetError):
+            session.get(url + "/cgi-bin/user/get")
+    assert [r.json()["errcode"] for r in answers] == [40001] * 3
+    assert [len(r.history) for r in answers] == [1, 1, 0]  # the third could not re-send
+    fake_wechat.assert_token_fetches(3)
+
+
+def test_a_short_secret_does_not_mangle_wechats_errmsg(fake_wechat: FakeWeChat) -> None:
+    """Literal masking is for real-length secrets: "s" must not make "system" "***ystem"."""
+    fake_wechat.add_app(APPID, "s")
+    with fake_wechat.serve() as url:
+        manager = wxauth.TokenManager(APPID, "s", api_base=url, retries=0)
+        fake_wechat.fail_next(on="token", errcode=-1)
+        with pytest.raises(wxauth.TokenFetchError) as caught:
+            manager.get_token()
+    assert "system" in str(caught.value)
