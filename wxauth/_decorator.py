@@ -120,8 +120,10 @@ def with_access_token(
         raise ValueError(f"param must be a keyword argument name, not {param!r}")
     fast = provider if isinstance(provider, TokenManager) else None
 
+    get_token = provider.get_token
+
     def call_sync(wrapped: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> Any:
-        token = provider.get_token()
+        token = get_token()
         try:
             result = wrapped(*args, **{**kwargs, param: token})
         except WeChatAPIError as exc:
@@ -129,6 +131,10 @@ def with_access_token(
                 raise
             code = exc.errcode
         else:
+            if type(result) is dict:
+                errcode = result.get("errcode")
+                if errcode is None or errcode == 0:  # the usual answer, decided at once
+                    return result
             code_or_none = _rejected_code(result)
             if code_or_none is None:
                 return result
@@ -137,7 +143,7 @@ def with_access_token(
         # first one chained to it.
         _warn_retry(getattr(wrapped, "__qualname__", "function"), code, token)
         provider.invalidate(token)
-        return wrapped(*args, **{**kwargs, param: provider.get_token()})
+        return wrapped(*args, **{**kwargs, param: get_token()})
 
     async def get_token_async() -> str:
         if fast is not None:

@@ -274,6 +274,14 @@ class TokenManager:
         While another caller refreshes ahead of expiry, callers get the still-valid
         token at once. Raises :class:`~wxauth.WxAuthError` subclasses on failure.
         """
+        # The warm path of get(), inlined: it is on every request's way.
+        current = self.store.get(self._key)
+        if (
+            current is not None
+            and not current.needs_refresh(self._clock(), self.refresh_margin)
+            and (self._refresher is not None or not self._background)
+        ):
+            return current.value
         return self.get().value
 
     def get(self) -> Token:
