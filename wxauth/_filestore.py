@@ -50,7 +50,6 @@ import hashlib
 import json
 import logging
 import os
-import random
 import re
 import sys
 import tempfile
@@ -62,7 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import StoreError
-from ._store import LockContext, StoreLock, TokenStore
+from ._store import LockContext, StoreLock, TokenStore, poll_until
 from ._token import Token
 
 if sys.platform != "win32":
@@ -356,24 +355,13 @@ class _FileLock(LockContext):
         if not self._guard.acquire(blocking, -1 if timeout is None or not blocking else timeout):
             return False
         try:
-            if self._try_acquire():
-                return True
             if not blocking:
+                taken = self._try_acquire()
+            else:
+                taken = poll_until(self._try_acquire, timeout, first=_POLL_FIRST, cap=_POLL_MAX)
+            if not taken:
                 self._guard.release()
-                return False
-            deadline = None if timeout is None else time.monotonic() + timeout
-            pause = _POLL_FIRST
-            while True:
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        self._guard.release()
-                        return False
-                    pause = min(pause, left)
-                time.sleep(pause * random.uniform(0.5, 1.0))
-                if self._try_acquire():
-                    return True
-                pause = min(pause * 2, _POLL_MAX)
+            return taken
         except BaseException:
             if self._fd is None:
                 self._guard.release()

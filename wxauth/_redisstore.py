@@ -29,15 +29,13 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import secrets
-import time
 from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import StoreError
-from ._store import LockContext, StoreLock, TokenStore
+from ._store import LockContext, StoreLock, TokenStore, poll_until
 from ._token import Token
 
 if TYPE_CHECKING:
@@ -247,22 +245,9 @@ class _RedisLock(LockContext):
         """Take the lock; poll (2 ms doubling to 50 ms) while another holder has it."""
         if self._owner is not None:
             raise RuntimeError("this RedisStore lock is already held by its owner")
-        if self._try_acquire():
-            return True
         if not blocking:
-            return False
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pause = _POLL_FIRST
-        while True:
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                pause = min(pause, left)
-            time.sleep(pause * random.uniform(0.5, 1.0))
-            if self._try_acquire():
-                return True
-            pause = min(pause * 2, _POLL_MAX)
+            return self._try_acquire()
+        return poll_until(self._try_acquire, timeout, first=_POLL_FIRST, cap=_POLL_MAX)
 
     def release(self) -> None:
         """Release the lock if this holder still owns it; a holder whose lease ran out

@@ -22,10 +22,12 @@ manager decides freshness with its own clock. Stores evict a token ``lifetime`` 
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 import weakref
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol, TypeVar
 
@@ -33,7 +35,7 @@ from cachetools import TLRUCache
 
 from ._token import Token
 
-__all__ = ["LockContext", "MemoryStore", "StoreLock", "TokenStore"]
+__all__ = ["LockContext", "MemoryStore", "StoreLock", "TokenStore", "poll_until"]
 
 
 class StoreLock(Protocol):
@@ -104,6 +106,29 @@ class TokenStore(ABC):
 
 
 _L = TypeVar("_L", bound="LockContext")
+
+
+def poll_until(
+    attempt: Callable[[], bool], timeout: float | None, *, first: float, cap: float
+) -> bool:
+    """Call ``attempt`` until it returns ``True`` or ``timeout`` seconds pass
+    (``None``: no limit), sleeping ``first`` seconds and doubling up to ``cap`` between
+    tries, with jitter so waiters in many processes do not poll in step. For locks
+    whose holder lives in another process, where no in-process wake-up exists."""
+    if attempt():
+        return True
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pause = first
+    while True:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            pause = min(pause, left)
+        time.sleep(pause * random.uniform(0.5, 1.0))
+        if attempt():
+            return True
+        pause = min(pause * 2, cap)
 
 
 class LockContext:
