@@ -641,3 +641,16 @@ def test_async_duck_typed_source_does_not_block_the_event_loop() -> None:
         return await asyncio.gather(call(), ticker())
 
     assert asyncio.run(main())[0] == "tok-1"
+
+
+def test_the_callers_keyword_dict_is_left_as_it_was() -> None:
+    """The token is added to the call's own keywords, never to a dict the caller unpacked."""
+    tokens = wxauth.TokenManager("wxkwargs000001", source=lambda: ("kw-token-value", 7200))
+
+    @wxauth.with_access_token(tokens)
+    def send(openid: str, *, access_token: str, text: str = "") -> dict[str, str]:
+        return {"openid": openid, "token": access_token, "text": text}
+
+    options = {"text": "hello"}
+    assert send("o1", **options) == {"openid": "o1", "token": "kw-token-value", "text": "hello"}
+    assert options == {"text": "hello"}

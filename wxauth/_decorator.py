@@ -124,8 +124,11 @@ def with_access_token(
 
     def call_sync(wrapped: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> Any:
         token = get_token()
+        # wrapt hands every call a dict of its own: adding the token to it is safe
+        # and spares a copy on every call.
+        kwargs[param] = token
         try:
-            result = wrapped(*args, **{**kwargs, param: token})
+            result = wrapped(*args, **kwargs)
         except WeChatAPIError as exc:
             if exc.errcode not in EXPIRED_ERRCODES:
                 raise
@@ -143,7 +146,8 @@ def with_access_token(
         # first one chained to it.
         _warn_retry(getattr(wrapped, "__qualname__", "function"), code, token)
         provider.invalidate(token)
-        return wrapped(*args, **{**kwargs, param: get_token()})
+        kwargs[param] = get_token()
+        return wrapped(*args, **kwargs)
 
     async def get_token_async() -> str:
         if fast is not None:
