@@ -26,24 +26,21 @@ Prints a table, then one JSON line per case.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import multiprocessing
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from _redis_server import redis_server
 
 from wxauth import (
     FileStore,
@@ -354,57 +351,6 @@ def process_cases(base: str, fake: FakeWeChat, kind: str, where: str) -> list[Ro
     return rows
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def redis_server(workdir: Path) -> Iterator[str | None]:
-    """A redis-server of our own on a free loopback port, or ``None`` if there is none
-    (or no redis client library)."""
-    binary = shutil.which("redis-server")
-    try:
-        import redis
-    except ImportError:
-        binary = None
-    if binary is None:
-        yield None
-        return
-
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.exceptions.ConnectionError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    yield None
-                    return
-                time.sleep(0.02)
-        client.close()
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 # -- wechatpy, for comparison ----------------------------------------------------------
 
 
@@ -535,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quick:
         with tempfile.TemporaryDirectory(prefix="wxauth-fetches-") as tmp:
             stores = [("file", str(Path(tmp) / "tokens"))]
-            with redis_server(Path(tmp)) as redis_url:
+            with redis_server() as redis_url:
                 if redis_url is None:
                     print(
                         "RedisStore cases skipped: needs redis-server on PATH and the redis "

@@ -34,15 +34,13 @@ import json
 import logging
 import multiprocessing
 import os
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
+
+from _redis_server import redis_server
 
 APPID, SECRET = "wxsoak000000001", "soak-secret-value-0123"
 API_PATH = "/cgi-bin/get_api_domain_ip"
@@ -97,41 +95,6 @@ def worker(conn: Connection, setup: str, where: str, api_base: str, clock: Any) 
 
 
 # -- redis-server ------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def redis_server() -> Iterator[str | None]:
-    """A throwaway redis-server on a free loopback port (``None`` if not installed)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        yield None
-        return
-    import redis
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with tempfile.TemporaryDirectory(prefix="wxauth-soak-redis-") as workdir:
-        args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-        args += ["--appendonly", "no", "--dir", workdir]
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"redis://127.0.0.1:{port}/0"
-        client = redis.Redis.from_url(url)
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    client.ping()
-                    break
-                except redis.exceptions.ConnectionError:
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        raise RuntimeError("redis-server did not start") from None
-                    time.sleep(0.02)
-            yield url
-        finally:
-            client.close()
-            proc.terminate()
-            proc.wait(10)
 
 
 # -- the driver ----------------------------------------------------------------------------
@@ -216,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             if setup == "file":
                 where = stack.enter_context(tempfile.TemporaryDirectory(prefix="wxauth-soak-"))
             elif setup == "redis":
-                where = args.redis_url or stack.enter_context(redis_server()) or ""
+                where = args.redis_url or stack.enter_context(redis_server(must_start=True)) or ""
                 if not where:
                     print("redis: skipped (no redis-server binary and no REDIS_URL)")
                     continue
