@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import responses
 
 #: Seconds a fresh redis-server gets to answer PING.
 REDIS_START_TIMEOUT = 10.0
@@ -122,3 +123,10 @@ def redis_url(redis_server: str) -> Iterator[str]:
         client.flushdb()
     finally:
         client.close()
+
+
+@pytest.fixture
+def rsps() -> Iterator[responses.RequestsMock]:
+    """A ``responses`` mock for wire-level checks; unfired registrations are allowed."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock

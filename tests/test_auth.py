@@ -9,7 +9,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,12 +151,6 @@ class RecordingTransport(BaseAdapter):
 def first_rejected(sent: Sent, n: int) -> tuple[int, str, bytes]:
     """40001 for the first request, ok afterwards."""
     return 200, "application/json", json.dumps(expired(40001) if n == 1 else OK).encode()
-
-
-@pytest.fixture
-def rsps() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import inspect
 import json
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -75,12 +74,6 @@ class TokenEndpoint:
         token = make_token(len(self.issued) + 1)
         self.issued.append(token)
         return 200, {}, json.dumps({"access_token": token, "expires_in": 7200})
-
-
-@pytest.fixture
-def rsps() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
 
 
 @pytest.fixture

@@ -28,12 +28,6 @@ def manager(**options: object) -> wxauth.TokenManager:
     return wxauth.TokenManager(APPID, SECRET, **options)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def rsps() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
-
-
 def shown_chain(exc: BaseException | None) -> Iterator[BaseException]:
     """The exception and the causes a traceback shows (``raise ... from None`` hides a
     context; ``test_secrets`` checks hidden contexts too)."""
