@@ -51,6 +51,19 @@ class StoreLock(Protocol):
         holder may have taken since) must not release that other holder's lock."""
         ...
 
+    @property
+    def fence(self) -> int:
+        """The fencing number of the current acquisition: after each successful
+        :meth:`acquire`, a number greater than that of every earlier acquisition of the
+        same key in the same store (``0`` before the first). Tokens carry it
+        (:attr:`Token.fence`) so a store orders them without trusting any clock."""
+        ...
+
+    def held(self) -> bool:
+        """Whether this lock is still held by this holder: ``False`` once its lease ran
+        out and another holder may have taken it over. Checked before a write."""
+        ...
+
     def __enter__(self) -> StoreLock: ...
 
     def __exit__(
@@ -79,8 +92,9 @@ class TokenStore(ABC):
 
     @abstractmethod
     def set(self, key: str, token: Token) -> bool:
-        """Store ``token`` unless the stored one was fetched later (``fetched_at``);
-        return whether ``token`` was written. Atomic."""
+        """Store ``token`` unless the stored one is newer (``stored.is_older_than(token)``
+        is false and they differ: see :meth:`Token.is_older_than`, fence first, then
+        ``fetched_at``); return whether ``token`` was written. Atomic."""
 
     @abstractmethod
     def delete_if(self, key: str, value: str) -> bool:
