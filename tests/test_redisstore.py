@@ -40,12 +40,13 @@ def store(client: redis.Redis) -> RedisStore:
 
 def test_keys_and_ttls(store: RedisStore, client: redis.Redis) -> None:
     """Tokens live their lifetime, meta records their ttl, locks their lease, each
-    under its own namespace of the prefix."""
+    under its own namespace of the prefix; the fence counter has no TTL."""
     store.set(KEY, Token("v", expires_at=1000.0 + 600, fetched_at=1000.0))
     store.set_meta(KEY, "m", ttl=30)
     lock = store.lock(KEY, lease=12)
     assert lock.acquire()
     assert sorted(client.keys("*")) == [
+        f"app1:fence:{KEY}".encode(),
         f"app1:lock:{KEY}".encode(),
         f"app1:meta:{KEY}".encode(),
         f"app1:token:{KEY}".encode(),
@@ -53,6 +54,7 @@ def test_keys_and_ttls(store: RedisStore, client: redis.Redis) -> None:
     assert 590_000 < client.pttl(f"app1:token:{KEY}") <= 600_000
     assert 29_000 < client.pttl(f"app1:meta:{KEY}") <= 30_000
     assert 11_000 < client.pttl(f"app1:lock:{KEY}") <= 12_000
+    assert client.pttl(f"app1:fence:{KEY}") == -1
     lock.release()
     assert client.exists(f"app1:lock:{KEY}") == 0
 

@@ -250,6 +250,59 @@ def test_lease_overrun_is_taken_over_without_freeing_the_successor(
     third.release()
 
 
+def test_fences_grow_with_every_acquisition(store: TokenStore, peer: TokenStore) -> None:
+    """Each acquisition, by any handle, gets a larger fence than every earlier one, and
+    a fence never falls to or below that of the stored token."""
+    fences = []
+    for handle in (store, peer, store, peer):
+        lock = handle.lock(KEY, lease=30)
+        assert lock.fence == 0
+        assert lock.acquire(timeout=10)
+        fences.append(lock.fence)
+        lock.release()
+    assert fences == sorted(fences) and len(set(fences)) == 4 and fences[0] > 0
+    store.set(KEY, Token("planted", 1_800_007_200.0, 1_800_000_000.0, fence=fences[-1] + 50))
+    with peer.lock(KEY, lease=30) as lock:
+        assert lock.fence > fences[-1] + 50
+
+
+def test_held_until_released(store: TokenStore) -> None:
+    """``held()`` says whether this holder still owns the lock."""
+    lock = store.lock(KEY, lease=30)
+    assert lock.held() is False
+    assert lock.acquire(timeout=10)
+    assert lock.held() is True
+    lock.release()
+    assert lock.held() is False
+
+
+def test_held_is_false_after_a_takeover(store: TokenStore, peer: TokenStore) -> None:
+    """A holder whose lease ran out and was taken over no longer holds the lock."""
+    needs_shared(store)
+    stale = store.lock(KEY, lease=0.2)
+    assert stale.acquire(blocking=False)
+    successor = peer.lock(KEY, lease=30)
+    assert successor.acquire(timeout=10) is True
+    assert stale.held() is False
+    assert successor.held() is True
+    assert successor.fence > stale.fence
+    stale.release()
+    successor.release()
+
+
+def test_a_later_fence_wins_whatever_the_clocks_say(store: TokenStore, peer: TokenStore) -> None:
+    """A token fetched under a later fence replaces one with an earlier fence even when
+    its host's clock is an hour behind; an earlier fence never replaces a later one."""
+    first = Token("first", 1_800_007_200.0, 1_800_000_000.0, fence=7)
+    behind = Token("behind", 1_800_003_600.0, 1_799_996_400.0, fence=8)
+    assert store.set(KEY, first) is True
+    assert peer.set(KEY, behind) is True
+    assert store.get(KEY) == behind
+    ahead = Token("ahead", 1_800_014_400.0, 1_800_007_200.0, fence=7)
+    assert peer.set(KEY, ahead) is False
+    assert store.get(KEY) == behind
+
+
 _HOLDER = """
 import sys, time
 from wxauth import FileStore, RedisStore

@@ -7,6 +7,8 @@ which never contains the secret):
 - ``{prefix}meta:{key}``: a small record, with the TTL its writer gave.
 - ``{prefix}lock:{key}``: the single-flight lease lock: a random owner id, written
   with ``SET ... NX PX lease``.
+- ``{prefix}fence:{key}``: a counter ``INCR``-ed on each acquisition of that lock: the
+  fence that orders tokens by when their fetch started, whatever the hosts' clocks say.
 
 Write-unless-newer, compare-and-delete and the lock's release are Lua scripts, so each
 is one atomic step on the server: a slow writer can never overwrite a newer token with
@@ -51,20 +53,50 @@ _T = TypeVar("_T")
 _POLL_FIRST = 0.002
 _POLL_MAX = 0.05
 
-# KEYS[1] token key; ARGV[1] token JSON, ARGV[2] its fetched_at, ARGV[3] TTL in ms.
+# KEYS[1] token key; ARGV[1] token JSON, ARGV[2] its fetched_at, ARGV[3] TTL in ms,
+# ARGV[4] its fence. Refuses when the stored token is newer: a larger fence, or the
+# same fence and a later fetched_at (Token.is_older_than).
 _SET_UNLESS_NEWER = """
 local current = redis.call('GET', KEYS[1])
 if current then
   local ok, record = pcall(cjson.decode, current)
   if ok and type(record) == 'table' then
+    local fence = tonumber(record['fence']) or 0
+    local new_fence = tonumber(ARGV[4])
     local stored = tonumber(record['fetched_at'])
-    if stored and stored > tonumber(ARGV[2]) then
+    if fence > new_fence then
+      return 0
+    end
+    if fence == new_fence and stored and stored > tonumber(ARGV[2]) then
       return 0
     end
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 return 1
+"""
+
+# KEYS[1] lock key, KEYS[2] fence counter, KEYS[3] token key; ARGV[1] owner id,
+# ARGV[2] lease in ms. Takes the lock and returns the new fence, or 0 when it is held.
+# The fence never falls below the stored token's: an evicted or lost counter (a Redis
+# restart without persistence, maxmemory eviction) cannot hand out an old number.
+_ACQUIRE = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 0
+end
+local fence = redis.call('INCR', KEYS[2])
+local current = redis.call('GET', KEYS[3])
+if current then
+  local ok, record = pcall(cjson.decode, current)
+  if ok and type(record) == 'table' then
+    local stored = tonumber(record['fence']) or 0
+    if stored >= fence then
+      fence = stored + 1
+      redis.call('SET', KEYS[2], fence)
+    end
+  end
+end
+return fence
 """
 
 # KEYS[1] token key; ARGV[1] the value the caller saw rejected.
@@ -128,6 +160,7 @@ class RedisStore(TokenStore):
         self._set_unless_newer = client.register_script(_SET_UNLESS_NEWER)
         self._delete_if = client.register_script(_DELETE_IF)
         self._release = client.register_script(_RELEASE)
+        self._acquire = client.register_script(_ACQUIRE)
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "wxauth:", **options: Any) -> RedisStore:
@@ -144,6 +177,9 @@ class RedisStore(TokenStore):
 
     def _lock_key(self, key: str) -> str:
         return f"{self.prefix}lock:{key}"
+
+    def _fence_key(self, key: str) -> str:
+        return f"{self.prefix}fence:{key}"
 
     def _call(self, what: str, key: str, op: Callable[[], _T]) -> _T:
         """Run one Redis operation, turning redis-py's errors into StoreError.
@@ -170,9 +206,14 @@ class RedisStore(TokenStore):
             return None  # a cache: an unreadable entry is a missing one
 
     def set(self, key: str, token: Token) -> bool:
-        """Write ``token`` unless the stored one was fetched later (atomic, Lua); the key
-        expires after the token's lifetime."""
-        args: list[str | int] = [token.to_json(), repr(token.fetched_at), _ms(token.lifetime)]
+        """Write ``token`` unless the stored one is newer (fence first, then
+        ``fetched_at``; atomic, Lua); the key expires after the token's lifetime."""
+        args: list[str | int] = [
+            token.to_json(),
+            repr(token.fetched_at),
+            _ms(token.lifetime),
+            token.fence,
+        ]
         written = self._call(
             "write the token",
             key,
@@ -227,17 +268,40 @@ class _RedisLock(LockContext):
         self._key = key
         self._lease_ms = _ms(lease)
         self._owner: str | None = None
+        self._fence = 0
+
+    @property
+    def fence(self) -> int:
+        """The fence of the current acquisition (``INCR`` of a per-key counter)."""
+        return self._fence
+
+    def held(self) -> bool:
+        """Whether Redis still names this holder as the lock's owner (one ``GET``)."""
+        owner = self._owner
+        if owner is None:
+            return False
+        store = self._store
+        current = store._call(
+            "check the token lock", self._key, lambda: store.client.get(store._lock_key(self._key))
+        )
+        if isinstance(current, bytes):
+            current = current.decode("ascii", "replace")
+        return current == owner
 
     def _try_acquire(self) -> bool:
         owner = secrets.token_hex(16)
         store = self._store
-        taken = store._call(
+        key = self._key
+        fence = store._call(
             "take the token lock",
-            self._key,
-            lambda: store.client.set(store._lock_key(self._key), owner, nx=True, px=self._lease_ms),
+            key,
+            lambda: store._acquire(
+                keys=[store._lock_key(key), store._fence_key(key), store._token_key(key)],
+                args=[owner, self._lease_ms],
+            ),
         )
-        if taken:
-            self._owner = owner
+        if fence:
+            self._owner, self._fence = owner, int(fence)
             return True
         return False
 
@@ -256,6 +320,7 @@ class _RedisLock(LockContext):
         if owner is None:
             raise RuntimeError("release of a RedisStore lock that is not held")
         self._owner = None
+        self._fence = 0
         store = self._store
         try:
             store._call(

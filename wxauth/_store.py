@@ -151,6 +151,15 @@ class LockContext:
 
     __slots__ = ()
 
+    @property
+    def fence(self) -> int:
+        """See :attr:`StoreLock.fence`; ``0``: this lock does not hand out fences."""
+        return 0
+
+    def held(self) -> bool:
+        """See :meth:`StoreLock.held`; by default a lock cannot tell, so ``True``."""
+        return True
+
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         raise NotImplementedError
 
@@ -175,17 +184,32 @@ class _ThreadLock(LockContext):
     process, because a thread that dies holding a lock takes the process with it only
     in the sense that matters: the ``with`` block releases it on any exception."""
 
-    __slots__ = ("_lock",)
+    __slots__ = ("_fence", "_key", "_lock", "_store")
 
-    def __init__(self, lock: threading.Lock) -> None:
+    def __init__(self, store: MemoryStore, key: str, lock: threading.Lock) -> None:
+        self._store = store
+        self._key = key
         self._lock = lock
+        self._fence = 0
+
+    @property
+    def fence(self) -> int:
+        return self._fence
+
+    def held(self) -> bool:
+        return self._fence != 0
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         if not blocking:
-            return self._lock.acquire(False)
-        return self._lock.acquire(True, -1 if timeout is None else timeout)
+            taken = self._lock.acquire(False)
+        else:
+            taken = self._lock.acquire(True, -1 if timeout is None else timeout)
+        if taken:
+            self._fence = self._store._next_fence(self._key)
+        return taken
 
     def release(self) -> None:
+        self._fence = 0
         self._lock.release()
 
 
@@ -220,6 +244,14 @@ class MemoryStore(TokenStore):
             maxsize=self._maxsize, ttu=lambda _k, v, now: now + v[1], timer=time.monotonic
         )
         self._locks: dict[str, threading.Lock] = {}
+        self._fences: dict[str, int] = {}
+
+    def _next_fence(self, key: str) -> int:
+        with self._mutex:
+            stored = self.get(key)
+            floor = stored.fence if stored is not None else 0
+            fence = self._fences[key] = max(self._fences.get(key, 0), floor) + 1
+            return fence
 
     def _after_fork(self) -> None:
         # Only the locks can come over held (by a parent thread that does not exist
@@ -238,7 +270,7 @@ class MemoryStore(TokenStore):
     def set(self, key: str, token: Token) -> bool:
         with self._mutex:
             current = self.get(key)
-            if current is not None and current.fetched_at > token.fetched_at:
+            if current is not None and token.is_older_than(current):
                 return False
             now = time.monotonic()
             tokens = self._tokens
@@ -264,7 +296,7 @@ class MemoryStore(TokenStore):
             lock = self._locks.get(key)
             if lock is None:
                 lock = self._locks[key] = threading.Lock()
-        return _ThreadLock(lock)
+        return _ThreadLock(self, key, lock)
 
     def get_meta(self, key: str) -> str | None:
         with self._mutex:
