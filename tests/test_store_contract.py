@@ -260,7 +260,9 @@ def test_fences_grow_with_every_acquisition(store: TokenStore, peer: TokenStore)
         assert lock.acquire(timeout=10)
         fences.append(lock.fence)
         lock.release()
-    assert fences == sorted(fences) and len(set(fences)) == 4 and fences[0] > 0
+    assert fences == sorted(fences)
+    assert len(set(fences)) == 4
+    assert fences[0] > 0
     store.set(KEY, Token("planted", 1_800_007_200.0, 1_800_000_000.0, fence=fences[-1] + 50))
     with peer.lock(KEY, lease=30) as lock:
         assert lock.fence > fences[-1] + 50
