@@ -342,10 +342,16 @@ class _FileLock(LockContext):
                 fd = self._flock_nb(generation)
                 if fd is None:  # pragma: no cover - only if a file was planted
                     return False
-            self._store._write(
-                self._lease_file(),
-                json.dumps({"generation": generation, "until": now + self._lease}).encode(),
-            )
+            try:
+                self._store._write(
+                    self._lease_file(),
+                    json.dumps({"generation": generation, "until": now + self._lease}).encode(),
+                )
+            except BaseException:
+                # No lease written, no lock held: a descriptor kept open here would pin
+                # the flock (and block every process on the host) until this one exits.
+                _close_lock_fd(fd)
+                raise
             self._fd, self._generation = fd, generation
             _held_locks.add(self)
             return True
