@@ -291,6 +291,20 @@ def test_wxauth_needs_credentials_or_a_manager_not_both(
         wxauth.WxAuth(*args, **kwargs)
 
 
+def test_a_callable_or_token_source_needs_no_secret(rsps: responses.RequestsMock) -> None:
+    """WxAuth(appid, source=callable) works without a secret, as TokenManager does; so
+    does a TokenSource. A named source still needs the secret."""
+    api = ScriptedAPI(rsps, "GET", MENU_URL)
+    auth = wxauth.WxAuth(APPID, source=lambda: ("central-token-value", 7200))
+    requests.get(MENU_URL, auth=auth)
+    assert token_of(api.requests[0].url) == ["central-token-value"]
+    source = wxauth.CallableTokenSource(APPID, lambda: ("source-token-value", 7200))
+    assert wxauth.WxAuth(APPID, source=source).get_token() == "source-token-value"
+    for name in ("classic", "stable", "wecom"):
+        with pytest.raises(ValueError, match="secret"):
+            wxauth.WxAuth(APPID, source=name)
+
+
 def test_wxauth_is_a_requests_auth() -> None:
     """WxAuth plugs into requests as an AuthBase."""
     assert isinstance(wxauth.WxAuth(APPID, SECRET), requests.auth.AuthBase)

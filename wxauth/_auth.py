@@ -73,7 +73,8 @@ class WxAuth(requests.auth.AuthBase):
     is. Binary answers (images, QR codes) are never read.
 
     Pass ``manager=`` to share one :class:`TokenManager` between several auths and
-    decorators, or keyword options for a new one (``api_base``, ``store``, ...).
+    decorators, or keyword options for a new one (``api_base``, ``store``, ...);
+    ``WxAuth(appid, source=callable)`` needs no secret.
     One instance is safe to share between threads: per-request state travels with the
     request, never on the auth object.
     """
@@ -91,8 +92,14 @@ class WxAuth(requests.auth.AuthBase):
                 raise ValueError("pass either manager= or appid/secret and options, not both")
             self.manager: TokenManager = manager
         else:
-            if appid is None or secret is None:
-                raise ValueError("WxAuth needs appid and secret, or manager=")
+            source = manager_options.get("source")
+            # A callable or a TokenSource brings its own tokens: no secret needed.
+            needs_secret = source is None or isinstance(source, str)
+            if appid is None or (secret is None and needs_secret):
+                raise ValueError(
+                    "WxAuth needs appid and secret (or appid and a callable or TokenSource "
+                    "source=), or manager="
+                )
             self.manager = TokenManager(appid, secret, **manager_options)
 
     def get_token(self) -> str:
