@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from wxauth import FileStore, StoreError
+from wxauth import FileStore, StoreError, Token
 from wxauth._filestore import _stem
 
 KEY = "token:classic:wxharden0001"
@@ -95,3 +95,110 @@ def test_after_a_failed_lease_write_the_lock_is_taken_at_once(
     assert fresh.acquire(blocking=False) is True
     fresh.release()
     assert flock_is_free_in_another_process(file_of(store, "lock.0"))
+
+
+# -- item 6: fences, held(), fence-first ordering -----------------------------------------
+
+_FENCE_OF_ONE_ACQUISITION = """
+import sys
+from wxauth import FileStore
+lock = FileStore(sys.argv[1]).lock(sys.argv[2], lease=60)
+assert lock.acquire(timeout=30)
+print(lock.fence, flush=True)
+lock.release()
+"""
+
+
+def fence_in_another_process(path: Path) -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", _FENCE_OF_ONE_ACQUISITION, str(path), KEY],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return int(done.stdout)
+
+
+def test_fences_strictly_increase_across_lock_objects_and_processes(tmp_path: Path) -> None:
+    """Every acquisition, by this process (two handles) or another one, gets a larger
+    fence than all earlier ones."""
+    stores = [FileStore(tmp_path), FileStore(tmp_path)]
+    fences = []
+    for round_ in range(6):
+        if round_ % 3 == 2:
+            fences.append(fence_in_another_process(tmp_path))
+            continue
+        lock = stores[round_ % 2].lock(KEY, lease=60)
+        assert lock.fence == 0
+        assert lock.acquire(timeout=10)
+        fences.append(lock.fence)
+        lock.release()
+    assert fences == sorted(set(fences)), fences
+    assert fences[0] >= 1
+
+
+def test_a_lost_lease_file_never_hands_out_a_fence_below_the_stored_tokens(
+    tmp_path: Path,
+) -> None:
+    """The counter lives in the lease file; if that file is lost or damaged, the stored
+    token's fence is the floor, so the next token still outranks the stored one."""
+    store = FileStore(tmp_path)
+    with store.lock(KEY, lease=60) as lock:
+        first = lock.fence
+    store.set(KEY, Token("v", expires_at=7200.0, fetched_at=0.0, fence=first + 40))
+    for damage in ("", "{not json", None):
+        lease_file = file_of(store, "lease")
+        if damage is None:
+            lease_file.unlink()
+        else:
+            lease_file.write_text(damage)
+        with store.lock(KEY, lease=60) as lock:
+            assert lock.fence > first + 40
+            store.set(KEY, Token("v", expires_at=7200.0, fetched_at=0.0, fence=lock.fence))
+            first = lock.fence - 40
+
+
+def test_held_follows_the_lease_generation(tmp_path: Path) -> None:
+    """held(): False before acquire and after release, True while held, False once a
+    waiter has taken the lock over after the lease ran out."""
+    store = FileStore(tmp_path)
+    lock = store.lock(KEY, lease=0.2)
+    assert lock.held() is False
+    assert lock.acquire(blocking=False)
+    assert lock.held() is True
+    successor = FileStore(tmp_path).lock(KEY, lease=60)
+    assert successor.acquire(timeout=10)
+    assert lock.held() is False
+    assert successor.held() is True
+    lock.release()
+    successor.release()
+    assert successor.held() is False
+
+
+def test_a_deleted_lock_file_is_not_held(tmp_path: Path) -> None:
+    """If the lock file is removed under a holder, a newcomer would flock a new file of
+    the same name: the old holder must not believe it still holds the lock."""
+    store = FileStore(tmp_path)
+    lock = store.lock(KEY, lease=60)
+    assert lock.acquire(blocking=False)
+    file_of(store, "lock.0").unlink()
+    assert lock.held() is False
+    lock.release()
+
+
+def test_set_orders_by_fence_before_fetched_at(tmp_path: Path) -> None:
+    """A token with a larger fence replaces one fetched later by another host's clock;
+    a token with a smaller fence never replaces a stored one, however late its
+    fetched_at; equal fences fall back to fetched_at."""
+    store, peer = FileStore(tmp_path), FileStore(tmp_path)
+    stored = Token("stored", expires_at=9200.0, fetched_at=2000.0, fence=5)
+    assert store.set(KEY, stored) is True
+    behind = Token("behind", expires_at=7200.0, fetched_at=0.0, fence=6)
+    assert peer.set(KEY, behind) is True
+    assert store.get(KEY) == behind
+    ahead = Token("ahead", expires_at=99_999.0, fetched_at=90_000.0, fence=5)
+    assert peer.set(KEY, ahead) is False
+    assert store.get(KEY) == behind
+    assert peer.set(KEY, Token("earlier", 7100.0, -100.0, fence=6)) is False
+    assert peer.set(KEY, Token("later", 7300.0, 100.0, fence=6)) is True

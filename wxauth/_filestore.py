@@ -58,7 +58,7 @@ import time
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._errors import StoreError
 from ._store import LockContext, StoreLock, TokenStore, poll_until
@@ -234,10 +234,11 @@ class FileStore(TokenStore):
         return self._load_token(key)
 
     def set(self, key: str, token: Token) -> bool:
-        """Write ``token`` unless the stored one was fetched later."""
+        """Write ``token`` unless the stored one is newer (:meth:`Token.is_older_than`:
+        the larger fence wins, then the later ``fetched_at``)."""
         with self._mutex(key):
             current = self._load_token(key)
-            if current is not None and current.fetched_at > token.fetched_at:
+            if current is not None and token.is_older_than(current):
                 return False
             self._write(self._file(key, "token"), token.to_json().encode("utf-8"))
             return True
@@ -282,6 +283,18 @@ class FileStore(TokenStore):
         return f"FileStore(path={str(self.path)!r})"
 
 
+class _Lease(NamedTuple):
+    """What ``<stem>.lease`` says: the current generation, the fence of the latest
+    acquisition, its lease in seconds and (for people reading the file) until when,
+    wall clock. ``valid`` is false when the file is missing or damaged."""
+
+    generation: int
+    fence: int
+    lease: float | None
+    until: float
+    valid: bool
+
+
 class _FileLock(LockContext):
     """The single-flight lock of one key in a :class:`FileStore` (one acquisition at a
     time per object; make one object per caller, as the manager does)."""
@@ -292,7 +305,31 @@ class _FileLock(LockContext):
         self._lease = lease
         self._fd: int | None = None
         self._generation = 0
+        self._fence = 0
         self._guard = threading.Lock()
+
+    @property
+    def fence(self) -> int:
+        """The fence of the current acquisition: one more than the largest of the
+        lease file's counter and the stored token's fence (``0`` when not held)."""
+        return self._fence
+
+    def held(self) -> bool:
+        """Whether this holder still owns the lock: its descriptor is open, the lease
+        file still names its generation and fence (nobody took it over), and the lock
+        file on disk is still the one it locked (not removed and re-created)."""
+        fd = self._fd
+        if fd is None:
+            return False
+        lease = self._read_lease()
+        if not lease.valid or (lease.generation, lease.fence) != (self._generation, self._fence):
+            return False
+        try:
+            mine = os.fstat(fd)
+            on_disk = os.stat(self._lock_file(self._generation), follow_symlinks=False)
+        except OSError:
+            return False
+        return (mine.st_dev, mine.st_ino) == (on_disk.st_dev, on_disk.st_ino)
 
     def _lease_file(self) -> Path:
         return self._store._file(self._key, "lease")
@@ -300,15 +337,38 @@ class _FileLock(LockContext):
     def _lock_file(self, generation: int) -> Path:
         return self._store._file(self._key, f"lock.{generation}")
 
-    def _read_lease(self) -> tuple[int, float]:
+    def _read_lease(self) -> _Lease:
         data = self._store._read(self._lease_file())
-        if data is None:
-            return 0, 0.0
+        if data is not None:
+            try:
+                raw: Any = json.loads(data)
+                generation, fence = int(raw["generation"]), int(raw.get("fence", 0))
+                lease = raw.get("lease")
+                return _Lease(
+                    generation,
+                    fence,
+                    None if lease is None else float(lease),
+                    float(raw["until"]),
+                    valid=True,
+                )
+            except (ValueError, KeyError, TypeError, AttributeError):
+                pass
+        return _Lease(self._newest_generation(), 0, None, 0.0, valid=False)
+
+    def _newest_generation(self) -> int:
+        """The highest generation with a lock file on disk: where a lost or damaged
+        lease file left off (stale generations are lower, and removed on release)."""
+        prefix = f"{_stem(self._key)}.lock."
+        newest = 0
         try:
-            raw: Any = json.loads(data)
-            return int(raw["generation"]), float(raw["until"])
-        except (ValueError, KeyError, TypeError):
-            return 0, 0.0
+            with os.scandir(self._store.path) as entries:
+                for entry in entries:
+                    number = entry.name[len(prefix) :]
+                    if entry.name.startswith(prefix) and number.isdigit():
+                        newest = max(newest, int(number))
+        except OSError as exc:
+            raise StoreError(f"cannot list {self._store.path}: {exc.strerror}") from None
+        return newest
 
     def _flock_nb(self, generation: int) -> int | None:
         file = self._lock_file(generation)
@@ -326,12 +386,15 @@ class _FileLock(LockContext):
         return fd
 
     def _try_acquire(self) -> bool:
-        with self._store._mutex(self._key):
-            generation, until = self._read_lease()
+        store = self._store
+        with store._mutex(self._key):
+            lease = self._read_lease()
+            generation = lease.generation
             fd = self._flock_nb(generation)
             now = time.time()
+            taken_over = False
             if fd is None:
-                if now < until:
+                if now < lease.until:
                     return False
                 # The holder is alive but has overrun its lease: move the lock to a
                 # fresh file that nobody holds, and take that one.
@@ -342,17 +405,28 @@ class _FileLock(LockContext):
                 fd = self._flock_nb(generation)
                 if fd is None:  # pragma: no cover - only if a file was planted
                     return False
+                taken_over = True
             try:
-                self._store._write(
-                    self._lease_file(),
-                    json.dumps({"generation": generation, "until": now + self._lease}).encode(),
-                )
+                # The counter never falls below the stored token's fence, so a lost or
+                # damaged lease file cannot hand out a number that token outranks.
+                stored = store._load_token(self._key)
+                fence = max(lease.fence, 0 if stored is None else stored.fence) + 1
+                record = {
+                    "generation": generation,
+                    "fence": fence,
+                    "lease": self._lease,
+                    "until": now + self._lease,
+                }
+                store._write(self._lease_file(), json.dumps(record).encode())
             except BaseException:
                 # No lease written, no lock held: a descriptor kept open here would pin
                 # the flock (and block every process on the host) until this one exits.
                 _close_lock_fd(fd)
+                if taken_over:
+                    with contextlib.suppress(StoreError):
+                        store._unlink(self._lock_file(generation))
                 raise
-            self._fd, self._generation = fd, generation
+            self._fd, self._generation, self._fence = fd, generation, fence
             _held_locks.add(self)
             return True
 
@@ -380,10 +454,11 @@ class _FileLock(LockContext):
         if fd is None:
             raise RuntimeError("release of a FileStore lock that is not held")
         self._fd = None
+        self._fence = 0
         _held_locks.discard(self)
         try:
             with self._store._mutex(self._key):
-                current, _until = self._read_lease()
+                current = self._read_lease().generation
                 _close_lock_fd(fd)  # drops the flock
                 fd = None
                 if current != self._generation:
@@ -398,6 +473,7 @@ class _FileLock(LockContext):
         # In a forked child: the parent holds this lock, not us (our descriptor copy
         # was just closed), and the thread that held the guard does not exist here.
         self._fd = None
+        self._fence = 0
         self._guard = threading.Lock()
 
     def __repr__(self) -> str:
