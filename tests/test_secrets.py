@@ -471,3 +471,58 @@ def test_fetch_context_repr_hides_the_rejected_token() -> None:
         rejected=token,
     )
     assert leaks(f"{ctx!r}\n{ctx!s}", [token]) == []
+
+
+# -- the Secret value type -------------------------------------------------------------------------
+
+
+def test_secret_hides_its_value_but_compares_by_it() -> None:
+    """repr/str/format show a mask; equality and hashing use the value; it cannot be
+    pickled or changed, and reveal() unwraps it (also inside a mapping)."""
+    import copy
+    import pickle
+
+    from wxauth._secret import Secret, reveal
+
+    secret = Secret(SECRET)
+    mapping = {"secret": secret}
+    shown = f"{secret!r} {secret!s} {secret} {secret:>40} {[secret]} {mapping}"
+    assert leaks(shown, [SECRET]) == []
+    assert repr(secret) == "Secret('**********')"
+    assert secret.get_secret_value() == SECRET
+    assert secret == Secret(SECRET)
+    assert hash(secret) == hash(Secret(SECRET))
+    assert secret != Secret(SECRET[::-1])
+    assert secret != SECRET  # a Secret is not a str
+    assert Secret(secret) == secret
+    assert len(secret) == len(SECRET)
+    assert secret
+    assert copy.copy(secret) is secret
+    assert copy.deepcopy(secret) is secret
+    with pytest.raises(TypeError):
+        pickle.dumps(secret)
+    with pytest.raises(AttributeError):
+        secret._value = "other"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Secret(123)  # type: ignore[arg-type]
+    assert reveal({"a": 1, "secret": secret}) == {"a": 1, "secret": SECRET}
+    assert reveal(None) is None
+
+
+def test_sources_hold_the_secret_as_a_secret() -> None:
+    """The sources keep the AppSecret as a Secret, and accept one as well as a str."""
+    from wxauth._secret import Secret
+
+    for source in (
+        wxauth.ClassicTokenSource(APPID, SECRET),
+        wxauth.StableTokenSource(APPID, Secret(SECRET)),
+        wxauth.WeComTokenSource("ww0123456789abcdef", SECRET),
+    ):
+        assert isinstance(source._secret, Secret)
+        assert source._secret.get_secret_value() == SECRET
+        assert leaks(repr(vars(source)), [SECRET]) == []
+    assert wxauth.WeComTokenSource("ww1", Secret(SECRET)).key == (
+        wxauth.WeComTokenSource("ww1", SECRET).key
+    )
+    with pytest.raises(ValueError, match="secret"):
+        wxauth.ClassicTokenSource(APPID, Secret("  "))

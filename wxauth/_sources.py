@@ -5,6 +5,11 @@ A source knows one endpoint and one set of credentials. It is called by the
 returns ``(access_token, expires_in)``. Every error it raises is a
 :class:`~wxauth.WxAuthError` whose message and cause chain hold neither the secret nor
 a token.
+
+Credentials are held as :class:`~wxauth._secret.Secret` values, whose repr is a mask,
+and unwrapped only in :func:`_prepare`, which builds the request and returns before
+anything is sent: no frame that an exception's traceback keeps (and that error trackers
+and ``capture_locals`` record) holds the secret in clear.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import requests
 
@@ -27,6 +32,7 @@ from ._errors import (
     error_for_token_endpoint,
 )
 from ._redact import redact_url_text
+from ._secret import Secret, reveal
 from ._store import TokenStore
 
 __all__ = [
@@ -63,10 +69,10 @@ DEFAULT_BACKOFF = 0.5
 _EXCERPT = 80
 
 
-def secret_digest(secret: str) -> str:
+def secret_digest(secret: str | Secret) -> str:
     """A short, stable, one-way tag of a secret, for store keys that must tell apps
     apart by secret (WeCom) without ever containing it."""
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()[:16]
+    return hashlib.sha256(reveal(secret).encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass
@@ -128,16 +134,33 @@ def _require(name: str, value: object) -> str:
     return value
 
 
-def _excerpt(body: bytes, secrets: tuple[str, ...]) -> str:
+def _require_secret(name: str, value: object) -> Secret:
+    if isinstance(value, str):
+        value = Secret(value)
+    if not isinstance(value, Secret) or not value.get_secret_value().strip():
+        raise ValueError(f"{name} must be a non-empty str")
+    return value
+
+
+#: The literal secrets to scrub from a message.
+_Secrets: TypeAlias = "tuple[str | Secret, ...]"
+
+
+def _scrub(text: str, secrets: _Secrets) -> str:
+    """:func:`redact_url_text` with the literal secrets unwrapped in this short frame."""
+    return redact_url_text(text, *(reveal(secret) for secret in secrets))
+
+
+def _excerpt(body: bytes, secrets: _Secrets) -> str:
     # Redact the whole body before cutting it: a secret or token straddling the cut
     # would no longer match the patterns.
-    text = redact_url_text(body.decode("utf-8", "replace"), *secrets)
+    text = _scrub(body.decode("utf-8", "replace"), secrets)
     text = " ".join(text.split())
     return text[:_EXCERPT] + ("…" if len(text) > _EXCERPT else "")
 
 
 def _decode_token_answer(
-    response: requests.Response, path: str, secrets: tuple[str, ...]
+    response: requests.Response, path: str, secrets: _Secrets
 ) -> dict[str, Any]:
     content_type = response.headers.get("Content-Type", "")
     try:
@@ -167,8 +190,8 @@ def call_token_endpoint(
     url: str,
     *,
     path: str,
-    secrets: tuple[str, ...],
-    params: Mapping[str, str] | None = None,
+    secrets: _Secrets,
+    params: Mapping[str, str | Secret] | None = None,
     json_body: Mapping[str, Any] | None = None,
     retryable_errcodes: frozenset[int] = RETRYABLE_ERRCODES,
 ) -> dict[str, Any]:
@@ -179,6 +202,11 @@ def call_token_endpoint(
     transport failures and unexpected bodies, and the class
     :func:`error_for_token_endpoint` picks for a non-zero errcode. ``secrets`` are
     scrubbed from every message; no requests exception is chained.
+
+    Pass credentials in ``params``, ``json_body`` and ``secrets`` as :class:`Secret`
+    values: they are unwrapped only while the request is built, in a frame that is gone
+    before anything is sent, so no frame on the traceback of what this raises holds
+    them in clear.
     """
     attempt = 0
     while True:
@@ -209,25 +237,30 @@ def _attempt(
     url: str,
     *,
     path: str,
-    secrets: tuple[str, ...],
-    params: Mapping[str, str] | None,
+    secrets: _Secrets,
+    params: Mapping[str, str | Secret] | None,
     json_body: Mapping[str, Any] | None,
     retryable_errcodes: frozenset[int],
 ) -> tuple[dict[str, Any] | None, WxAuthError | None, bool]:
     """One request: ``(data, None, _)`` on success, else ``(None, error, retryable)``.
 
     Errors are returned, not raised, so that the requests exception (whose text holds
-    the URL, and the secret with it) never becomes the ``__context__`` of ours."""
+    the URL, and the secret with it, and whose traceback holds frames with the secret
+    in their locals) never becomes the ``__context__`` of ours."""
+    prepared, problem = _prepare(ctx.session, method, url, params, json_body, secrets)
+    if prepared is None:
+        return None, TokenFetchError(f"{path}: the request could not be built: {problem}"), False
     try:
-        response = ctx.session.request(
-            method, url, params=params, json=json_body, timeout=ctx.timeout
-        )
+        response = _send(ctx.session, prepared, ctx.timeout)
     except requests.Timeout as exc:
-        message = redact_url_text(str(exc), *secrets)
+        message = _scrub(str(exc), secrets)
         return None, TokenFetchError(f"{path} timed out after {ctx.timeout}s: {message}"), False
     except requests.RequestException as exc:
-        message = redact_url_text(str(exc), *secrets)
+        message = _scrub(str(exc), secrets)
         return None, TokenFetchError(f"{path} could not be reached: {message}"), True
+    except Exception as exc:  # anything else from the HTTP stack: its frames hold the URL
+        message = _scrub(f"{type(exc).__name__}: {exc}", secrets)
+        return None, TokenFetchError(f"{path} could not be sent: {message}"), False
     with response:
         if response.status_code >= 500:
             error = TokenFetchError(
@@ -239,16 +272,52 @@ def _attempt(
             data = _decode_token_answer(response, path, secrets)
             errcode = _parse_errcode(data, path)
         except TokenFetchError as exc:
-            return None, exc, False
+            # Drop the traceback of this frame: it holds the prepared request.
+            return None, exc.with_traceback(None), False
     if errcode == 0:
         return data, None, False
-    errmsg = redact_url_text(str(data.get("errmsg", "")), *secrets)
+    errmsg = _scrub(str(data.get("errmsg", "")), secrets)
     if errcode in retryable_errcodes:
         busy = TokenFetchError(
             f"{path} answered errcode {errcode} (busy, retried): {errmsg}", errcode=errcode
         )
         return None, busy, True
     return None, error_for_token_endpoint(errcode, errmsg, url_path=path), False
+
+
+def _prepare(
+    session: requests.Session,
+    method: str,
+    url: str,
+    params: Mapping[str, str | Secret] | None,
+    json_body: Mapping[str, Any] | None,
+    secrets: _Secrets,
+) -> tuple[requests.PreparedRequest | None, str]:
+    """Build the request with the session's defaults: ``(prepared, "")``, or ``(None,
+    why)`` with the reason scrubbed.
+
+    The only frame of wxauth where the credentials are in clear. It returns before the
+    request is sent, so it (and the frames of requests below it) is on no traceback of
+    a failure to send or of an error raised later. A ``PreparedRequest`` shows only
+    its method in its repr (``<PreparedRequest [GET]>``)."""
+    try:
+        return (
+            session.prepare_request(
+                requests.Request(method, url, params=reveal(params), json=reveal(json_body))
+            ),
+            "",
+        )
+    except Exception as exc:  # an invalid api_base, a body that is not JSON...
+        return None, _scrub(f"{type(exc).__name__}: {exc}", secrets)
+
+
+def _send(
+    session: requests.Session, prepared: requests.PreparedRequest, timeout: float
+) -> requests.Response:
+    """Send ``prepared`` as ``session.request()`` would, with the environment's proxy
+    and certificate settings."""
+    settings = session.merge_environment_settings(prepared.url, {}, None, None, None)
+    return session.send(prepared, timeout=timeout, **settings)
 
 
 def parse_token_answer(data: Mapping[str, Any], path: str) -> tuple[str, float]:
@@ -274,9 +343,12 @@ class AppSecretSource(TokenSource):
 
     path: str = ""
 
-    def __init__(self, appid: str, secret: str, *, api_base: str = DEFAULT_API_BASE) -> None:
+    def __init__(
+        self, appid: str, secret: str | Secret, *, api_base: str = DEFAULT_API_BASE
+    ) -> None:
+        secret = _require_secret("secret", secret)  # no clear local, should a line raise
         self.appid = _require("appid", appid)
-        self._secret = _require("secret", secret)
+        self._secret: Secret = secret
         self.api_base = api_base.rstrip("/")
 
     @property
@@ -413,9 +485,12 @@ class WeComTokenSource(TokenSource):
     name = "wecom"
     path = "/cgi-bin/gettoken"
 
-    def __init__(self, corpid: str, corpsecret: str, *, api_base: str = WECOM_API_BASE) -> None:
+    def __init__(
+        self, corpid: str, corpsecret: str | Secret, *, api_base: str = WECOM_API_BASE
+    ) -> None:
+        corpsecret = _require_secret("corpsecret", corpsecret)  # no clear local from here
         self.appid = _require("corpid", corpid)
-        self._secret = _require("corpsecret", corpsecret)
+        self._secret: Secret = corpsecret
         self.api_base = api_base.rstrip("/")
         self._key = (
             f"token:{self.name}:{corpid}:{secret_digest(corpsecret)}"
@@ -500,10 +575,12 @@ SOURCE_NAMES = ("classic", "stable", "wecom")
 def make_source(
     spec: TokenSource | Callable[[], tuple[str, float]] | str | None,
     appid: str,
-    secret: str | None,
+    secret: str | Secret | None,
     api_base: str | None,
 ) -> TokenSource:
     """Build the source a ``TokenManager(source=...)`` argument names."""
+    if isinstance(secret, str):
+        secret = Secret(secret)  # no clear local, should a line below raise
     if isinstance(spec, TokenSource):
         return spec
     if spec is None or isinstance(spec, str):
