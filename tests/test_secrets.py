@@ -319,13 +319,16 @@ def test_connection_error_traceback_holds_no_secret(
 
 def test_connection_error_through_wxauth_and_the_decorator_holds_no_secret() -> None:
     """The same failure surfacing from session.get() and from a decorated call."""
-    auth = wxauth.WxAuth(APPID, SECRET, api_base=f"http://127.0.0.1:{closed_port()}", retries=0)
+    base = f"http://127.0.0.1:{closed_port()}"
+    auth = wxauth.WxAuth(APPID, SECRET, api_base=base, retries=0)
 
     @wxauth.with_access_token(auth)
     def call(access_token: str) -> str:
         return access_token
 
-    for attempt in (lambda: requests.get("http://127.0.0.1:9/x", auth=auth), call):
+    # The API call goes to the api_base's own origin: WxAuth adds a token (and so
+    # fetches one) only for the origins of its api_base.
+    for attempt in (lambda: requests.get(base + "/x", auth=auth), call):
         with pytest.raises(wxauth.TokenFetchError) as info:
             attempt()
         assert leaks(everything_said_by(info.value), [SECRET]) == []
