@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import responses
 
+import wxauth
+
 #: Seconds a fresh redis-server gets to answer PING.
 REDIS_START_TIMEOUT = 10.0
 
@@ -90,6 +92,16 @@ def stop_redis_server(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_default_store() -> Iterator[None]:
+    """Each test starts with an empty process-wide default store: managers built
+    without ``store=`` share it, and tokens of one test's emulator mean nothing to the
+    next."""
+    wxauth.reset_default_store()
+    yield
+    wxauth.reset_default_store()
 
 
 @pytest.fixture(scope="session")

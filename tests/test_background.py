@@ -71,6 +71,7 @@ def test_a_failed_background_refresh_keeps_serving_and_retries(fake: FakeWeChat)
         assert manager.get_token() == first
         assert manager.stats.foreground_fetches == 0
         assert manager.sync_background()  # the second injected failure
+        fake.advance(1)  # past the failure backoff that two failures in a row impose
         assert manager.sync_background()  # then a success
         assert manager.stats.failures == 2
         assert manager.get_token() != first

@@ -54,29 +54,6 @@ def test_refresh_raises_when_the_forced_fetch_fails(fake_wechat: FakeWeChat) -> 
         assert manager.get_token() == old  # the valid token is still served
 
 
-def test_persistent_40001_past_the_refresh_budget_returns_the_answer(
-    fake_wechat: FakeWeChat,
-) -> None:
-    """When no fresh token may be fetched for the re-send (local budget spent), WxAuth
-    returns WeChat's 40001 answer; a later request that has no token at all gets the
-    typed RefreshBudgetError."""
-    import requests
-
-    fake_wechat.add_app(APPID, SECRET)
-    with fake_wechat.serve() as url:
-        session = requests.Session()
-        session.auth = wxauth.WxAuth(
-            APPID, SECRET, api_base=url, clock=fake_wechat.clock, max_fetches_per_minute=3
-        )
-        fake_wechat.fail_next(20, on="api", errcode=40001)
-        answers = [session.get(url + "/cgi-bin/user/get") for _ in range(3)]
-        with pytest.raises(wxauth.RefreshBudgetError):
-            session.get(url + "/cgi-bin/user/get")
-    assert [r.json()["errcode"] for r in answers] == [40001] * 3
-    assert [len(r.history) for r in answers] == [1, 1, 0]  # the third could not re-send
-    fake_wechat.assert_token_fetches(3)
-
-
 def test_a_short_secret_does_not_mangle_wechats_errmsg(fake_wechat: FakeWeChat) -> None:
     """Literal masking is for real-length secrets: "s" must not make "system" "***ystem"."""
     fake_wechat.add_app(APPID, "s")

@@ -141,7 +141,9 @@ def test_force_refresh_is_spaced_30s_and_budgeted_20_a_day(fake: FakeWeChat) -> 
         other.get_token()
         assert forces() == 1
         for _ in range(40):
-            fake.advance(31)
+            # Past the rejection window, so each rejection is healed at once rather
+            # than held as a streak of replacements rejected within minutes.
+            fake.advance(301)  # REJECTION_WINDOW is 300 s
             reject_current()
         assert forces() == 20  # the daily budget
         fake.advance_to_next_day()
@@ -251,14 +253,14 @@ def test_refresh_budget_refuses_locally_past_k_fetches_a_minute(fake: FakeWeChat
             APPID, SECRET, api_base=url, clock=fake.clock, max_fetches_per_minute=3
         )
         for _ in range(3):
-            manager.invalidate(manager.get_token())
+            manager.refresh()
         with pytest.raises(wxauth.RefreshBudgetError) as info:
-            manager.get_token()
+            manager.refresh()
         assert isinstance(info.value, wxauth.QuotaError)
         assert 0 < info.value.retry_after <= 60
         fake.assert_token_fetches(3)
         fake.advance(61)
-        assert manager.get_token()
+        assert manager.refresh()
         fake.assert_token_fetches(4)
 
 
@@ -272,10 +274,10 @@ def test_refresh_budget_is_shared_through_the_store(fake: FakeWeChat) -> None:
             )
             for _ in range(2)
         ]
-        managers[0].invalidate(managers[0].get_token())
-        managers[1].invalidate(managers[1].get_token())
+        managers[0].refresh()
+        managers[1].refresh()
         with pytest.raises(wxauth.RefreshBudgetError):
-            managers[0].get_token()
+            managers[0].refresh()
     fake.assert_token_fetches(2)
 
 

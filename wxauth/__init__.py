@@ -24,7 +24,7 @@ from ._errors import (
     raise_for_errcode,
 )
 from ._filestore import FileStore
-from ._manager import ManagerStats, TokenManager
+from ._manager import ManagerStats, TokenManager, reset_default_store
 from ._redact import install_log_redaction as _install_log_redaction
 from ._redisstore import RedisStore
 from ._sources import (
@@ -70,6 +70,7 @@ __all__ = [
     "WxAuthError",
     "__version__",
     "raise_for_errcode",
+    "reset_default_store",
     "with_access_token",
 ]
 

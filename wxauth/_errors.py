@@ -141,19 +141,22 @@ class QuotaError(WeChatAPIError):
 
 class RefreshBudgetError(QuotaError):
     """wxauth refused to call WeChat: this app already fetched ``limit`` tokens within
-    the last ``window`` seconds (the manager's ``max_fetches_per_minute``). A guard so
-    that a bug or a misconfigured peer cannot burn the 2000-a-day quota. ``errcode`` is
-    45011, WeChat's own "minute quota" code, because the remedy is the same: wait."""
+    the last ``window`` seconds (the manager's ``max_fetches_per_minute``), or, when
+    ``window`` is a day, within the current China-time day (``max_fetches_per_day``).
+    A guard so that a bug or a misconfigured peer cannot burn the 2000-a-day quota.
+    ``errcode`` is 45011, WeChat's own "minute quota" code, because the remedy is the
+    same: wait ``retry_after`` seconds."""
 
     def __init__(self, appid: str, limit: int, window: float, retry_after: float) -> None:
         self.appid = appid
         self.limit = limit
         self.window = window
         self.retry_after = retry_after
+        span = "today (China time)" if window >= 86400 else f"in the last {window:.0f}s"
         super().__init__(
             45011,
-            f"local refresh budget spent: {limit} token fetches for appid={appid} in the "
-            f"last {window:.0f}s; not calling WeChat for another {retry_after:.0f}s",
+            f"local refresh budget spent: {limit} token fetches for appid={appid} {span}; "
+            f"not calling WeChat for another {retry_after:.0f}s",
         )
 
     def __reduce__(self) -> tuple[Any, ...]:

@@ -1,9 +1,12 @@
-"""The token manager: when to fetch, single flight, compare-and-invalidate."""
+"""The token manager: when to fetch, whom to wait for, what to drop.
+
+The machinery lives beside it: single flight in ``_flight``, the background thread in
+``_background``, store-backed counters in ``_window``, the two outage guards (failure
+backoff, rejection streak) in ``_guards``. What stays here is the policy.
+"""
 
 from __future__ import annotations
 
-import copy
-import json
 import logging
 import os
 import threading
@@ -14,7 +17,10 @@ from dataclasses import dataclass
 
 import requests
 
-from ._errors import RefreshBudgetError, TokenFetchError, WxAuthError
+from ._background import Refresher
+from ._errors import RefreshBudgetError, StoreError, TokenFetchError, WxAuthError
+from ._flight import flight_slot
+from ._guards import FailureBackoff, RejectionStreak
 from ._redact import redact_token
 from ._sources import (
     DEFAULT_API_BASE,
@@ -23,33 +29,42 @@ from ._sources import (
     FetchContext,
     TokenSource,
     make_source,
+    secret_digest,
 )
-from ._store import MemoryStore, TokenStore
+from ._store import MemoryStore, StoreLock, TokenStore
 from ._token import Token
+from ._window import DAY, StoreWindow
 
 __all__ = [
     "AHEAD_RETRY_DELAY",
     "BACKGROUND_LEAD",
+    "DEFAULT_MAX_FETCHES_PER_DAY",
     "DEFAULT_MAX_FETCHES_PER_MINUTE",
     "DEFAULT_REFRESH_MARGIN",
     "DEFAULT_TIMEOUT",
     "ManagerStats",
     "TokenManager",
+    "default_store",
+    "reset_default_store",
 ]
 
 logger = logging.getLogger("wxauth")
 
 #: Seconds before expiry at which a token is refreshed ahead (capped at half its life).
 DEFAULT_REFRESH_MARGIN = 300.0
-#: Seconds for one HTTP request to a token endpoint.
+#: Seconds for one HTTP request to a token endpoint, start to last byte.
 DEFAULT_TIMEOUT = 10.0
 #: After a refresh ahead of expiry fails, serve the still-valid token for this many
 #: seconds before trying again, so a failing endpoint is not called on every request.
 AHEAD_RETRY_DELAY = 30.0
-#: Token fetches allowed per app per minute before wxauth refuses locally
+#: Tokens fetched per app per minute before wxauth refuses locally
 #: (:class:`~wxauth.RefreshBudgetError`); counted in the store, so shared by processes.
+#: Only fetches that got a token count: a failed one is paced by the failure backoff.
 DEFAULT_MAX_FETCHES_PER_MINUTE = 10
-_BUDGET_WINDOW = 60.0
+#: Tokens fetched per app per China-time day before wxauth refuses locally: a quarter of
+#: WeChat's 2000, leaving the rest for whatever else uses the app. The floor is ~13.
+DEFAULT_MAX_FETCHES_PER_DAY = 500
+_MINUTE = 60.0
 #: The background refresher renews this many seconds before the foreground margin,
 #: so that in steady state no request finds the token inside the margin.
 BACKGROUND_LEAD = 120.0
@@ -79,61 +94,6 @@ class ManagerStats:
         return self.fetches - self.background_fetches
 
 
-class _Flight:
-    """One fetch in progress; the callers that arrive meanwhile wait for its outcome."""
-
-    __slots__ = ("done", "error", "token")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.token: Token | None = None
-        self.error: BaseException | None = None
-
-    def wait(self, timeout: float) -> Token:
-        if not self.done.wait(timeout):
-            raise TokenFetchError(f"gave up after {timeout:.1f}s waiting for a token fetch")
-        if self.error is not None:
-            # Each waiter raises its own copy: re-raising the one object from many
-            # threads would pile every thread's frames onto one shared traceback.
-            try:
-                error = copy.copy(self.error).with_traceback(None)
-            except Exception:  # an exception class that cannot be copied
-                raise self.error from None
-            raise error from None
-        assert self.token is not None
-        return self.token
-
-
-class _FlightSlot:
-    """The single-flight state shared by every manager of one token in one store.
-
-    Managers of the same app that share a store share a slot, so at most one fetch per
-    app is in flight in the process however many managers there are."""
-
-    __slots__ = ("__weakref__", "flight", "lock")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.flight: _Flight | None = None
-
-    def reset(self) -> None:
-        self.lock = threading.Lock()
-        self.flight = None
-
-
-_REGISTRY_LOCK = threading.Lock()
-# Slots are held weakly: a slot lives exactly as long as some manager uses it.
-_SLOTS: weakref.WeakValueDictionary[tuple[int, str], _FlightSlot] = weakref.WeakValueDictionary()
-
-
-def _flight_slot(store: TokenStore, key: str) -> _FlightSlot:
-    with _REGISTRY_LOCK:
-        slot = _SLOTS.get((id(store), key))
-        if slot is None:
-            slot = _SLOTS[(id(store), key)] = _FlightSlot()
-        return slot
-
-
 def _check_credential(name: str, value: object) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{name} must be a non-empty str, not {type(value).__name__}")
@@ -142,7 +102,32 @@ def _check_credential(name: str, value: object) -> str:
     return value
 
 
+# One process-wide store for every manager built without store=: managers of the same
+# app (appid, secret, endpoint) share one token, one budget and one fetch however many
+# of them a process builds (one per module, one per request). Keys carry a digest of
+# the secret, so a manager with a wrong secret never gets the right one's token.
+_DEFAULT_STORE = MemoryStore(maxsize=10_000)
+
+
+def default_store() -> MemoryStore:
+    """The in-memory store that managers built without ``store=`` share."""
+    return _DEFAULT_STORE
+
+
+def reset_default_store() -> None:
+    """Forget every token, budget and record in the shared default store.
+
+    For tests: each test that builds ``TokenManager``/``WxAuth`` objects without
+    ``store=`` starts from an empty cache (the ``fake_wechat`` fixture and every new
+    :class:`~wxauth.testing.FakeWeChat` call it). Managers already built keep working
+    and fetch again on their next call."""
+    _DEFAULT_STORE.clear()
+
+
 _LIVE_MANAGERS: weakref.WeakSet[TokenManager] = weakref.WeakSet()
+# The store keys a thread is fetching right now: a token request that needs the token
+# being fetched (a session carrying this manager's own WxAuth) must fail, not wait.
+_FETCHING = threading.local()
 
 
 class TokenManager:
@@ -151,13 +136,15 @@ class TokenManager:
     :param appid: the AppID (``wx...``).
     :param secret: the AppSecret. Never logged, never shown in a repr or an error.
     :param api_base: scheme and host of the WeChat API (point it at the emulator in tests).
-    :param store: where the token is kept; default a private :class:`MemoryStore`. Pass a
-        shared store (file, Redis) so many processes or hosts share one token.
+    :param store: where the token is kept. Default: a process-wide in-memory store, so
+        every manager of the same app (appid, secret, ``api_base``) in this process
+        shares one token. Pass a shared store (file, Redis) so many processes or hosts
+        share one token.
     :param session: the :class:`requests.Session` used for token fetches (default: a
         private one).
     :param refresh_margin: fetch a successor this many seconds before expiry; never more
         than half of a token's lifetime.
-    :param timeout: seconds for one token request.
+    :param timeout: seconds for one token request, start to last byte.
     :param clock: zero-argument callable returning epoch seconds (default ``time.time``).
     :param source: how the token is fetched: a :class:`TokenSource`; default the classic
         ``/cgi-bin/token`` endpoint of ``api_base``.
@@ -167,10 +154,16 @@ class TokenManager:
     :param lock_timeout: how long a caller with no valid token waits for a fetch that
         another thread or process is making. Default: long enough for that fetch and
         its retries to finish or its lease to run out.
+    :param max_fetches_per_minute: tokens fetched per minute before
+        :class:`~wxauth.RefreshBudgetError` (``None``: no limit).
+    :param max_fetches_per_day: tokens fetched per China-time day before
+        :class:`~wxauth.RefreshBudgetError` (``None``: no limit).
+    :param background_refresh: renew in a daemon thread before the margin.
+    :param poll_interval: longest pause of that thread between two looks.
 
-    ``get_token`` is safe to call from many threads; at most one fetch per manager is in
-    flight at a time, and with a shared store at most one per store. Safe across
-    ``os.fork``: a child re-creates its locks.
+    ``get_token`` is safe to call from many threads; at most one fetch per app is in
+    flight at a time per process, and with a shared store at most one per store. Safe
+    across ``os.fork``: a child re-creates its locks.
     """
 
     def __init__(
@@ -189,6 +182,7 @@ class TokenManager:
         backoff: float = DEFAULT_BACKOFF,
         lock_timeout: float | None = None,
         max_fetches_per_minute: int | None = DEFAULT_MAX_FETCHES_PER_MINUTE,
+        max_fetches_per_day: int | None = DEFAULT_MAX_FETCHES_PER_DAY,
         background_refresh: bool = False,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
     ) -> None:
@@ -197,52 +191,79 @@ class TokenManager:
             _check_credential("secret", secret)
         if refresh_margin < 0:
             raise ValueError("refresh_margin must be >= 0")
-        if timeout <= 0:
-            raise ValueError("timeout must be > 0")
+        if not 0 < timeout < float("inf"):
+            raise ValueError("timeout must be a finite number > 0")
         if retries < 0 or backoff < 0:
             raise ValueError("retries and backoff must be >= 0")
-        if max_fetches_per_minute is not None and max_fetches_per_minute < 1:
-            raise ValueError("max_fetches_per_minute must be >= 1, or None for no limit")
+        for name, limit in (
+            ("max_fetches_per_minute", max_fetches_per_minute),
+            ("max_fetches_per_day", max_fetches_per_day),
+        ):
+            if limit is not None and limit < 1:
+                raise ValueError(f"{name} must be >= 1, or None for no limit")
         if poll_interval <= 0:
             raise ValueError("poll_interval must be > 0")
         self.source: TokenSource = make_source(
             source, appid, secret, None if api_base == DEFAULT_API_BASE else api_base
         )
-        # Read on every get_token(); a source's key never changes (the classic source
-        # builds it anew on each read, and a new string must be hashed again).
-        self._key = self.source.key
+        key = self.source.key
         if store is None:
-            store = MemoryStore()
+            store = _DEFAULT_STORE
+            if secret is not None:
+                key = f"{key}#{secret_digest(secret)}"
+            elif not isinstance(source, TokenSource):
+                # A bare callable: each one is its own source of tokens.
+                key = f"{key}#fn{id(self.source):x}"
+        self._key = key
         self.store: TokenStore = store
         self.refresh_margin = float(refresh_margin)
         self.timeout = float(timeout)
         self.retries = int(retries)
         self.backoff = float(backoff)
         self.max_fetches_per_minute = max_fetches_per_minute
+        self.max_fetches_per_day = max_fetches_per_day
         self.poll_interval = float(poll_interval)
         self.stats = ManagerStats()
         self._clock: Callable[[], float] = clock or time.time
         self._session = session
         self._own_session: requests.Session | None = None
-        # The longest one fetch can take: every attempt timing out plus the backoffs.
+        # The longest one fetch can take: every attempt running out its deadline plus
+        # the backoffs between them.
         worst_fetch = self.timeout * (self.retries + 1) + self.backoff * (2 ** (self.retries + 1))
         #: How long the store lock is leased to a fetcher (then another may take over).
         self.lease: float = worst_fetch + 5.0
         self.lock_timeout: float = (
             float(lock_timeout) if lock_timeout is not None else self.lease + worst_fetch + 5.0
         )
+        self._budget = StoreWindow(
+            store,
+            f"{key}:fetches",
+            sliding=() if max_fetches_per_minute is None else ((max_fetches_per_minute, _MINUTE),),
+            per_day=max_fetches_per_day,
+        )
+        self._failures = FailureBackoff(store, f"{key}:failures", self._clock)
+        self._streak = RejectionStreak(store, f"{key}:rejections", self.appid)
         self._rejected: str | None = None
         self._ahead_retry_at = float("-inf")
+        # A shared store is read on every request otherwise: keep the token in this
+        # process until its refresh point (a rejection of it re-reads the store).
+        self._local_copy = store.shared
+        self._local: tuple[Token, float] | None = None
         self._background = background_refresh
-        self._refresher: _Refresher | None = None
-        self._slot = _flight_slot(self.store, self.key)
+        self._refresher: Refresher | None = None
+        self._slot = flight_slot(self.store, self._key)
         self._refresher_lock = threading.Lock()
+        # Held while a fetched token is written: close() takes it to stop writes.
+        self._write_lock = threading.Lock()
         _LIVE_MANAGERS.add(self)
 
-    def _reset_locks(self) -> None:
-        """Re-create the locks in a forked child (none may be inherited held)."""
-        self._slot.reset()
+    def _reset_after_fork(self) -> None:
+        """In a forked child: new locks (none may be inherited held), no refresher (its
+        thread does not exist here), no pooled connections of the parent."""
         self._refresher_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._refresher = None
+        self._own_session = None
 
     @property
     def key(self) -> str:
@@ -265,7 +286,7 @@ class TokenManager:
 
     def peek(self) -> Token | None:
         """The stored token, if any, without fetching (may be expired)."""
-        return self.store.get(self.key)
+        return self.store.get(self._key)
 
     def get_token(self) -> str:
         """Return a valid access token, fetching one only when none is cached or the
@@ -274,14 +295,17 @@ class TokenManager:
         While another caller refreshes ahead of expiry, callers get the still-valid
         token at once. Raises :class:`~wxauth.WxAuthError` subclasses on failure.
         """
-        # The warm path of get(), inlined: it is on every request's way.
-        current = self.store.get(self._key)
-        if (
-            current is not None
-            and not current.needs_refresh(self._clock(), self.refresh_margin)
-            and (self._refresher is not None or not self._background)
-        ):
-            return current.value
+        # The warm paths of get(), inlined: they are on every request's way.
+        if self._refresher is not None or not self._background:
+            local = self._local
+            if local is not None and self._clock() < local[1]:
+                return local[0].value
+            if not self._local_copy:
+                current = self.store.get(self._key)
+                if current is not None and not current.needs_refresh(
+                    self._clock(), self.refresh_margin
+                ):
+                    return current.value
         return self.get().value
 
     def get(self) -> Token:
@@ -292,18 +316,26 @@ class TokenManager:
         if current is not None:
             now = self._clock()
             if not current.needs_refresh(now, self.refresh_margin):
+                self._keep(current)
                 return current
             if now < self._ahead_retry_at and not current.is_expired(now):
                 return current  # a refresh ahead failed moments ago: do not hammer
         return self._refresh(current)
 
+    def _keep(self, token: Token) -> None:
+        """Remember ``token`` in this process until its refresh point (shared stores)."""
+        if self._local_copy:
+            self._local = (token, token.refresh_at(self.refresh_margin))
+
     def cached_token(self) -> str | None:
-        """The cached token if it is fresh and the store is in this process's memory;
-        else ``None``. Never fetches and never does I/O, so ``async`` code may call it
-        on the event loop."""
+        """The cached token if it is fresh and known without I/O; else ``None``. Never
+        fetches and never does I/O, so ``async`` code may call it on the event loop."""
+        local = self._local
+        if local is not None and self._clock() < local[1]:
+            return local[0].value
         if self.store.shared:
             return None
-        current = self.store.get(self.key)
+        current = self.store.get(self._key)
         if current is None or current.needs_refresh(self._clock(), self.refresh_margin):
             return None
         return current.value
@@ -314,20 +346,35 @@ class TokenManager:
         Call it with the token WeChat rejected (40001/40014/42001). When many callers
         report the same token, one drop happens and the next :meth:`get_token` fetches
         once; a caller reporting a token that was already replaced changes nothing.
+
+        A token that was itself fetched to replace a rejected one, and is rejected
+        again within minutes, is kept for a while (growing delays) instead of being
+        refetched at once: WeChat rejecting every new token means something else is
+        retiring them, and refetching on every call would burn the day's quota.
+        Meanwhile ``invalidate`` returns ``False`` and callers get WeChat's answer.
         """
+        local = self._local
+        if local is not None and local[0].value == token:
+            self._local = None
         self._rejected = token
-        dropped = self.store.delete_if(self.key, token)
+        stored = self.store.get(self._key)
+        if stored is None or stored.value != token:
+            return False
+        if self._streak.hold(stored, self._clock()):
+            return False
+        dropped = self.store.delete_if(self._key, token)
         if dropped:
             # Whichever process wins the lock next must know which token was rejected
             # (the stable source escalates only if WeChat hands that one back).
-            self.store.set_meta(f"{self.key}:rejected", token, ttl=REJECTED_MEMORY)
+            self.store.set_meta(f"{self._key}:rejected", token, ttl=REJECTED_MEMORY)
+            self._streak.dropped(stored, self._clock())
             self.stats.invalidations += 1
             logger.info("invalidated the token of appid=%s (%s)", self.appid, redact_token(token))
         return dropped
 
     def refresh(self) -> str:
         """Fetch a new token now, whatever the cache holds, and return it."""
-        current = self.store.get(self.key)
+        current = self.store.get(self._key)
         return self._refresh(current, force=True).value
 
     # -- internals -----------------------------------------------------------------
@@ -338,26 +385,29 @@ class TokenManager:
         *,
         force: bool = False,
         margin: float | None = None,
-        background: bool = False,
+        stopped: Callable[[], bool] | None = None,
     ) -> Token:
         now = self._clock()
         usable = current if current is not None and not current.is_expired(now) else None
-        slot = self._slot
-        with slot.lock:
-            flight = slot.flight
-            leader = flight is None
-            if flight is None:
-                flight = slot.flight = _Flight()
+        fetching: set[str] = _FETCHING.__dict__.setdefault("keys", set())
+        if self._key in fetching:
+            raise WxAuthError(
+                f"fetching the token of appid={self.appid} needed that same token: the "
+                "session given to TokenManager(session=...) must not carry a WxAuth of "
+                "the same app"
+            )
+        flight, leader = self._slot.begin()
         if not leader:
             if usable is not None and not force:
                 return usable  # a refresh-ahead is running: the old token still works
             return flight.wait(self.lock_timeout + self.lease)
+        fetching.add(self._key)
         try:
             token = self._fetch_under_store_lock(
                 usable,
                 force=force,
                 margin=self.refresh_margin if margin is None else margin,
-                background=background,
+                stopped=stopped,
             )
         except BaseException as exc:
             flight.error = exc
@@ -366,14 +416,18 @@ class TokenManager:
             flight.token = token
             return token
         finally:
-            with slot.lock:
-                slot.flight = None
-            flight.done.set()
+            fetching.discard(self._key)
+            self._slot.end(flight)
 
     def _fetch_under_store_lock(
-        self, usable: Token | None, *, force: bool, margin: float, background: bool
+        self,
+        usable: Token | None,
+        *,
+        force: bool,
+        margin: float,
+        stopped: Callable[[], bool] | None,
     ) -> Token:
-        lock = self.store.lock(self.key, lease=self.lease)
+        lock = self.store.lock(self._key, lease=self.lease)
         if usable is not None and not force:
             # Refresh-ahead: if another process is already refreshing, keep serving the
             # still-valid token instead of waiting for it.
@@ -385,18 +439,19 @@ class TokenManager:
                 f"appid={self.appid} held by another process"
             )
         try:
-            stored = self.store.get(self.key)
+            stored = self.store.get(self._key)
             now = self._clock()
             if (
                 stored is not None
                 and not stored.needs_refresh(now, margin)
                 and (not force or (usable is not None and stored.value != usable.value))
             ):
+                self._keep(stored)
                 return stored  # someone refreshed while we waited for the lock
             try:
-                return self._fetch(now, background=background)
+                return self._fetch(lock, now, stopped=stopped)
             except WxAuthError as exc:
-                if background or force:
+                if stopped is not None or force:
                     raise  # the refresher logs it and backs off; refresh() must say
                 if usable is not None and not usable.is_expired(self._clock()):
                     self._ahead_retry_at = self._clock() + AHEAD_RETRY_DELAY
@@ -409,58 +464,95 @@ class TokenManager:
                     return usable
                 raise
         finally:
-            lock.release()
-
-    def _spend_budget(self, now: float) -> None:
-        """Count one fetch against ``max_fetches_per_minute``, or refuse it."""
-        limit = self.max_fetches_per_minute
-        if limit is None:
-            return
-        meta_key = f"{self.key}:budget"
-        stamps: list[float] = []
-        raw = self.store.get_meta(meta_key)
-        if raw:
             try:
-                stamps = [float(t) for t in json.loads(raw)]
-            except (ValueError, TypeError):
-                stamps = []  # a damaged record only costs us the bookkeeping
-        stamps = [t for t in stamps if now - _BUDGET_WINDOW < t <= now]
-        if len(stamps) >= limit:
-            retry_after = min(stamps) + _BUDGET_WINDOW - now
-            raise RefreshBudgetError(self.appid, limit, _BUDGET_WINDOW, retry_after)
-        stamps.append(now)
-        self.store.set_meta(meta_key, json.dumps(stamps), ttl=2 * _BUDGET_WINDOW)
+                lock.release()
+            except StoreError as exc:
+                # The caller has its token (or its error); the lock frees itself when
+                # the lease runs out.
+                logger.warning("%s; the token lock will expire after its lease", exc)
 
-    def _fetch(self, now: float, *, background: bool = False) -> Token:
-        self._spend_budget(now)
+    def _check_budget(self, now: float) -> None:
+        retry_after = self._budget.retry_after(now)
+        if retry_after is None:
+            return
+        today = self._budget.count_today(now)
+        if self.max_fetches_per_day is not None and today >= self.max_fetches_per_day:
+            raise RefreshBudgetError(self.appid, self.max_fetches_per_day, DAY, retry_after)
+        assert self.max_fetches_per_minute is not None
+        raise RefreshBudgetError(self.appid, self.max_fetches_per_minute, _MINUTE, retry_after)
+
+    def _fetch(self, lock: StoreLock, now: float, *, stopped: Callable[[], bool] | None) -> Token:
+        failures = self._failures.check()  # raises while a failure backoff runs
+        self._check_budget(now)
         ctx = FetchContext(
             session=self.session,
             timeout=self.timeout,
             clock=self._clock,
             store=self.store,
-            rejected=self._rejected or self.store.get_meta(f"{self.key}:rejected"),
-            retries=self.retries,
+            rejected=self._rejected or self.store.get_meta(f"{self._key}:rejected"),
+            # In an outage, one request per try: the failure backoff paces them.
+            retries=self.retries if failures == 0 else 0,
             backoff=self.backoff,
         )
         self.stats.fetches += 1
-        if background:
+        if stopped is not None:
             self.stats.background_fetches += 1
         try:
             value, expires_in = self.source.fetch(ctx)
+        except WxAuthError as exc:
+            self.stats.failures += 1
+            self._failures.failed(failures, exc)
+            raise
         except BaseException:
             self.stats.failures += 1
             raise
-        token = Token.issued(value, expires_in, self._clock())
-        self.store.set(self.key, token)
+        token = Token.issued(value, expires_in, self._clock(), fence=lock.fence)
         self._rejected = None
         logger.info(
             "fetched a token for appid=%s via %s (expires_in=%d%s)",
             self.appid,
             self.source.name,
             int(expires_in),
-            ", in the background" if background else "",
+            ", in the background" if stopped is not None else "",
         )
+        self._store_fetched(token, lock, failures, stopped)
         return token
+
+    def _store_fetched(
+        self,
+        token: Token,
+        lock: StoreLock,
+        failures: int,
+        stopped: Callable[[], bool] | None,
+    ) -> None:
+        """Write a fresh token and its bookkeeping. A token that cannot be written is
+        still valid: the caller gets it and this process keeps it."""
+        with self._write_lock:
+            if stopped is not None and stopped():
+                logger.info("appid=%s: closed during a background fetch; not stored", self.appid)
+                return
+            try:
+                self._budget.record(token.fetched_at)
+                if failures:
+                    self._failures.recovered()
+                if lock.held():
+                    self.store.set(self._key, token)
+                else:
+                    logger.warning(
+                        "the token lock of appid=%s ran out during the fetch and may have "
+                        "been taken over; not writing this token over the store's",
+                        self.appid,
+                    )
+            except StoreError as exc:
+                logger.warning(
+                    "fetched a token for appid=%s but could not store it (%s); using it "
+                    "in this process",
+                    self.appid,
+                    exc,
+                )
+                self._local = (token, token.refresh_at(self.refresh_margin))
+                return
+        self._keep(token)
 
     # -- background refresh ---------------------------------------------------------
 
@@ -469,16 +561,17 @@ class TokenManager:
         margin plus :data:`BACKGROUND_LEAD`, but at most three quarters of its life."""
         return min(self.refresh_margin + BACKGROUND_LEAD, token.lifetime * 0.75)
 
-    def _background_step(self) -> float:
+    def _background_step(self, stopped: Callable[[], bool]) -> float:
         """One look by the refresher; return the seconds until the next one is due."""
-        current = self.store.get(self.key)
+        current = self.store.get(self._key)
         now = self._clock()
         if current is not None and not current.is_expired(now):
             due = current.expires_at - self.background_margin(current)
             if now < due:
+                self._keep(current)
                 return due - now
         margin = 0.0 if current is None else self.background_margin(current)
-        token = self._refresh(current, margin=margin, background=True)
+        token = self._refresh(current, margin=margin, stopped=stopped)
         if current is not None and token.value == current.value:
             # Someone else (another thread or process) holds the fetch: look again
             # shortly instead of spinning on the lock.
@@ -491,7 +584,14 @@ class TokenManager:
         self._background = True
         with self._refresher_lock:
             if self._refresher is None:
-                self._refresher = _Refresher(self)
+                self._refresher = Refresher(
+                    self,
+                    "_background_step",
+                    name=f"wxauth-refresh-{self.appid}",
+                    label=f"appid={self.appid}",
+                    poll=self.poll_interval,
+                    backoff=self.backoff,
+                )
                 self._refresher.start()
 
     def sync_background(self, timeout: float = 5.0) -> bool:
@@ -502,10 +602,16 @@ class TokenManager:
         return refresher.sync(timeout) if refresher is not None else False
 
     def close(self) -> None:
-        """Stop the background refresher and close the private HTTP session."""
+        """Stop the background refresher and close the private HTTP session.
+
+        Returns promptly even while the refresher is in the middle of a fetch: that
+        fetch's token is not written anywhere. The manager stays usable; a later
+        :meth:`get_token` fetches in the foreground."""
         refresher, self._refresher = self._refresher, None
         self._background = False
         if refresher is not None:
+            with self._write_lock:  # no write of the refresher can start after this
+                refresher.stop(timeout=0)
             refresher.stop()
         if self._own_session is not None:
             self._own_session.close()
@@ -524,88 +630,9 @@ class TokenManager:
         )
 
 
-class _Refresher:
-    """The background thread of one manager. It holds the manager weakly, so a manager
-    that is dropped without :meth:`TokenManager.close` still lets the thread end."""
-
-    def __init__(self, manager: TokenManager) -> None:
-        self._manager = weakref.ref(manager)
-        self._appid = manager.appid
-        self._poll = manager.poll_interval
-        self._backoff = max(manager.backoff, 1.0)
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._cond = threading.Condition()
-        self._started = 0
-        self._completed = 0
-        self._thread = threading.Thread(
-            target=self._run, name=f"wxauth-refresh-{self._appid}", daemon=True
-        )
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-
-    def sync(self, timeout: float) -> bool:
-        with self._cond:
-            target = self._started + 1
-            self._wake.set()
-            return (
-                self._cond.wait_for(
-                    lambda: self._completed >= target or self._stop.is_set(), timeout
-                )
-                and not self._stop.is_set()
-            )
-
-    def _run(self) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            with self._cond:
-                self._started += 1
-                self._wake.clear()
-            delay, failed = self._poll, False
-            try:
-                manager = self._manager()
-                if manager is None:
-                    return
-                try:
-                    delay = manager._background_step()
-                    failures = 0
-                except Exception as exc:
-                    failures += 1
-                    failed = True
-                    delay = min(self._backoff * 2 ** (failures - 1), 60.0)
-                    logger.warning(
-                        "background refresh for appid=%s failed (%s); retrying in %.0fs",
-                        self._appid,
-                        exc,
-                        delay,
-                    )
-                finally:
-                    del manager
-            finally:
-                with self._cond:
-                    self._completed += 1
-                    self._cond.notify_all()
-            # A due time is re-checked at least every poll interval (the clock may be
-            # moved by a test or jump); a backoff after a failure is waited out in full.
-            self._wake.wait(delay if failed else min(delay, self._poll))
-
-
 def _reset_managers_after_fork() -> None:
-    global _REGISTRY_LOCK
-    _REGISTRY_LOCK = threading.Lock()
     for manager in list(_LIVE_MANAGERS):
-        manager._reset_locks()
-        # The parent's refresher thread does not exist here: start a new one lazily.
-        manager._refresher = None
-        # A requests.Session's pooled connections belong to the parent.
-        manager._own_session = None
+        manager._reset_after_fork()
 
 
 if hasattr(os, "register_at_fork"):

@@ -261,6 +261,12 @@ class MemoryStore(TokenStore):
         self._mutex = threading.Lock()
         self._locks = {}
 
+    def clear(self) -> None:
+        """Forget every token and record (fences keep counting up)."""
+        with self._mutex:
+            self._tokens.clear()
+            self._meta.clear()
+
     def get(self, key: str) -> Token | None:
         entry = self._tokens.get(key)
         if entry is None or time.monotonic() >= entry[1]:

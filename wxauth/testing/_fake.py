@@ -27,6 +27,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
+from .._manager import reset_default_store
+
 if TYPE_CHECKING:
     from ._responses import WeChatInterceptor
     from ._server import EmulatorServer
@@ -369,6 +371,10 @@ class FakeWeChat:
 
     All methods are thread-safe: one lock guards the state, and waits (latency, hangs)
     happen outside it. :meth:`close` releases every wait and stops the servers.
+
+    A new emulator is a new WeChat: building one empties the process-wide default store
+    (:func:`wxauth.reset_default_store`), so managers built without ``store=`` never
+    serve a token that an earlier emulator issued.
     """
 
     def __init__(
@@ -387,6 +393,7 @@ class FakeWeChat:
             raise ValueError("give either start= (a frozen clock) or clock=, not both")
         if wrong_secret_errcode not in (40125, 40001):
             raise ValueError("wrong_secret_errcode must be 40125 or 40001")
+        reset_default_store()
         self.grace = float(grace)
         self.expires_in = int(expires_in)
         self.daily_quota = int(daily_quota)

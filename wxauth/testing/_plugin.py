@@ -29,12 +29,16 @@ def fake_wechat() -> Iterator[FakeWeChat]:
                 ...  # or: with fake_wechat.intercept(): ...
             fake_wechat.assert_token_fetches(1)
 
-    Closing releases injected hangs and stops any server the test left running.
+    Closing releases injected hangs and stops any server the test left running, and
+    empties the process-wide default store (:func:`wxauth.reset_default_store`) so no
+    token of this test's emulator reaches the next test.
     """
+    from wxauth import reset_default_store
     from wxauth.testing._fake import FakeWeChat
 
-    fake = FakeWeChat()
+    fake = FakeWeChat()  # empties the shared default store too
     try:
         yield fake
     finally:
         fake.close()
+        reset_default_store()
