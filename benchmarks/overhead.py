@@ -10,6 +10,14 @@ the figure is the median over blocks):
 - ``requests-small`` / ``requests-1mb``: ``Session.get(url, params={"access_token": t})``
   against the same Session with ``auth=WxAuth(...)`` on a warm cache; the answer is a
   small JSON body, or a 1 MB ``user/get`` answer. Figure: time ratio WxAuth / bare.
+- ``requests-file`` / ``requests-redis``: the same small request with the manager on a
+  ``FileStore`` (a temporary directory) or a ``RedisStore`` (a ``redis-server`` of the
+  script's own on a free loopback port; skipped with a note when there is none). The
+  manager keeps a local copy of a shared store's token until its refresh point, so a
+  warm request does not read the store. Figure: time ratio WxAuth / bare.
+- ``requests-file-nocopy`` / ``requests-redis-nocopy`` (informational, no goal): the
+  same with ``manager._local_copy = False``, which reads the store on every request as
+  wxauth did before the local copy. They show what the local copy saves.
 - ``decorator``: a function called with an explicit token against the same function
   under ``@with_access_token`` on a warm cache. Figure: microseconds added per call.
 - ``get_token-Nt``: ``TokenManager.get_token()`` on a warm cache, called by N threads
@@ -32,6 +40,7 @@ import json
 import pstats
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -40,11 +49,12 @@ from typing import Any
 
 import requests
 import urllib3
+from _redis_server import redis_server
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
 
-from wxauth import Token, TokenManager, WxAuth, with_access_token
+from wxauth import FileStore, RedisStore, Token, TokenManager, TokenStore, WxAuth, with_access_token
 
 APPID = "wx0123456789abcdef"
 SECRET = "0123456789abcdef0123456789abcdef"
@@ -136,11 +146,12 @@ class NullAdapter(BaseAdapter):
         pass
 
 
-def warm_manager() -> TokenManager:
-    """A manager of the default (classic) source, already holding a fresh token. Its
-    ``api_base`` is a closed loopback port, so a fetch could never reach WeChat; a run
-    checks ``stats.fetches == 0`` at the end to prove the cache stayed warm."""
-    manager = TokenManager(APPID, SECRET, api_base="http://127.0.0.1:9", retries=0)
+def warm_manager(store: TokenStore | None = None) -> TokenManager:
+    """A manager of the default (classic) source, already holding a fresh token in
+    ``store`` (default: the process-wide default store). Its ``api_base`` is a closed
+    loopback port, so a fetch could never reach WeChat; a run checks
+    ``stats.fetches == 0`` at the end to prove the cache stayed warm."""
+    manager = TokenManager(APPID, SECRET, api_base="http://127.0.0.1:9", retries=0, store=store)
     manager.store.set(manager.key, Token.issued(TOKEN, 7200, time.time()))
     return manager
 
@@ -230,9 +241,25 @@ class Result:
         return json.dumps(record)
 
 
-def ratio_case(name: str, body: bytes, n: int, blocks: int, trust_env: bool) -> Result:
-    """Bare ``Session.get`` with the token in ``params`` against ``auth=WxAuth``."""
-    manager = warm_manager()
+def ratio_case(
+    name: str,
+    body: bytes,
+    n: int,
+    blocks: int,
+    trust_env: bool,
+    *,
+    store: TokenStore | None = None,
+    local_copy: bool = True,
+) -> Result:
+    """Bare ``Session.get`` with the token in ``params`` against ``auth=WxAuth``.
+
+    ``store``: where the manager keeps its token (default: the in-process default
+    store). ``local_copy=False`` makes a shared store be read on every request, as
+    before the manager kept a local copy of its token (an informational case)."""
+    manager = warm_manager(store)
+    if not local_copy:
+        manager._local_copy = False
+        manager._local = None
     auth = bench_auth(manager)
     session, _ = null_session(body, trust_env)
     params = {"access_token": TOKEN}
@@ -250,12 +277,15 @@ def ratio_case(name: str, body: bytes, n: int, blocks: int, trust_env: bool) -> 
     bare_us = statistics.median(a for a, _ in pairs) / n / 1000
     wx_us = statistics.median(b for _, b in pairs) / n / 1000
     assert_warm(manager)
+    where = "" if store is None else f", {type(store).__name__}"
+    if not local_copy:
+        where += " read on every request (no local copy: the old code)"
     return Result(
         name,
-        f"Session.get, {human_size(len(body))} JSON: auth=WxAuth / params",
+        f"Session.get, {human_size(len(body))} JSON{where}: auth=WxAuth / params",
         "ratio",
         ratio,
-        1.05,
+        1.05 if local_copy else None,
         f"bare {bare_us:.1f} µs, WxAuth {wx_us:.1f} µs; "
         f"ratio spread {min(ratios):.3f}..{max(ratios):.3f} over {blocks} blocks of {n}",
     )
@@ -338,6 +368,34 @@ def get_token_case(threads: int, n: int, blocks: int, single: float | None) -> R
     )
 
 
+def shared_store_cases(body: bytes, n: int, blocks: int, trust_env: bool) -> list[Result]:
+    """The small request with the manager on a FileStore and on a RedisStore, each also
+    without the local copy (informational). Redis is skipped, with a note, when no
+    ``redis-server`` (or no redis package) is available."""
+    results = []
+    with tempfile.TemporaryDirectory(prefix="wxauth-overhead-") as tmp:
+        for name, copy in (("requests-file", True), ("requests-file-nocopy", False)):
+            store = FileStore(tmp)
+            results.append(
+                ratio_case(name, body, n, blocks, trust_env, store=store, local_copy=copy)
+            )
+            store.close()
+    with redis_server() as url:
+        if url is None:
+            print(
+                "requests-redis cases skipped: needs redis-server on PATH and the redis "
+                "package (pip install 'wxauth[redis]')"
+            )
+            return results
+        for name, copy in (("requests-redis", True), ("requests-redis-nocopy", False)):
+            store = RedisStore.from_url(url)
+            results.append(
+                ratio_case(name, body, n, blocks, trust_env, store=store, local_copy=copy)
+            )
+            store.close()
+    return results
+
+
 def human_size(size: int) -> str:
     return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size} B"
 
@@ -389,21 +447,22 @@ def main(argv: list[str] | None = None) -> int:
     results = [
         ratio_case("requests-small", small, k(2000), blocks, args.trust_env),
         ratio_case("requests-1mb", big, k(100), blocks, args.trust_env),
-        decorator_case(k(50_000), blocks),
     ]
+    results += shared_store_cases(small, k(1000), blocks, args.trust_env)
+    results.append(decorator_case(k(50_000), blocks))
     single = get_token_case(1, k(100_000), blocks // 3, None)
     results.append(single)
     for threads in (8, 32):
         results.append(get_token_case(threads, k(100_000), blocks // 3, single.value))
 
     print(f"wxauth overhead, Python {sys.version.split()[0]}, requests {requests.__version__}")
-    print(f"{'case':<16} {'figure':>12} {'goal':>10} {'met':>5}  what")
+    print(f"{'case':<22} {'figure':>12} {'goal':>10} {'met':>5}  what")
     for r in results:
         unit = "x" if r.metric == "ratio" else " µs"
         goal = "-" if r.goal is None else f"≤ {r.goal:g}{unit.strip()}"
         met = "-" if r.met is None else ("yes" if r.met else "NO")
-        print(f"{r.case:<16} {r.value:>10.3f}{unit:<2} {goal:>10} {met:>5}  {r.what}")
-        print(f"{'':<47}{r.detail}")
+        print(f"{r.case:<22} {r.value:>10.3f}{unit:<2} {goal:>10} {met:>5}  {r.what}")
+        print(f"{'':<53}{r.detail}")
     print()
     for r in results:
         print(r.json_line())
