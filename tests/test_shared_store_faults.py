@@ -194,3 +194,43 @@ def test_a_token_that_cannot_be_stored_is_still_used(fake: FakeWeChat, tmp_path:
         for _ in range(5):
             assert tokens.get_token() == first
     fake.assert_token_fetches(1)
+
+
+class SlowReads(FileStore):
+    """A real FileStore whose token reads in one chosen thread pause after reading,
+    until the test lets them go on: a reader overtaken by an invalidation."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.slow_thread: int | None = None
+        self.read_done = threading.Event()
+        self.go_on = threading.Event()
+
+    def get(self, key: str) -> Token | None:
+        token = super().get(key)
+        if threading.get_ident() == self.slow_thread:
+            self.read_done.set()
+            assert self.go_on.wait(10)
+        return token
+
+
+def test_a_token_dropped_during_a_read_is_not_kept(fake: FakeWeChat, tmp_path: Path) -> None:
+    """A thread that read the token just before another thread dropped it as rejected
+    does not put it back into the process's copy: the next call gets a new token."""
+    fake.add_app(APPID, SECRET)
+    store = SlowReads(tmp_path / "tokens")
+    with fake.serve() as url:
+        tokens = wxauth.TokenManager(APPID, SECRET, api_base=url, store=store, clock=fake.clock)
+        rejected = wxauth.TokenManager(APPID, SECRET, api_base=url, store=store).get_token()
+
+        def slow_reader() -> None:
+            store.slow_thread = threading.get_ident()
+            tokens.get_token()
+
+        reader = threading.Thread(target=slow_reader)
+        reader.start()
+        assert store.read_done.wait(10)
+        assert tokens.invalidate(rejected)  # while the reader holds what it read
+        store.go_on.set()
+        reader.join(10)
+        assert tokens.get_token() != rejected

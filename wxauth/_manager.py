@@ -12,6 +12,7 @@ import os
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -249,6 +250,8 @@ class TokenManager:
         # process until its refresh point (a rejection of it re-reads the store).
         self._local_copy = store.shared
         self._local: tuple[Token, float] | None = None
+        # The last tokens callers reported rejected: never taken into the local copy.
+        self._dropped: deque[str] = deque(maxlen=8)
         self._background = background_refresh
         self._refresher: Refresher | None = None
         self._slot = flight_slot(self.store, self._key)
@@ -325,7 +328,13 @@ class TokenManager:
     def _keep(self, token: Token) -> None:
         """Remember ``token`` in this process until its refresh point (shared stores)."""
         if self._local_copy:
-            self._local = (token, token.refresh_at(self.refresh_margin))
+            entry = (token, token.refresh_at(self.refresh_margin))
+            self._local = entry
+            # A reader that fetched ``token`` from the store just before another thread
+            # dropped it must not keep it: invalidate() records the value first and
+            # clears the copy second, so one of the two always sees the other.
+            if token.value in self._dropped and self._local is entry:
+                self._local = None
 
     def cached_token(self) -> str | None:
         """The cached token if it is fresh and known without I/O; else ``None``. Never
@@ -353,6 +362,7 @@ class TokenManager:
         retiring them, and refetching on every call would burn the day's quota.
         Meanwhile ``invalidate`` returns ``False`` and callers get WeChat's answer.
         """
+        self._dropped.append(token)
         local = self._local
         if local is not None and local[0].value == token:
             self._local = None
