@@ -170,7 +170,9 @@ class WxAuth(requests.auth.AuthBase):
     one is fetched (once, however many threads saw the error) and the request is sent
     again once with the same method, body, headers and send options. The returned
     response's ``history`` holds the rejected one. A second rejection is returned as it
-    is. Binary answers (images, QR codes) are never read.
+    is. Binary answers (images, QR codes) are never read; with ``stream=True`` a JSON or
+    text answer is looked at by its first KB only (read again by the caller), so a
+    large streamed answer is never held in memory whole.
 
     The token goes only to the API hosts of the manager's source: the origin (scheme,
     host, port) of its ``api_base`` — for WeChat's default ``https://api.weixin.qq.com``
@@ -255,7 +257,7 @@ class WxAuth(requests.auth.AuthBase):
         if response.is_redirect:
             self._scrub_location(response)
             return response
-        errcode = expired_errcode(response)
+        errcode = expired_errcode(response, stream=bool(send_kwargs.get("stream")))
         if errcode is None:
             return response
         path = urlsplit(response.url or "").path
