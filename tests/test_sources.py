@@ -3,7 +3,13 @@ per-application tokens, custom callables, and the local refresh budget."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 import requests
@@ -296,3 +302,140 @@ def test_the_rejection_seen_by_one_manager_reaches_the_one_that_fetches(
         fresh = fetches_next.get_token()
     assert fresh != token
     assert recorder.forces() == [False, False, True]
+
+
+# -- loopback servers with scripted answers -----------------------------------------------------
+
+
+class Scripted(ThreadingHTTPServer):
+    """A server on 127.0.0.1 whose every request is answered by ``script(handler)``.
+
+    It records the paths it was asked for. ``stop`` is set when the test ends: scripts
+    that wait or trickle watch it, and closing the server joins every handler thread."""
+
+    daemon_threads = False  # server_close() joins the handler threads
+
+    def __init__(self, script: Callable[[BaseHTTPRequestHandler], None]) -> None:
+        super().__init__(("127.0.0.1", 0), _ScriptedHandler)
+        self.script = script
+        self.hits: list[str] = []
+        self.stop = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _ScriptedHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 10  # a client that never sends its request does not hold the test up
+    server: Scripted
+
+    def do_GET(self) -> None:
+        self._run()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._run()
+
+    def _run(self) -> None:
+        self.server.hits.append(self.path)
+        with contextlib.suppress(OSError):  # the client hung up: what a deadline is for
+            self.server.script(self)
+        self.close_connection = True  # no keep-alive: closing the server joins at once
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # request lines carry the secret
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Callable[[BaseHTTPRequestHandler], None]], Scripted]]:
+    """Start scripted loopback servers; all are stopped and joined when the test ends."""
+    started: list[tuple[Scripted, threading.Thread]] = []
+
+    def start(script: Callable[[BaseHTTPRequestHandler], None]) -> Scripted:
+        server = Scripted(script)
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        thread.start()
+        started.append((server, thread))
+        return server
+
+    yield start
+    for server, thread in started:
+        server.stop.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+        assert not thread.is_alive()
+
+
+def answer(handler: BaseHTTPRequestHandler, status: int, body: bytes, **headers: str) -> None:
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    for name, value in headers.items():
+        handler.send_header(name.replace("_", "-"), value)
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def trickle(handler: BaseHTTPRequestHandler, status: int = 200, **headers: str) -> None:
+    """Headers at once, then one byte of a never-ending body every 0.2 s."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", "1000000")
+    for name, value in headers.items():
+        handler.send_header(name.replace("_", "-"), value)
+    handler.end_headers()
+    handler.wfile.write(b'{"access_token": "')
+    handler.wfile.flush()
+    while not handler.server.stop.wait(0.2):  # type: ignore[attr-defined]
+        handler.wfile.write(b"A")
+        handler.wfile.flush()
+
+
+def source_manager(source: str, url: str, **options: Any) -> wxauth.TokenManager:
+    appid, secret = ("ww-corp", "secret-of-app-A") if source == "wecom" else (APPID, SECRET)
+    options.setdefault("backoff", 0)
+    return wxauth.TokenManager(appid, secret, source=source, api_base=url, **options)
+
+
+# -- redirects (issue #9 item 12) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+@pytest.mark.parametrize("source", ["classic", "stable", "wecom"])
+def test_token_requests_never_follow_a_redirect(
+    serve: Callable[..., Scripted], source: str, status: int
+) -> None:
+    """A redirect from the token endpoint would re-send the secret (in the query, or in
+    a 307/308 POST body) to another origin: it is an error, and nobody else is asked."""
+    elsewhere = serve(lambda h: answer(h, 200, b'{"access_token": "STOLEN", "expires_in": 7200}'))
+    endpoint = serve(
+        lambda h: answer(h, status, b"moved", Location=elsewhere.url + h.path + "#frag")
+    )
+    manager = source_manager(source, endpoint.url, retries=2)
+    with pytest.raises(wxauth.TokenFetchError) as info:
+        manager.get_token()
+    message = str(info.value)
+    assert f"HTTP {status}" in message
+    assert "redirect" in message
+    assert "not followed" in message
+    assert elsewhere.url in message  # where it pointed, without its query
+    for shown_nowhere in (SECRET, "secret-of-app-A", "grant_type", "appid=", "corpid=", "frag"):
+        assert shown_nowhere not in message
+    assert elsewhere.hits == []
+    assert len(endpoint.hits) == 1  # not retried
+
+
+def test_a_redirect_whose_body_never_ends_fails_within_the_timeout(
+    serve: Callable[..., Scripted],
+) -> None:
+    """requests reads a redirect's body before handing it back, even with
+    allow_redirects=False: wxauth refuses the redirect on its headers."""
+    endpoint = serve(lambda h: trickle(h, 302, Location="http://127.0.0.1:9/cgi-bin/token"))
+    manager = source_manager("classic", endpoint.url, timeout=1, retries=0)
+    started = time.monotonic()
+    with pytest.raises(wxauth.TokenFetchError, match="redirect"):
+        manager.get_token()
+    assert time.monotonic() - started < 2.5

@@ -22,6 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
+from urllib.parse import urlsplit
 
 import requests
 
@@ -252,6 +253,8 @@ def _attempt(
         return None, TokenFetchError(f"{path}: the request could not be built: {problem}"), False
     try:
         response = _send(ctx.session, prepared, ctx.timeout)
+    except _RedirectError as exc:
+        return None, _redirect_error(path, exc.status, exc.location, secrets), False
     except requests.Timeout as exc:
         message = _scrub(str(exc), secrets)
         return None, TokenFetchError(f"{path} timed out after {ctx.timeout}s: {message}"), False
@@ -262,6 +265,9 @@ def _attempt(
         message = _scrub(f"{type(exc).__name__}: {exc}", secrets)
         return None, TokenFetchError(f"{path} could not be sent: {message}"), False
     with response:
+        if 300 <= response.status_code < 400:  # a session whose send() skips our hook
+            location = _shown_location(response.headers.get("Location", ""))
+            return None, _redirect_error(path, response.status_code, location, secrets), False
         if response.status_code >= 500:
             error = TokenFetchError(
                 f"{path} answered HTTP {response.status_code}: "
@@ -301,23 +307,65 @@ def _prepare(
     a failure to send or of an error raised later. A ``PreparedRequest`` shows only
     its method in its repr (``<PreparedRequest [GET]>``)."""
     try:
-        return (
-            session.prepare_request(
-                requests.Request(method, url, params=reveal(params), json=reveal(json_body))
-            ),
-            "",
+        prepared = session.prepare_request(
+            requests.Request(method, url, params=reveal(params), json=reveal(json_body))
         )
     except Exception as exc:  # an invalid api_base, a body that is not JSON...
         return None, _scrub(f"{type(exc).__name__}: {exc}", secrets)
+    prepared.hooks["response"].append(_refuse_redirect)  # after the session's own hooks
+    return prepared, ""
 
 
 def _send(
     session: requests.Session, prepared: requests.PreparedRequest, timeout: float
 ) -> requests.Response:
     """Send ``prepared`` as ``session.request()`` would, with the environment's proxy
-    and certificate settings."""
+    and certificate settings, but never following a redirect: it would carry the
+    secret (in the query, or in the body of a 307/308) to wherever it points."""
     settings = session.merge_environment_settings(prepared.url, {}, None, None, None)
-    return session.send(prepared, timeout=timeout, **settings)
+    return session.send(prepared, timeout=timeout, allow_redirects=False, **settings)
+
+
+class _RedirectError(Exception):
+    """Raised by :func:`_refuse_redirect` out of ``Session.send``; never leaves this module."""
+
+    def __init__(self, status: int, location: str) -> None:
+        super().__init__(status)
+        self.status = status
+        self.location = location
+
+
+def _refuse_redirect(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    """Response hook: refuse a 3xx on its headers. Even with ``allow_redirects=False``,
+    ``Session.send`` reads a redirect's whole body before it returns, and no deadline
+    would bound that read."""
+    if 300 <= response.status_code < 400:
+        status, location = response.status_code, response.headers.get("Location", "")
+        response.close()
+        raise _RedirectError(status, _shown_location(location))
+
+
+def _shown_location(location: str) -> str:
+    """Where a redirect points, as far as it is safe to show: scheme, host, port and
+    path; no user info, query or fragment, which could carry the secret."""
+    try:
+        parts = urlsplit(location.strip())
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        return "an unparsable Location"
+    host = f"{parts.scheme}://{parts.hostname}{port}" if parts.hostname else ""
+    shown = host + parts.path
+    if parts.query:
+        shown += "?…"
+    return shown[:200] or "no Location"
+
+
+def _redirect_error(path: str, status: int, location: str, secrets: _Secrets) -> TokenFetchError:
+    return TokenFetchError(
+        f"{path} answered HTTP {status}, a redirect to {_scrub(location, secrets)!r}; it was "
+        "not followed, as it would send the credentials there too. Point api_base at the "
+        "final URL"
+    )
 
 
 def parse_token_answer(data: Mapping[str, Any], path: str) -> tuple[str, float]:
