@@ -13,11 +13,14 @@ from typing import Any
 
 import pytest
 import requests
+import responses
 
 import wxauth
+from wxauth._sources import parse_token_answer
 from wxauth.testing import FakeWeChat
 
 APPID, SECRET = "wxstable0001", "stable-secret-value"
+TOKEN_URL = "https://api.weixin.qq.com/cgi-bin/token"
 
 
 @pytest.fixture
@@ -439,3 +442,63 @@ def test_a_redirect_whose_body_never_ends_fails_within_the_timeout(
     with pytest.raises(wxauth.TokenFetchError, match="redirect"):
         manager.get_token()
     assert time.monotonic() - started < 2.5
+
+
+# -- absurd token answers (issue #9 item 15) -------------------------------------------------
+
+ABSURD_TOKEN = "ABSURD_TOKEN_0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"access_token": "%s", "expires_in": NaN}',
+        '{"access_token": "%s", "expires_in": Infinity}',
+        '{"access_token": "%s", "expires_in": -Infinity}',
+        '{"access_token": "%s", "expires_in": 1e400}',
+        '{"access_token": "%s", "expires_in": 1' + "0" * 400 + "}",
+        '{"access_token": "%s", "expires_in": 1e300}',
+        '{"access_token": "%s", "expires_in": 86401}',
+        '{"access_token": "%s", "expires_in": 315360000}',
+        '{"access_token": "%s", "expires_in": "nan"}',
+        '{"access_token": "%s", "expires_in": "inf"}',
+        '{"access_token": "%s", "expires_in": 0}',
+        '{"access_token": "%s", "expires_in": -7200}',
+        '{"access_token": "", "expires_in": 7200}',
+        '{"access_token": "   ", "expires_in": 7200}',
+        '{"access_token": "\\t\\n\\u3000", "expires_in": 7200}',
+    ],
+)
+def test_absurd_token_answers_are_typed_errors(
+    rsps: responses.RequestsMock, caplog: pytest.LogCaptureFixture, body: str
+) -> None:
+    """A non-finite, absurdly long or non-positive lifetime, or a blank token: a
+    TokenFetchError that does not show the token, and nothing is cached."""
+    rsps.get(TOKEN_URL, body=body % ABSURD_TOKEN if "%s" in body else body)
+    manager = wxauth.TokenManager(APPID, SECRET, retries=0)
+    with pytest.raises(wxauth.TokenFetchError) as info:
+        manager.get_token()
+    assert "expires_in" in str(info.value) or "access_token" in str(info.value)
+    assert ABSURD_TOKEN not in str(info.value)
+    assert ABSURD_TOKEN[:12] not in caplog.text
+    assert manager.peek() is None
+
+
+@pytest.mark.parametrize(
+    "expires_in",
+    [10**400, float("inf"), float("nan"), 86400.5, -1],
+    ids=["10**400", "inf", "nan", "86400.5", "-1"],
+)
+def test_absurd_lifetimes_from_a_callable_are_typed_errors(expires_in: float) -> None:
+    """The same check for a custom source: 10**400 is no OverflowError."""
+    manager = wxauth.TokenManager("wxcentral", source=lambda: (ABSURD_TOKEN, expires_in))
+    with pytest.raises(wxauth.TokenFetchError, match="expires_in") as info:
+        manager.get_token()
+    assert ABSURD_TOKEN not in str(info.value)
+
+
+@pytest.mark.parametrize("expires_in", [7200, 86400, "7200", 1.5])
+def test_sane_lifetimes_up_to_a_day_are_accepted(expires_in: float) -> None:
+    """Up to one day, as a number or a numeric string, is a lifetime."""
+    answer = {"access_token": "t", "expires_in": expires_in}
+    assert parse_token_answer(answer, "x") == ("t", float(expires_in))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -40,6 +41,7 @@ __all__ = [
     "DEFAULT_API_BASE",
     "DEFAULT_BACKOFF",
     "DEFAULT_RETRIES",
+    "MAX_EXPIRES_IN",
     "SOURCE_NAMES",
     "STABLE_FORCE_DAILY_LIMIT",
     "STABLE_FORCE_SPACING",
@@ -66,6 +68,10 @@ DEFAULT_API_BASE = "https://api.weixin.qq.com"
 DEFAULT_RETRIES = 2
 #: First backoff between those retries, in seconds; it doubles each time.
 DEFAULT_BACKOFF = 0.5
+
+#: The longest token lifetime accepted from a token endpoint, in seconds (one day;
+#: WeChat's tokens live 7200). A longer, infinite or NaN ``expires_in`` is refused.
+MAX_EXPIRES_IN = 86400.0
 
 _EXCERPT = 80
 
@@ -369,20 +375,41 @@ def _redirect_error(path: str, status: int, location: str, secrets: _Secrets) ->
 
 
 def parse_token_answer(data: Mapping[str, Any], path: str) -> tuple[str, float]:
-    """Read ``access_token`` and ``expires_in`` from a successful token answer."""
+    """Read ``access_token`` and ``expires_in`` from a successful token answer.
+
+    Raises :class:`TokenFetchError` (never showing the token) for a missing or blank
+    token, and for an ``expires_in`` that is not a finite number of seconds in
+    ``(0, MAX_EXPIRES_IN]``: Python's json reads ``NaN``, ``Infinity`` and ``1e400``,
+    and a token cached "for ever" would never be refreshed.
+    """
     token = data.get("access_token")
     expires_in = data.get("expires_in")
-    if not isinstance(token, str) or not token:
+    if not isinstance(token, str):
         raise TokenFetchError(f"{path} answered without an access_token (keys: {sorted(data)})")
+    if not token.strip():
+        raise TokenFetchError(f"{path} answered a blank access_token ({len(token)} characters)")
     if isinstance(expires_in, bool) or not isinstance(expires_in, (int, float, str)):
         raise TokenFetchError(f"{path} answered without a numeric expires_in")
-    try:
-        seconds = float(expires_in)
-    except ValueError:
-        raise TokenFetchError(f"{path} answered a non-numeric expires_in") from None
-    if not seconds > 0:
-        raise TokenFetchError(f"{path} answered expires_in={seconds}, not a positive number")
+    seconds = _seconds(expires_in)
+    if seconds is None:
+        raise TokenFetchError(f"{path} answered a non-numeric expires_in")
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_EXPIRES_IN):
+        raise TokenFetchError(
+            f"{path} answered expires_in={seconds:.6g}; a token lifetime must be more than "
+            f"0 and at most {MAX_EXPIRES_IN:.0f} seconds"
+        )
     return token, seconds
+
+
+def _seconds(value: float | str) -> float | None:
+    """``float(value)``; ``inf`` for an integer too large for a float, ``None`` for text
+    that is not a number."""
+    try:
+        return float(value)
+    except OverflowError:  # float(10**400)
+        return math.inf
+    except ValueError:
+        return None
 
 
 class AppSecretSource(TokenSource):
