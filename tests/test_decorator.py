@@ -647,3 +647,136 @@ def test_the_callers_keyword_dict_is_left_as_it_was() -> None:
     options = {"text": "hello"}
     assert send("o1", **options) == {"openid": "o1", "token": "kw-token-value", "text": "hello"}
     assert options == {"text": "hello"}
+
+
+# -- plain functions that return a coroutine -----------------------------------------------------
+
+
+class ThreadProvider(Provider):
+    """A Provider that records on which thread each get_token()/invalidate() ran."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[int] = []
+
+    def get_token(self) -> str:
+        self.threads.append(threading.get_ident())
+        return super().get_token()
+
+    def invalidate(self, token: str) -> bool:
+        self.threads.append(threading.get_ident())
+        return super().invalidate(token)
+
+
+async def _send(text: str, *, access_token: str, seen: list[str]) -> dict[str, object]:
+    seen.append(access_token)
+    await asyncio.sleep(0)
+    return expired(40001) if len(seen) == 1 else {**OK, "text": text, "token": access_token}
+
+
+class _AsyncCallable:
+    """An object whose __call__ is async."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    async def __call__(self, text: str, *, access_token: str) -> dict[str, object]:
+        return await _send(text, access_token=access_token, seen=self.seen)
+
+
+def _run_on_loop(call: Any) -> tuple[Any, int]:
+    """Run ``call()`` (which returns an awaitable) on a fresh loop; also return the
+    loop thread's id."""
+
+    async def main() -> Any:
+        return await call()
+
+    return asyncio.run(main()), threading.get_ident()
+
+
+@pytest.mark.parametrize("kind", ["partial", "async-__call__", "partial-of-async-__call__"])
+def test_callables_that_are_async_are_decorated_as_async(kind: str) -> None:
+    """A functools.partial of an async function, an object with an async __call__ (and a
+    partial of one) are recognised at decoration time: the decorated callable is a
+    coroutine function, every token fetch runs off the event loop, and a 40001 heals."""
+    import functools
+
+    provider = ThreadProvider()
+    seen: list[str] = []
+    target: Any
+    if kind == "partial":
+        target = functools.partial(_send, seen=seen)
+    else:
+        instance = _AsyncCallable()
+        seen = instance.seen
+        target = instance if kind == "async-__call__" else functools.partial(instance)
+    call = wxauth.with_access_token(provider)(target)
+    assert inspect.iscoroutinefunction(call) or kind != "partial"
+    result, loop_thread = _run_on_loop(lambda: call("hi"))
+    assert result == {**OK, "text": "hi", "token": "tok-2"}
+    assert seen == ["tok-1", "tok-2"]
+    assert provider.invalidated == ["tok-1"]
+    assert loop_thread not in provider.threads  # fetches and invalidation off the loop
+
+
+@pytest.mark.skipif(
+    not hasattr(inspect, "markcoroutinefunction"), reason="inspect.markcoroutinefunction: 3.12+"
+)
+def test_a_function_marked_as_coroutine_function_is_async() -> None:
+    """inspect.markcoroutinefunction(f) (Python 3.12+) makes a sync f that returns a
+    coroutine count as async."""
+    provider = ThreadProvider()
+    seen: list[str] = []
+
+    def send(text: str, *, access_token: str) -> Any:
+        return _send(text, access_token=access_token, seen=seen)
+
+    call = wxauth.with_access_token(provider)(inspect.markcoroutinefunction(send))  # type: ignore[attr-defined]
+    result, loop_thread = _run_on_loop(lambda: call("hi"))
+    assert result["token"] == "tok-2"
+    assert loop_thread not in provider.threads
+
+
+def test_a_plain_function_returning_a_coroutine_still_heals_and_warns() -> None:
+    """A plain def that returns a coroutine cannot be told from a sync function before
+    it is called. Its call returns an awaitable that still heals a 40001 (the refresh
+    runs off the loop), with a RuntimeWarning that the first token was fetched on the
+    calling thread and how to declare the function async instead."""
+    provider = ThreadProvider()
+    seen: list[str] = []
+
+    @wxauth.with_access_token(provider)
+    def send(text: str, *, access_token: str) -> Any:
+        return _send(text, access_token=access_token, seen=seen)
+
+    with pytest.warns(RuntimeWarning, match=r"send.*async def.*markcoroutinefunction"):
+        result, loop_thread = _run_on_loop(lambda: send("hi"))
+    assert result == {**OK, "text": "hi", "token": "tok-2"}
+    assert seen == ["tok-1", "tok-2"]
+    assert provider.invalidated == ["tok-1"]
+    # Only the first get_token() ran where the call was made: invalidate and the
+    # fresh fetch ran in a worker thread.
+    assert provider.threads[0] == loop_thread
+    assert loop_thread not in provider.threads[1:]
+
+
+def test_a_functools_wraps_wrapper_is_judged_by_what_it_returns() -> None:
+    """A sync @functools.wraps wrapper of an async function may return the coroutine or
+    run it to completion (asyncio.run, a CLI bridge): it is judged by its result, so the
+    bridge stays a plain function that returns the value."""
+    import functools
+
+    provider = Provider()
+
+    async def fetch(*, access_token: str) -> str:
+        return access_token
+
+    def bridge(func: Any) -> Any:
+        @functools.wraps(func)
+        def run(**kwargs: Any) -> Any:
+            return asyncio.run(func(**kwargs))
+
+        return run
+
+    call = wxauth.with_access_token(provider)(bridge(fetch))
+    assert call() == "tok-1"

@@ -4,8 +4,10 @@ WeChat says the token is bad."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
@@ -84,6 +86,38 @@ def _may_come_by_position(func: Callable[..., Any], param: str) -> bool:
     )
 
 
+def _is_async_callable(func: Callable[..., Any]) -> bool:
+    """Whether calling ``func`` is known, before any call, to give a coroutine: an
+    ``async def`` (also as a method, a class or static method, or marked with
+    ``inspect.markcoroutinefunction``), a ``functools.partial`` of one, or an object
+    whose ``__call__`` is one. A plain function that merely returns a coroutine cannot
+    be told apart; :func:`with_access_token` recognises those by their result."""
+    target: Any = getattr(func, "__func__", func)
+    for _ in range(32):  # partials of partials; bounded against a cycle
+        if inspect.iscoroutinefunction(target):
+            return True
+        if isinstance(target, functools.partial):
+            target = target.func
+            continue
+        if callable(target) and not inspect.isroutine(target) and not isinstance(target, type):
+            return inspect.iscoroutinefunction(type(target).__call__)
+        return False
+    return False
+
+
+def _warn_unmarked(wrapped: Callable[..., Any]) -> None:
+    name = getattr(wrapped, "__qualname__", None) or type(wrapped).__name__
+    warnings.warn(
+        f"{name} returned an awaitable but is not a coroutine function, so "
+        "with_access_token fetched its token on the calling thread (on an event loop, "
+        "a fetch blocks the loop). Declare it `async def`, or mark it with "
+        "inspect.markcoroutinefunction() (Python 3.12+), and every fetch runs in a "
+        "worker thread.",
+        RuntimeWarning,
+        stacklevel=4,
+    )
+
+
 def _warn_retry(name: str, code: int, token: str) -> None:
     logger.warning(
         "%s got errcode %d with token %s; refreshing and calling it once more",
@@ -106,7 +140,12 @@ def with_access_token(
     raised as it is. A caller that passes ``param`` explicitly (by keyword or by
     position) gets exactly that token and no retry. Works on functions, methods, static
     and class methods and ``async def`` functions (their token fetches run in a worker
-    thread, so the event loop is never blocked by one).
+    thread, so the event loop is never blocked by one); a ``functools.partial`` of an
+    async function, an object with an async ``__call__`` and a function marked with
+    ``inspect.markcoroutinefunction`` count as async too. A plain function that returns
+    a coroutine is recognised only by its result: its call returns an awaitable that
+    still retries (off the loop), but its first token was fetched on the calling
+    thread, and a ``RuntimeWarning`` says how to declare it async.
     """
     provider: TokenProvider = source.manager if isinstance(source, WxAuth) else source
     if not callable(getattr(provider, "get_token", None)) or not callable(
@@ -138,6 +177,11 @@ def with_access_token(
                 errcode = result.get("errcode")
                 if errcode is None or errcode == 0:  # the usual answer, decided at once
                     return result
+            elif inspect.isawaitable(result):
+                # A plain function that returned a coroutine: judge its result once it
+                # is awaited; the refresh, if one is needed, runs off the event loop.
+                _warn_unmarked(wrapped)
+                return finish_async(wrapped, args, kwargs, token, result)
             code_or_none = _rejected_code(result)
             if code_or_none is None:
                 return result
@@ -158,8 +202,19 @@ def with_access_token(
 
     async def call_async(wrapped: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> Any:
         token = await get_token_async()
+        return await finish_async(
+            wrapped, args, kwargs, token, wrapped(*args, **{**kwargs, param: token})
+        )
+
+    async def finish_async(
+        wrapped: Callable[..., Any],
+        args: Any,
+        kwargs: dict[str, Any],
+        token: str,
+        awaitable: Any,
+    ) -> Any:
         try:
-            result = await wrapped(*args, **{**kwargs, param: token})
+            result = await awaitable
         except WeChatAPIError as exc:
             if exc.errcode not in EXPIRED_ERRCODES:
                 raise
@@ -172,17 +227,14 @@ def with_access_token(
         _warn_retry(getattr(wrapped, "__qualname__", "function"), code, token)
         await asyncio.to_thread(provider.invalidate, token)
         fresh = await get_token_async()
-        return await wrapped(*args, **{**kwargs, param: fresh})
+        again = wrapped(*args, **{**kwargs, param: fresh})
+        return await again if inspect.isawaitable(again) else again
 
     def decorate(func: F) -> F:
         by_position = _may_come_by_position(func, param)
         # Known at decoration time (a method's binding does not change it); asking on
         # every call cost a third of a microsecond.
-        call = (
-            call_async
-            if inspect.iscoroutinefunction(getattr(func, "__func__", func))
-            else call_sync
-        )
+        call = call_async if _is_async_callable(func) else call_sync
 
         @wrapt.decorator
         def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
