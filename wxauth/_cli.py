@@ -9,14 +9,34 @@ Heavy imports happen inside ``_run_*``, so ``wxauth --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
 import threading
 import time
+import typing
 from collections.abc import Callable, Sequence
 from types import FrameType
 
-__all__ = ["build_parser", "emulator_main", "main"]
+__all__ = ["build_parser", "emulator_main", "main", "redact_url_passwords"]
+
+# scheme://user:PASSWORD@ (also scheme:/ and scheme: typos, and a password holding ':'
+# or '@': up to the last '@' of the word), and ?password= / &password= in a query.
+_USERINFO_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*:/{0,2}[^\s:/@'\"]*:)[^\s'\"]*@")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&\s'\"]*", re.IGNORECASE)
+
+
+def redact_url_passwords(text: str) -> str:
+    """Mask the password of every URL in ``text`` (user info and ``password=``)."""
+    return _USERINFO_PASSWORD.sub(r"\1***@", _QUERY_PASSWORD.sub(r"\1***", text))
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors, which echo the arguments it could not use,
+    never show a password of a URL among them (``--store redis://user:pw@host``)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        super().error(redact_url_passwords(message))
 
 
 def _credential(text: str) -> tuple[str, str]:
@@ -154,10 +174,12 @@ _SUBCOMMANDS: Sequence[Callable[[argparse._SubParsersAction[argparse.ArgumentPar
 
 def build_parser(prog: str = "wxauth") -> argparse.ArgumentParser:
     """The ``wxauth`` parser with every subcommand."""
-    parser = argparse.ArgumentParser(
-        prog=prog, description="wxauth: one shared, self-healing WeChat access_token."
+    parser = _Parser(prog=prog, description="wxauth: one shared, self-healing WeChat access_token.")
+    # The subcommands' parsers are _Parser too (argparse uses the parent's class).
+    subparsers = typing.cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", metavar="COMMAND", required=True),
     )
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in _SUBCOMMANDS:
         add(subparsers)
     return parser
@@ -172,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def emulator_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m wxauth.testing``: the emulator options only."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m wxauth.testing",
         description="Run the WeChat token-server emulator on loopback (see: wxauth emulator).",
     )

@@ -13,8 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
+from ._cli import redact_url_passwords
 from ._errors import WxAuthError
 from ._store import MemoryStore, TokenStore
 
@@ -44,7 +47,10 @@ def open_store(spec: str | None) -> TokenStore:
         from ._redisstore import RedisStore
 
         return RedisStore.from_url(spec)
-    raise ValueError(f"--store takes memory, file, file:PATH or a redis:// URL, not {spec!r}")
+    raise ValueError(
+        "--store takes memory, file, file:PATH or a redis:// URL, "
+        f"not {redact_url_passwords(spec)!r}"
+    )
 
 
 def add_token_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -83,32 +89,62 @@ def add_token_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     parser.set_defaults(func=run_token)
 
 
+def _masker(secret: str | None, store: str | None) -> Callable[[str], str]:
+    """A function masking, in a message, the appsecret and the store URL's password."""
+    literals: set[str] = set()
+    if secret and len(secret) >= 6:  # masking "s" would mangle every word with an s
+        literals.add(secret)
+    if store:
+        try:
+            password = urlsplit(store).password
+        except ValueError:
+            password = None
+        for value in (password, unquote(password or "")):
+            if value and len(value) >= 4:
+                literals.add(value)
+
+    def mask(text: str) -> str:
+        text = redact_url_passwords(text)
+        for literal in sorted(literals, key=len, reverse=True):
+            text = text.replace(literal, "***")
+        return text
+
+    return mask
+
+
 def run_token(args: argparse.Namespace) -> int:
-    """Print the token on stdout; errors go to stderr with exit status 1 (2 for usage)."""
+    """Print the token on stdout; errors go to stderr with exit status 1 (2 for usage).
+
+    No message shows the appsecret or the password of a ``redis://`` store URL."""
     from ._manager import TokenManager
 
     appid = args.appid or os.environ.get("WECHAT_APPID")
     secret = args.secret or os.environ.get("WECHAT_APPSECRET")
+    mask = _masker(secret, args.store)
+
+    def fail(message: str, status: int) -> int:
+        print(f"wxauth token: {mask(message)}", file=sys.stderr)
+        return status
+
     if not appid or not secret:
-        print(
-            "wxauth token: give --appid/--secret or set WECHAT_APPID and WECHAT_APPSECRET",
-            file=sys.stderr,
-        )
-        return 2
+        return fail("give --appid/--secret or set WECHAT_APPID and WECHAT_APPSECRET", 2)
     options: dict[str, object] = {"timeout": args.timeout, "source": args.source}
     if args.api_base:
         options["api_base"] = args.api_base
     try:
         store = open_store(args.store)
     except (ValueError, WxAuthError, OSError, ImportError) as exc:
-        print(f"wxauth token: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc), 2)
+    except Exception as exc:  # redis-py's own parsing errors, whatever they are
+        return fail(f"{type(exc).__name__}: {exc}", 2)
     try:
         with TokenManager(appid, secret, store=store, **options) as manager:  # type: ignore[arg-type]
             token = manager.refresh() if args.refresh else manager.get_token()
     except WxAuthError as exc:
-        print(f"wxauth token: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return fail(f"{type(exc).__name__}: {exc}", 1)
+    except Exception as exc:
+        # One masked line, not a traceback that could show a URL or a secret.
+        return fail(f"unexpected {type(exc).__name__}: {exc}", 1)
     finally:
         store.close()
     print(token)
