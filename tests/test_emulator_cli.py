@@ -155,3 +155,92 @@ def test_two(fake_wechat):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--app", "wxdup1:first-secret", "--app", "wxdup1:second-secret"], "wxdup1"),
+        (["--app", "wxdup2:same-secret", "--app", "wxdup2:same-secret"], "wxdup2"),
+        (["--wecom", "wwdup3:corp-secret", "--wecom", "wwdup3:corp-secret"], "wwdup3"),
+    ],
+    ids=["app-two-secrets", "app-twice", "wecom-app-twice"],
+)
+def test_a_duplicate_app_is_a_usage_error(
+    argv: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same appid twice (or the same WeCom application twice) exits 2 with a message
+    naming it, before any port is opened; no secret is shown."""
+    assert main(["emulator", "--port", "0", *argv]) == 2
+    err = capsys.readouterr().err
+    assert named in err
+    assert "twice" in err
+    assert "secret" not in err.replace("APPID:SECRET", "").lower()
+
+
+def test_python_m_wxauth_testing_refuses_a_duplicate_app() -> None:
+    """The standalone module exits with status 2 on a duplicate --app, no traceback."""
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "wxauth.testing", "--port", "0"),
+            *("--app", "wxdup9:first-secret", "--app", "wxdup9:other-secret"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "wxdup9" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "first-secret" not in done.stderr + done.stdout
+
+
+class _StubServer:
+    """Stands in for EmulatorServer: records the address, binds nothing, and stops at
+    once as if Ctrl-C was pressed."""
+
+    def __init__(self, fake: object, host: str, port: int, *, log: object = None) -> None:
+        self.host = host
+        self.url = f"http://{host}:8000"
+
+    def serve_forever(self) -> None:
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10"])
+def test_a_non_loopback_host_is_warned_about(
+    host: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Binding anything but loopback prints a warning to stderr: the emulator hands out
+    tokens to anyone who can reach it. (The server is a stub: nothing is bound.)"""
+    import wxauth.testing._server as server_module
+
+    monkeypatch.setattr(server_module, "EmulatorServer", _StubServer)
+    assert main(["emulator", "--host", host, "--app", "wx1:topsecret"]) == 0
+    captured = capsys.readouterr()
+    assert "warning" in captured.err.lower()
+    assert host in captured.err
+    assert "anyone" in captured.err
+    assert "topsecret" not in captured.out + captured.err
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "127.0.0.2"])
+def test_a_loopback_host_is_not_warned_about(
+    host: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Loopback addresses print no warning."""
+    import wxauth.testing._server as server_module
+
+    monkeypatch.setattr(server_module, "EmulatorServer", _StubServer)
+    assert main(["emulator", "--host", host, "--app", "wx1:topsecret"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_the_real_server_reports_the_address_it_bound() -> None:
+    """EmulatorServer.host is the address the socket is bound to (what the warning is
+    decided on), here the loopback one 'localhost' resolves to."""
+    from wxauth.testing import EmulatorServer, FakeWeChat
+
+    with FakeWeChat() as fake, EmulatorServer(fake, "localhost", 0) as server:
+        assert server.host in ("127.0.0.1", "::1")

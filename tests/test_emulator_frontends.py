@@ -4,6 +4,7 @@ log, and imports that must stay light."""
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 import threading
@@ -188,6 +189,86 @@ def test_server_start_stop_is_idempotent(fake: FakeWeChat) -> None:
     server.stop()
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{server.url}/cgi-bin/token", params=QUERY, timeout=5)
+
+
+def raw_exchange(url: str, request: bytes) -> bytes:
+    """Send ``request`` on a raw socket to the server at ``url``; return all it answers."""
+    import socket
+
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize(
+    "length",
+    ["abc", "-5", "1e3", "+5", "0x10", "", "99999999999999999999", str(1024 * 1024 + 1), "5, 6"],
+    ids=[
+        "word",
+        "negative",
+        "float",
+        "signed",
+        "hex",
+        "empty",
+        "huge",
+        "over-1-MiB",
+        "list",
+    ],
+)
+def test_a_malformed_or_huge_content_length_gets_400_and_no_traceback(
+    fake: FakeWeChat, capfd: pytest.CaptureFixture[str], length: str
+) -> None:
+    """A Content-Length that is not a number, is negative, or announces more than 1 MiB
+    is answered 400 without reading a body, with nothing on stderr, and the server goes
+    on serving."""
+    with fake.serve() as url:
+        answer = raw_exchange(
+            url,
+            b"POST /cgi-bin/stable_token HTTP/1.1\r\nHost: x\r\n"
+            + f"Content-Length: {length}\r\n\r\n".encode()
+            + b'{"grant_type": "client_credential"}',
+        )
+        assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+        assert b"Content-Length" in answer
+        assert requests.get(f"{url}/cgi-bin/token", params=QUERY, timeout=5).ok
+    assert fake.token_fetches == 1  # the refused request never reached the emulator
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+
+
+def test_two_different_content_lengths_get_400(
+    fake: FakeWeChat, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Two Content-Length headers that disagree are refused too (a smuggling shape)."""
+    with fake.serve() as url:
+        answer = raw_exchange(
+            url,
+            b"POST /cgi-bin/token HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Length: 2\r\nContent-Length: 4\r\n\r\n{}{}",
+        )
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert capfd.readouterr() == ("", "")
+
+
+def test_a_valid_content_length_still_reads_the_body(fake: FakeWeChat) -> None:
+    """The stable_token body (JSON, with the secret) is read as declared."""
+    body = json.dumps(
+        {"grant_type": "client_credential", "appid": APPID, "secret": SECRET}
+    ).encode()
+    with fake.serve() as url:
+        answer = raw_exchange(
+            url,
+            b"POST /cgi-bin/stable_token HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body,
+        )
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert b'"access_token"' in answer
 
 
 # -- imports -------------------------------------------------------------------------------

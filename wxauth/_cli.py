@@ -116,9 +116,35 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host == "localhost"
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def _duplicate_registration(args: argparse.Namespace) -> str | None:
+    """What is registered twice (no secret in it), or ``None``."""
+    appids: set[str] = set()
+    for appid, _secret in args.app:
+        if appid in appids:
+            return f"--app {appid} is given twice: register each appid once"
+        appids.add(appid)
+    wecom: set[tuple[str, str]] = set()
+    for corpid, corpsecret in args.wecom:
+        if (corpid, corpsecret) in wecom:
+            return f"the same --wecom application of {corpid} is given twice"
+        wecom.add((corpid, corpsecret))
+    return None
+
+
 def _run_emulator(args: argparse.Namespace) -> int:
-    from wxauth.testing import FakeWeChat
-    from wxauth.testing._server import EmulatorServer
+    from wxauth.testing import FakeWeChat, _server
 
     if not args.app and not args.wecom:
         print(
@@ -126,6 +152,10 @@ def _run_emulator(args: argparse.Namespace) -> int:
             "CORPID:CORPSECRET",
             file=sys.stderr,
         )
+        return 2
+    duplicate = _duplicate_registration(args)
+    if duplicate is not None:
+        print(f"wxauth emulator: {duplicate}", file=sys.stderr)
         return 2
     fake = FakeWeChat(
         clock=time.time,
@@ -139,23 +169,35 @@ def _run_emulator(args: argparse.Namespace) -> int:
     for corpid, corpsecret in args.wecom:
         fake.add_wecom_app(corpid, corpsecret)
     try:
-        server = EmulatorServer(
+        server = _server.EmulatorServer(
             fake, args.host, args.port, log=sys.stderr if args.verbose else None
         )
     except OSError as exc:
+        fake.close()
         print(f"wxauth emulator: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
+    if not _is_loopback(server.host):
+        print(
+            f"wxauth emulator: warning: {server.host} is not a loopback address: anyone who "
+            "can reach this port gets access tokens from this emulator for the apps "
+            "registered here (use --host 127.0.0.1 to keep it to this machine)",
+            file=sys.stderr,
+            flush=True,
+        )
     apps = ", ".join([a for a, _ in args.app] + [f"{c} (WeCom)" for c, _ in args.wecom])
     print(f"wxauth emulator serving on {server.url}", flush=True)
     print(f"  apps: {apps} (secrets not shown)", flush=True)
     print("  pass it as api_base; Ctrl-C to stop", flush=True)
+    previous = None
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         print("wxauth emulator stopped", flush=True)
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         fake.close()
     return 0
 

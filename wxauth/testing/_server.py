@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
 __all__ = ["EmulatorServer", "redact_target"]
 
+#: The largest request body the server reads (WeChat's token requests are tiny).
+_MAX_BODY = 1024 * 1024
+
+_DIGITS = re.compile(r"[0-9]+")
 _SECRET_PARAM = re.compile(r"(?<=[?&])(secret|corpsecret|appsecret|access_token)=[^&\s]*")
 
 
@@ -101,8 +105,37 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
             server.set_busy(self.connection, False)
 
+    def _body_length(self) -> int | None:
+        """The declared body length, or ``None`` when it is malformed, ambiguous or
+        over 1 MiB."""
+        values = self.headers.get_all("Content-Length") or []
+        if not values:
+            return 0
+        lengths = {value.strip() for value in values}
+        if len(lengths) != 1:
+            return None
+        (text,) = lengths
+        if not _DIGITS.fullmatch(text) or len(text) > 9:
+            return None
+        length = int(text)
+        return length if length <= _MAX_BODY else None
+
+    def _refuse(self, reason: str) -> None:
+        """Answer 400 and close: a body of unknown length cannot be skipped."""
+        self.close_connection = True
+        body = f"400 Bad Request: {reason}\n".encode()
+        self.send_response(400)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
     def _reply(self, server: _HTTPServer) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+        length = self._body_length()
+        if length is None:
+            self._refuse(f"Content-Length must be one number of bytes up to {_MAX_BODY}")
+            return
         body = self.rfile.read(length) if length > 0 else b""
         request = Request.from_target(self.command, self.path, body, self.client_address[0])
         reply = server.fake.handle(request)
@@ -169,13 +202,18 @@ class EmulatorServer:
             self._httpd.stopping.set()
 
     @property
+    def host(self) -> str:
+        """The address the server is bound to, e.g. ``127.0.0.1`` (never a name)."""
+        host = self._httpd.server_address[0]
+        return host.decode() if isinstance(host, bytes) else str(host)
+
+    @property
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:54321``: pass it as ``api_base``."""
-        host, port = self._httpd.server_address[:2]
-        host = host.decode() if isinstance(host, bytes) else host
+        host = self.host
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{port}"
+        return f"http://{host}:{self.port}"
 
     @property
     def port(self) -> int:
