@@ -176,6 +176,9 @@ def test_a_persistent_40001_does_not_burn_the_quota(
                 fake.advance(30)
     assert fake.token_fetches <= 300
     assert fake.token_fetches >= 10  # the held refetches still happen, ever more rarely
+    # While a refetch is held, the rejected answer is returned, not re-sent with the
+    # same token: a re-send only follows a real refetch.
+    assert fake.api_calls <= 2880 + fake.token_fetches
     assert any("Something else is probably fetching tokens" in r.message for r in caplog.records)
 
 
@@ -267,4 +270,33 @@ def test_reset_default_store_forgets_shared_tokens(fake: FakeWeChat) -> None:
         first = manager(fake, url).get_token()
         wxauth.reset_default_store()
         assert manager(fake, url).get_token() != first
+    fake.assert_token_fetches(2)
+
+
+def test_the_decorator_returns_the_first_answer_while_a_refetch_is_held(
+    fake: FakeWeChat,
+) -> None:
+    """@with_access_token calls the function once per call while the manager holds a
+    rejected token back, and returns (or raises) WeChat's answer."""
+    with fake.serve() as url:
+        tokens = manager(fake, url)
+        seen: list[str] = []
+
+        @wxauth.with_access_token(tokens)
+        def api(*, access_token: str) -> dict[str, object]:
+            seen.append(access_token)
+            return {"errcode": 40001, "errmsg": "invalid credential"}
+
+        @wxauth.with_access_token(tokens)
+        def raising(*, access_token: str) -> None:
+            seen.append(access_token)
+            raise wxauth.WeChatAPIError(40001, "invalid credential")
+
+        assert api()["errcode"] == 40001  # first rejection: refetched, called again
+        assert api()["errcode"] == 40001  # the replacement rejected at once: held
+        assert len(seen) == 3
+        with pytest.raises(wxauth.WeChatAPIError):
+            raising()
+        assert len(seen) == 4
+        assert len(set(seen)) == 2
     fake.assert_token_fetches(2)

@@ -273,14 +273,6 @@ class WxAuth(requests.auth.AuthBase):
             )
             self.manager.invalidate(token)
             return response
-        logger.warning(
-            "%s answered errcode %d for appid=%s with token %s; refreshing "
-            "and sending the request once more",
-            path,
-            errcode,
-            self.manager.appid,
-            redact_token(token),
-        )
         self.manager.invalidate(token)
         try:
             fresh = self.manager.get_token()
@@ -291,6 +283,18 @@ class WxAuth(requests.auth.AuthBase):
             # the caller gets WeChat's answer, as after a second rejection; logged.
             logger.warning("%s: no fresh token to re-send with (%s)", path, exc)
             return response
+        if fresh == token:
+            # The manager holds this token back (its replacements keep being rejected,
+            # and it said why): re-sending would only be rejected again.
+            return response
+        logger.warning(
+            "%s answered errcode %d for appid=%s with token %s; sending the request "
+            "once more with a fresh token",
+            path,
+            errcode,
+            self.manager.appid,
+            redact_token(token),
+        )
         original = response.request
         # Release the connection of the rejected answer before re-sending.
         response.close()

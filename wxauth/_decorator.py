@@ -166,12 +166,14 @@ def with_access_token(
         # wrapt hands every call a dict of its own: adding the token to it is safe
         # and spares a copy on every call.
         kwargs[param] = token
+        failure: WeChatAPIError | None = None
+        result: Any = None
         try:
             result = wrapped(*args, **kwargs)
         except WeChatAPIError as exc:
             if exc.errcode not in EXPIRED_ERRCODES:
                 raise
-            code = exc.errcode
+            code, failure = exc.errcode, exc
         else:
             if type(result) is dict:
                 errcode = result.get("errcode")
@@ -188,9 +190,17 @@ def with_access_token(
             code = code_or_none
         # Out of the except block: a second failure is raised as it is, without the
         # first one chained to it.
-        _warn_retry(getattr(wrapped, "__qualname__", "function"), code, token)
         provider.invalidate(token)
-        kwargs[param] = get_token()
+        fresh = get_token()
+        if fresh == token:
+            # The manager holds this token back (its replacements keep being rejected,
+            # and it said why): the first answer stands; calling again would only
+            # repeat it.
+            if failure is not None:
+                raise failure
+            return result
+        _warn_retry(getattr(wrapped, "__qualname__", "function"), code, token)
+        kwargs[param] = fresh
         return wrapped(*args, **kwargs)
 
     async def get_token_async() -> str:
@@ -213,20 +223,26 @@ def with_access_token(
         token: str,
         awaitable: Any,
     ) -> Any:
+        failure: WeChatAPIError | None = None
+        result: Any = None
         try:
             result = await awaitable
         except WeChatAPIError as exc:
             if exc.errcode not in EXPIRED_ERRCODES:
                 raise
-            code = exc.errcode
+            code, failure = exc.errcode, exc
         else:
             code_or_none = _rejected_code(result)
             if code_or_none is None:
                 return result
             code = code_or_none
-        _warn_retry(getattr(wrapped, "__qualname__", "function"), code, token)
         await asyncio.to_thread(provider.invalidate, token)
         fresh = await get_token_async()
+        if fresh == token:  # held back by the manager: the first answer stands
+            if failure is not None:
+                raise failure
+            return result
+        _warn_retry(getattr(wrapped, "__qualname__", "function"), code, token)
         again = wrapped(*args, **{**kwargs, param: fresh})
         return await again if inspect.isawaitable(again) else again
 
