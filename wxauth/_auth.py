@@ -6,7 +6,7 @@ import functools
 import ipaddress
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
@@ -39,6 +39,8 @@ _WECOM_API_HOST = "qyapi.weixin.qq.com"
 _Origin = tuple[str, str, int]
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _HOST_NAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
+#: Scheme and authority: everything before the path, query or fragment.
+_PREFIX = re.compile(r"[^:/?#]+://[^/?#]*")
 
 
 @functools.lru_cache(maxsize=64)
@@ -55,20 +57,15 @@ def _origin_of(scheme_and_authority: str) -> _Origin | None:
     return scheme, host, _DEFAULT_PORTS[scheme] if port is None else port
 
 
-def _origin(url: str) -> _Origin | None:
+def _origin(
+    url: str, _prefix: Callable[[str], re.Match[str] | None] = _PREFIX.match
+) -> _Origin | None:
     """The ``(scheme, host, port)`` a request to ``url`` goes to; ``None`` if it is
     not an http(s) URL."""
     # Only the part before the path is parsed, and cached: request URLs differ in
     # their queries, the origins they go to are few.
-    start = url.find("://")
-    if start < 0:
-        return None
-    end = len(url)
-    for mark in "/?#":
-        found = url.find(mark, start + 3)
-        if 0 <= found < end:
-            end = found
-    return _origin_of(url[:end])
+    match = _prefix(url)
+    return None if match is None else _origin_of(match.group())
 
 
 def _parse_host(entry: object) -> _Origin:
