@@ -8,11 +8,15 @@ import fcntl
 import os
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from wxauth import FileStore, StoreError, Token
+from wxauth import FileStore, StoreError, Token, _filestore
 from wxauth._filestore import _stem
 
 KEY = "token:classic:wxharden0001"
@@ -95,6 +99,130 @@ def test_after_a_failed_lease_write_the_lock_is_taken_at_once(
     assert fresh.acquire(blocking=False) is True
     fresh.release()
     assert flock_is_free_in_another_process(file_of(store, "lock.0"))
+
+
+# -- item 7: waits are bounded, and the wall clock cannot cut a lease short ---------------
+
+
+@pytest.fixture
+def mutex_held_elsewhere(tmp_path: Path) -> Iterator[Path]:
+    """The key's ``.mutex`` flocked through another open file description, as a stopped
+    process would hold it; dropped after the test."""
+    file = tmp_path / f"{_stem(KEY)}.mutex"
+    fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        yield file
+    finally:
+        os.close(fd)
+
+
+def timed(call: Callable[[], Any], limit: float) -> tuple[Any, float]:
+    """Run ``call`` in a thread; return (its result or exception, seconds it took).
+    Fails if it is still running after ``limit`` seconds (a hang, not a slow answer)."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    started = time.monotonic()
+    thread.start()
+    thread.join(limit)
+    took = time.monotonic() - started
+    assert not thread.is_alive(), f"still waiting after {limit} s"
+    return outcome[0], took
+
+
+def test_acquire_honours_its_timeout_while_the_mutex_is_stuck(
+    tmp_path: Path, mutex_held_elsewhere: Path
+) -> None:
+    """acquire(timeout=1) answers False after about 1 s when the inner mutex is held by
+    a stuck process, instead of waiting for that process."""
+    store = FileStore(tmp_path)
+    result, took = timed(lambda: store.lock(KEY, lease=60).acquire(timeout=1), limit=5)
+    assert result is False
+    assert 0.9 <= took < 2.0, took
+    result, took = timed(lambda: store.lock(KEY, lease=60).acquire(blocking=False), limit=5)
+    assert result is False
+    assert took < 0.5, took
+
+
+def test_set_and_delete_if_raise_when_the_mutex_stays_stuck(
+    tmp_path: Path, mutex_held_elsewhere: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no caller timeout, a mutex held past the store's bound is a StoreError that
+    says what is wrong, not a hang."""
+    monkeypatch.setattr(_filestore, "_MUTEX_WAIT", 0.5)
+    store = FileStore(tmp_path)
+    token = Token("v", expires_at=7200.0, fetched_at=0.0)
+    for call in (lambda: store.set(KEY, token), lambda: store.delete_if(KEY, "v")):
+        error, took = timed(call, limit=5)
+        assert isinstance(error, StoreError), error
+        assert "mutex" in str(error)
+        assert "held" in str(error)
+        assert 0.4 <= took < 2.0, took
+
+
+def test_a_wall_clock_step_does_not_hand_a_live_holders_lock_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wall clock jumping an hour ahead while a holder fetches does not let a waiter
+    take the lock over: the holder's flock is held and its lease has not run out."""
+    store = FileStore(tmp_path)
+    holder = store.lock(KEY, lease=60)
+    assert holder.acquire(blocking=False)
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 3600.0)
+    waiter = FileStore(tmp_path).lock(KEY, lease=60)
+    assert waiter.acquire(blocking=False) is False
+    assert waiter.acquire(timeout=0.3) is False
+    assert holder.held() is True
+    holder.release()
+    assert waiter.acquire(blocking=False) is True
+    waiter.release()
+
+
+def test_a_stuck_but_alive_holder_is_taken_over_once_its_lease_has_run_out(
+    tmp_path: Path,
+) -> None:
+    """A holder that keeps its flock but overruns its 0.3 s lease is taken over, no
+    sooner than 0.3 s after the waiter first saw it and well before the waiter's
+    timeout; the stale holder then no longer holds the lock."""
+    store = FileStore(tmp_path)
+    stuck = store.lock(KEY, lease=0.3)
+    assert stuck.acquire(blocking=False)
+    waiter = FileStore(tmp_path).lock(KEY, lease=60)
+    started = time.monotonic()
+    assert waiter.acquire(timeout=10) is True
+    took = time.monotonic() - started
+    assert 0.3 <= took < 2.0, took
+    assert stuck.held() is False
+    assert waiter.held() is True
+    assert waiter.fence > stuck.fence
+    stuck.release()  # late: frees only its own stale generation file
+    assert waiter.held() is True
+    waiter.release()
+
+
+def test_a_waiters_patience_carries_over_to_a_fresh_lock_object(tmp_path: Path) -> None:
+    """Refresh-ahead asks with acquire(blocking=False) on a new lock object each time:
+    the lease is measured from when this process first saw the holder, so such callers
+    still take a stuck holder over once its lease has run out."""
+    store = FileStore(tmp_path)
+    stuck = store.lock(KEY, lease=0.3)
+    assert stuck.acquire(blocking=False)
+    first_seen = time.monotonic()
+    assert store.lock(KEY, lease=60).acquire(blocking=False) is False
+    while time.monotonic() - first_seen < 0.3:
+        time.sleep(0.05)
+    late = store.lock(KEY, lease=60)
+    assert late.acquire(blocking=False) is True
+    late.release()
+    stuck.release()
 
 
 # -- item 6: fences, held(), fence-first ordering -----------------------------------------

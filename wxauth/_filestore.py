@@ -6,10 +6,16 @@ plus a short hash, so any key maps to one safe file name):
 - ``<stem>.token``: the token as JSON. Written to a temporary file in the same directory
   and moved into place with :func:`os.replace`, so a reader sees the old record or the
   new one, never a torn one; readers take no lock.
-- ``<stem>.meta-<hash>``: one small record with its expiry (wall-clock epoch seconds).
+- ``<stem>.meta``: one small record with its expiry (wall-clock epoch seconds).
 - ``<stem>.mutex``: locked with ``flock`` for the few microseconds of a
   read-modify-write (write-unless-newer, compare-and-delete, taking the lease lock).
+  Waits for it are bounded: by the caller's ``timeout`` in ``acquire``, else by
+  ``_MUTEX_WAIT`` seconds, after which a :class:`~wxauth.StoreError` says a stopped or
+  hung process holds it (a dead one loses it at once).
 - ``<stem>.lease`` and ``<stem>.lock.<generation>``: the single-flight lock (below).
+  The lease file names the current generation, the fence of the latest acquisition
+  (a counter, one more each time and never below the stored token's fence), that
+  holder's lease in seconds, and for people reading it a wall-clock ``until``.
 
 The single-flight lock is an ``fcntl.flock`` on ``<stem>.lock.<generation>``, not a
 record with a lease alone, and not the ``filelock`` package:
@@ -26,13 +32,19 @@ record with a lease alone, and not the ``filelock`` package:
 A holder that is alive but stuck (stopped with ``SIGSTOP``, a frozen VM, a fetch that
 overran its ``lease``) still keeps its ``flock``. The lease covers that case: when it
 has run out, the next caller under the mutex moves the lock to a new generation file
-and takes that one, exactly as a Redis lease would expire. The stuck holder's
-:meth:`~wxauth.StoreLock.release` then sees that its generation is no longer current
-and releases nothing but its own stale file.
+and takes that one, exactly as a Redis lease would expire. The flock, not a clock,
+says the holder is alive, so its lease is measured by the waiters: from when this
+process first saw that acquisition (generation and fence) held, with
+:func:`time.monotonic`. A wall clock stepping an hour ahead mid-fetch therefore hands
+nobody the lock; the price is that a stuck holder is taken over one full lease after a
+waiter first finds it held, not exactly when its own lease ends. The stuck holder's
+:meth:`~wxauth.StoreLock.held` turns false, and its
+:meth:`~wxauth.StoreLock.release` sees that its generation is no longer current and
+releases nothing but its own stale file.
 
 Waiters poll with a non-blocking ``flock`` and a growing pause (1 ms doubling to
 50 ms, with jitter) rather than block in the kernel, so that ``timeout`` is honoured
-and the lease can be checked.
+and the lease can be checked; the mutex is polled the same way (pauses up to 10 ms).
 
 Safe across ``os.fork``: a child closes its copies of the descriptors that carry a
 lock (a copy would otherwise pin the parent's ``flock`` for the child's lifetime).
@@ -74,6 +86,14 @@ logger = logging.getLogger("wxauth")
 #: First and longest pause between two tries of a contended lock, in seconds.
 _POLL_FIRST = 0.001
 _POLL_MAX = 0.05
+#: Longest pause between two tries of the key's mutex (held for microseconds).
+_MUTEX_POLL_MAX = 0.01
+#: How long get/set/delete_if, release() and an acquire() without a timeout wait for
+#: the key's mutex before raising StoreError: a live process holds it for microseconds,
+#: so a mutex held this long belongs to a stopped or hung process.
+_MUTEX_WAIT = 10.0
+#: How long acquire(blocking=False) waits for the mutex before answering False.
+_MUTEX_NONBLOCKING_WAIT = 0.1
 
 _SLUG_RE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -95,6 +115,12 @@ _fork_guard = threading.Lock()
 _lock_fds: set[int] = set()
 _held_locks: weakref.WeakSet[_FileLock] = weakref.WeakSet()
 
+# (directory, key) -> (generation, fence, time.monotonic()) of the acquisition this
+# process last saw held by someone else, and when it first saw it: a lease is measured
+# from there (see _FileLock._overran). Process-wide, because callers make a new lock
+# object per try (refresh-ahead asks once with blocking=False each time).
+_first_seen: dict[tuple[str, str], tuple[int, int, float]] = {}
+
 
 def _open_lock_fd(store: FileStore, file: Path) -> int:
     with _fork_guard:
@@ -104,6 +130,25 @@ def _open_lock_fd(store: FileStore, file: Path) -> int:
             raise StoreError(f"cannot open {file.name} in {store.path}: {exc.strerror}") from None
         _lock_fds.add(fd)
         return fd
+
+
+def _flock_nb(store: FileStore, fd: int, file: Path) -> bool:
+    """Try to ``flock`` ``fd`` exclusively without waiting; say whether it worked."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError as exc:
+        raise StoreError(f"cannot lock {file.name} in {store.path}: {exc.strerror}") from None
+    return True
+
+
+class _MutexBusyError(StoreError):
+    """A key's mutex stayed held longer than the caller's bound."""
+
+
+class _ExpiredError(Exception):
+    """An acquire's deadline passed (internal: ends the poll)."""
 
 
 def _close_lock_fd(fd: int) -> None:
@@ -204,13 +249,25 @@ class FileStore(TokenStore):
             raise StoreError(f"cannot delete {file.name} in {self.path}: {exc.strerror}") from None
 
     @contextlib.contextmanager
-    def _mutex(self, key: str) -> Iterator[None]:
-        """Hold the key's short internal lock (read-modify-write sections only)."""
-        fd = _open_lock_fd(self, self._file(key, "mutex"))
+    def _mutex(self, key: str, wait: float | None = None) -> Iterator[None]:
+        """Hold the key's short internal lock (read-modify-write sections only).
+
+        Waits at most ``wait`` seconds (``None``: :data:`_MUTEX_WAIT`), polling with a
+        non-blocking ``flock``, then raises :class:`_MutexBusyError`. A live holder keeps it
+        for microseconds and a dead one loses it at once, so only a stopped or hung
+        process makes anyone wait; a blocking ``flock`` would wait for it forever.
+        """
+        file = self._file(key, "mutex")
+        bound = _MUTEX_WAIT if wait is None else max(wait, 0.0)
+        fd = _open_lock_fd(self, file)
         try:
-            # Held for microseconds by a live process, and dropped by the kernel if
-            # that process dies: a blocking flock is the cheapest wait.
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            if not poll_until(
+                lambda: _flock_nb(self, fd, file), bound, first=_POLL_FIRST, cap=_MUTEX_POLL_MAX
+            ):
+                raise _MutexBusyError(
+                    f"the internal lock {file.name} in {self.path} has been held by another "
+                    f"process for over {bound:g} s (a stopped or hung process?)"
+                )
             yield
         finally:
             _close_lock_fd(fd)  # closing the only descriptor releases the flock
@@ -374,27 +431,50 @@ class _FileLock(LockContext):
         file = self._lock_file(generation)
         fd = _open_lock_fd(self._store, file)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            taken = _flock_nb(self._store, fd, file)
+        except BaseException:
+            _close_lock_fd(fd)
+            raise
+        if not taken:
             _close_lock_fd(fd)
             return None
-        except OSError as exc:
-            _close_lock_fd(fd)
-            raise StoreError(
-                f"cannot lock {file.name} in {self._store.path}: {exc.strerror}"
-            ) from None
         return fd
 
-    def _try_acquire(self) -> bool:
+    def _overran(self, lease: _Lease) -> bool:
+        """Whether the live holder of ``lease`` (its flock is held) has had the lock
+        for longer than its lease: measured with this process's monotonic clock from
+        when it first saw that acquisition (generation and fence) held, never with the
+        wall clock, which may step by an hour in the middle of a fetch. The holder took
+        the lock before that first sighting, so it had at least its full lease. Called
+        under the mutex."""
+        now = time.monotonic()
+        slot = (str(self._store.path), self._key)
+        seen = _first_seen.get(slot)
+        if seen is None or seen[:2] != (lease.generation, lease.fence):
+            _first_seen[slot] = (lease.generation, lease.fence, now)
+            return False
+        allowed = self._lease if lease.lease is None else lease.lease
+        return now - seen[2] >= allowed
+
+    def _attempt(self, wait: float | None) -> bool:
+        """One try; ``wait`` bounds the wait for the mutex (``None``: raise StoreError
+        after :data:`_MUTEX_WAIT`, otherwise a busy mutex is a "not taken")."""
+        try:
+            return self._try_acquire(wait)
+        except _MutexBusyError:
+            if wait is None:
+                raise
+            return False
+
+    def _try_acquire(self, wait: float | None) -> bool:
         store = self._store
-        with store._mutex(self._key):
+        with store._mutex(self._key, wait):
             lease = self._read_lease()
             generation = lease.generation
             fd = self._flock_nb(generation)
-            now = time.time()
             taken_over = False
             if fd is None:
-                if now < lease.until:
+                if not self._overran(lease):
                     return False
                 # The holder is alive but has overrun its lease: move the lock to a
                 # fresh file that nobody holds, and take that one.
@@ -415,7 +495,7 @@ class _FileLock(LockContext):
                     "generation": generation,
                     "fence": fence,
                     "lease": self._lease,
-                    "until": now + self._lease,
+                    "until": time.time() + self._lease,  # for people; nobody decides by it
                 }
                 store._write(self._lease_file(), json.dumps(record).encode())
             except BaseException:
@@ -428,17 +508,27 @@ class _FileLock(LockContext):
                 raise
             self._fd, self._generation, self._fence = fd, generation, fence
             _held_locks.add(self)
+            _first_seen.pop((str(store.path), self._key), None)
             return True
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
-        """Take the lock; poll (1 ms doubling to 50 ms) while another holder has it."""
+        """Take the lock; poll (1 ms doubling to 50 ms) while another holder has it.
+
+        ``timeout`` bounds the whole wait, the key's internal mutex included. Without
+        one, a mutex stuck for :data:`_MUTEX_WAIT` seconds raises :class:`StoreError`.
+        """
+        deadline = None if timeout is None or not blocking else time.monotonic() + timeout
         if not self._guard.acquire(blocking, -1 if timeout is None or not blocking else timeout):
             return False
         try:
             if not blocking:
-                taken = self._try_acquire()
+                taken = self._attempt(_MUTEX_NONBLOCKING_WAIT)
+            elif deadline is None:
+                taken = poll_until(
+                    lambda: self._attempt(None), None, first=_POLL_FIRST, cap=_POLL_MAX
+                )
             else:
-                taken = poll_until(self._try_acquire, timeout, first=_POLL_FIRST, cap=_POLL_MAX)
+                taken = self._poll_until(deadline)
             if not taken:
                 self._guard.release()
             return taken
@@ -446,6 +536,24 @@ class _FileLock(LockContext):
             if self._fd is None:
                 self._guard.release()
             raise
+
+    def _poll_until(self, deadline: float) -> bool:
+        """Try until ``deadline`` (monotonic), each try waiting for the mutex no longer
+        than what is left. The deadline is fixed here, before the first try: a try can
+        itself take that long, and poll_until would start its clock after it."""
+
+        def attempt() -> bool:
+            left = deadline - time.monotonic()
+            if self._attempt(max(left, 0.0)):
+                return True
+            if left <= 0:
+                raise _ExpiredError
+            return False
+
+        try:
+            return poll_until(attempt, None, first=_POLL_FIRST, cap=_POLL_MAX)
+        except _ExpiredError:
+            return False
 
     def release(self) -> None:
         """Release the lock. If the lease ran out and another caller took the lock
@@ -464,6 +572,9 @@ class _FileLock(LockContext):
                 if current != self._generation:
                     # Taken over: nobody else will ever open this generation again.
                     self._store._unlink(self._lock_file(self._generation))
+        except StoreError as exc:
+            # The flock is dropped below all the same; only tidying up was missed.
+            logger.warning("%s; released the token lock of key %s anyway", exc, self._key)
         finally:
             if fd is not None:
                 _close_lock_fd(fd)
