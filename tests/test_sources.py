@@ -383,7 +383,8 @@ def answer(handler: BaseHTTPRequestHandler, status: int, body: bytes, **headers:
 
 
 def trickle(handler: BaseHTTPRequestHandler, status: int = 200, **headers: str) -> None:
-    """Headers at once, then one byte of a never-ending body every 0.2 s."""
+    """Headers at once, then one byte of a never-ending body every 0.2 s (for 15 s at
+    most, so that a client without a deadline fails the test instead of hanging it)."""
     handler.send_response(status)
     handler.send_header("Content-Type", "application/json")
     handler.send_header("Content-Length", "1000000")
@@ -392,7 +393,8 @@ def trickle(handler: BaseHTTPRequestHandler, status: int = 200, **headers: str) 
     handler.end_headers()
     handler.wfile.write(b'{"access_token": "')
     handler.wfile.flush()
-    while not handler.server.stop.wait(0.2):  # type: ignore[attr-defined]
+    until = time.monotonic() + 15
+    while not handler.server.stop.wait(0.2) and time.monotonic() < until:  # type: ignore[attr-defined]
         handler.wfile.write(b"A")
         handler.wfile.flush()
 
@@ -502,3 +504,81 @@ def test_sane_lifetimes_up_to_a_day_are_accepted(expires_in: float) -> None:
     """Up to one day, as a number or a numeric string, is a lifetime."""
     answer = {"access_token": "t", "expires_in": expires_in}
     assert parse_token_answer(answer, "x") == ("t", float(expires_in))
+
+
+# -- a total deadline per token request (issue #9 item 6) -----------------------------------
+
+
+def test_a_body_trickled_for_ever_fails_within_the_timeout(serve: Callable[..., Scripted]) -> None:
+    """One byte every 0.2 s keeps a per-read timeout happy for ever; the whole request
+    (connect, headers, body) must finish within ``timeout``. Not retried."""
+    endpoint = serve(trickle)
+    manager = source_manager("classic", endpoint.url, timeout=1, retries=2)
+    started = time.monotonic()
+    with pytest.raises(wxauth.TokenFetchError, match=r"did not finish within 1\.0s") as info:
+        manager.get_token()
+    elapsed = time.monotonic() - started
+    assert elapsed < 2.5, elapsed
+    assert len(endpoint.hits) == 1
+    assert SECRET not in str(info.value)
+
+
+def test_a_body_that_stalls_near_the_deadline_fails_at_the_deadline(
+    serve: Callable[..., Scripted],
+) -> None:
+    """A read that starts just before the deadline may not wait a whole ``timeout`` more:
+    headers at once, one byte at 1.6 s, then silence; with timeout=2 the fetch fails at
+    about 2 s, not at 3.6 s."""
+
+    def stall(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", "100")
+        handler.end_headers()
+        handler.wfile.flush()
+        for _ in range(2):
+            if handler.server.stop.wait(1.6):  # type: ignore[attr-defined]
+                return
+            handler.wfile.write(b"{")
+            handler.wfile.flush()
+        handler.server.stop.wait(10)  # type: ignore[attr-defined]
+
+    endpoint = serve(stall)
+    manager = source_manager("classic", endpoint.url, timeout=2, retries=0)
+    started = time.monotonic()
+    with pytest.raises(wxauth.TokenFetchError, match=r"did not finish within 2\.0s"):
+        manager.get_token()
+    elapsed = time.monotonic() - started
+    assert 1.9 < elapsed < 2.8, elapsed
+
+
+@pytest.mark.parametrize("status", [200, 400])
+def test_an_answer_larger_than_64_kib_is_refused(
+    serve: Callable[..., Scripted], status: int
+) -> None:
+    """A token answer is about 200 bytes: more than 64 KiB is an error, not read whole."""
+    big = b'{"access_token": "T", "expires_in": 7200, "pad": "' + b"x" * 70_000 + b'"}'
+    endpoint = serve(lambda h: answer(h, status, big))
+    manager = source_manager("classic", endpoint.url, retries=2)
+    with pytest.raises(wxauth.TokenFetchError, match="65536 bytes"):
+        manager.get_token()
+    assert len(endpoint.hits) == 1
+
+
+def test_a_large_error_page_is_still_an_http_error(serve: Callable[..., Scripted]) -> None:
+    """A 5xx page over the cap is reported (and retried) as the HTTP error it is."""
+    endpoint = serve(lambda h: answer(h, 502, b"<html>" + b"bad gateway " * 10_000))
+    manager = source_manager("classic", endpoint.url, retries=1)
+    with pytest.raises(wxauth.TokenFetchError, match=r"HTTP 502.*bad gateway"):
+        manager.get_token()
+    assert len(endpoint.hits) == 2
+
+
+@pytest.mark.parametrize("source", ["classic", "stable", "wecom"])
+def test_a_gzip_answer_is_decoded(serve: Callable[..., Scripted], source: str) -> None:
+    """The answer is read as it streams in, and still decoded like requests would."""
+    import gzip
+
+    body = gzip.compress(b'{"access_token": "GZIPPED_TOKEN", "expires_in": 7200}')
+    endpoint = serve(lambda h: answer(h, 200, body, Content_Encoding="gzip"))
+    assert source_manager(source, endpoint.url).get_token() == "GZIPPED_TOKEN"

@@ -41,6 +41,7 @@ __all__ = [
     "DEFAULT_API_BASE",
     "DEFAULT_BACKOFF",
     "DEFAULT_RETRIES",
+    "MAX_ANSWER_BYTES",
     "MAX_EXPIRES_IN",
     "SOURCE_NAMES",
     "STABLE_FORCE_DAILY_LIMIT",
@@ -69,6 +70,9 @@ DEFAULT_RETRIES = 2
 #: First backoff between those retries, in seconds; it doubles each time.
 DEFAULT_BACKOFF = 0.5
 
+#: The most bytes of a token answer that are read (one is about 200 bytes long); a
+#: longer answer is an error, a longer 5xx page is cut there.
+MAX_ANSWER_BYTES = 64 * 1024
 #: The longest token lifetime accepted from a token endpoint, in seconds (one day;
 #: WeChat's tokens live 7200). A longer, infinite or NaN ``expires_in`` is refused.
 MAX_EXPIRES_IN = 86400.0
@@ -88,7 +92,7 @@ class FetchContext:
 
     #: The HTTP session to send the token request with.
     session: requests.Session
-    #: Seconds for one HTTP request (connect and read).
+    #: Seconds one HTTP request may take in all: connect, headers and body.
     timeout: float
     #: Epoch-seconds clock of the manager.
     clock: Callable[[], float]
@@ -167,18 +171,17 @@ def _excerpt(body: bytes, secrets: _Secrets) -> str:
 
 
 def _decode_token_answer(
-    response: requests.Response, path: str, secrets: _Secrets
+    status: int, content_type: str, body: bytes, path: str, secrets: _Secrets
 ) -> dict[str, Any]:
-    content_type = response.headers.get("Content-Type", "")
     try:
-        data = json.loads(response.content)
+        data = json.loads(body)
     except ValueError:
         data = None
     if not isinstance(data, dict):
         raise TokenFetchError(
-            f"{path} answered HTTP {response.status_code} with Content-Type "
+            f"{path} answered HTTP {status} with Content-Type "
             f"{content_type or 'none'!r} and a body that is not a JSON object: "
-            f"{_excerpt(response.content, secrets)!r}"
+            f"{_excerpt(body, secrets)!r}"
         )
     return data
 
@@ -253,7 +256,12 @@ def _attempt(
 
     Errors are returned, not raised, so that the requests exception (whose text holds
     the URL, and the secret with it, and whose traceback holds frames with the secret
-    in their locals) never becomes the ``__context__`` of ours."""
+    in their locals) never becomes the ``__context__`` of ours.
+
+    The whole request (connect, headers and body) must finish within ``ctx.timeout``
+    seconds: requests' own timeout bounds each read, which a server trickling its
+    answer a byte at a time never trips."""
+    deadline = time.monotonic() + ctx.timeout
     prepared, problem = _prepare(ctx.session, method, url, params, json_body, secrets)
     if prepared is None:
         return None, TokenFetchError(f"{path}: the request could not be built: {problem}"), False
@@ -274,14 +282,26 @@ def _attempt(
         if 300 <= response.status_code < 400:  # a session whose send() skips our hook
             location = _shown_location(response.headers.get("Location", ""))
             return None, _redirect_error(path, response.status_code, location, secrets), False
+        body, problem = _read_body(response, deadline)
+        if problem == _LATE:
+            return None, TokenFetchError(f"{path} did not finish within {ctx.timeout}s"), False
+        if problem:
+            message = _scrub(problem, secrets)
+            return None, TokenFetchError(f"{path} answer broke off: {message}"), True
         if response.status_code >= 500:
             error = TokenFetchError(
-                f"{path} answered HTTP {response.status_code}: "
-                f"{_excerpt(response.content, secrets)!r}"
+                f"{path} answered HTTP {response.status_code}: {_excerpt(body, secrets)!r}"
             )
             return None, error, True
+        if len(body) > MAX_ANSWER_BYTES:
+            error = TokenFetchError(
+                f"{path} answered HTTP {response.status_code} with more than "
+                f"{MAX_ANSWER_BYTES} bytes; a token answer is about 200"
+            )
+            return None, error, False
         try:
-            data = _decode_token_answer(response, path, secrets)
+            content_type = response.headers.get("Content-Type", "")
+            data = _decode_token_answer(response.status_code, content_type, body, path, secrets)
             errcode = _parse_errcode(data, path)
         except TokenFetchError as exc:
             # Drop the traceback of this frame: it holds the prepared request.
@@ -328,8 +348,51 @@ def _send(
     """Send ``prepared`` as ``session.request()`` would, with the environment's proxy
     and certificate settings, but never following a redirect: it would carry the
     secret (in the query, or in the body of a 307/308) to wherever it points."""
-    settings = session.merge_environment_settings(prepared.url, {}, None, None, None)
+    settings = session.merge_environment_settings(prepared.url, {}, True, None, None)
     return session.send(prepared, timeout=timeout, allow_redirects=False, **settings)
+
+
+#: :func:`_read_body`'s verdict for a body that was not complete by the deadline.
+_LATE = "late"
+#: A read timeout may fire this much before the deadline (clock granularity).
+_SLACK = 0.05
+
+
+def _read_body(response: requests.Response, deadline: float) -> tuple[bytes, str]:
+    """Read the (streamed) body by ``deadline`` (``time.monotonic()``), decoded like
+    ``response.content``, and at most ``MAX_ANSWER_BYTES + 1`` bytes of it.
+
+    Returns ``(body, "")``; ``(partial, _LATE)`` when the deadline passed; or
+    ``(partial, why)`` when the connection broke off. The body is read a byte at a
+    time: a buffered read of n bytes waits until n bytes came, however late, while a
+    1-byte read returns as soon as the server sent anything, so the deadline is
+    looked at after every byte (0.5 ms for a 200-byte answer, 0.17 s for 64 KiB on
+    loopback). Each wait for the server is cut to what is left of the deadline by
+    shortening the socket's timeout; urllib3 sets it afresh for the next request on
+    that connection.
+    """
+    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+    settimeout = getattr(sock, "settimeout", None)
+    applied = math.inf
+    body = bytearray()
+    try:
+        chunks = response.iter_content(chunk_size=1)
+        while len(body) <= MAX_ANSWER_BYTES:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return bytes(body), _LATE
+            if settimeout is not None and remaining < applied - 0.01:
+                settimeout(remaining)
+                applied = remaining
+            chunk = next(chunks, None)
+            if chunk is None:
+                break
+            body += chunk
+    except Exception as exc:  # ChunkedEncodingError, ConnectionError(ReadTimeoutError)...
+        if time.monotonic() >= deadline - _SLACK:
+            return bytes(body), _LATE
+        return bytes(body), f"{type(exc).__name__}: {exc}"
+    return bytes(body), ""
 
 
 class _RedirectError(Exception):
