@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import socket
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -208,3 +208,21 @@ def test_sentry_event_holds_no_secret(
     assert ours
     assert any("ctx" in f.get("vars", {}) for f in ours)
     assert not leaks(json.dumps(event, default=str))
+
+
+CONSTRUCTOR_SECRET = "the-constructor-secret-0123456789"
+
+
+@pytest.mark.parametrize("build", [wxauth.TokenManager, wxauth.WxAuth])
+def test_a_constructor_that_raises_keeps_the_secret_out_of_its_locals(
+    build: Callable[..., object],
+) -> None:
+    """A bad option makes the constructor raise after it received the secret: neither
+    its frame's locals nor the repr of the half-built object shows the secret."""
+    with pytest.raises(ValueError, match="timeout") as caught:
+        build("wxconstructor01", CONSTRUCTOR_SECRET, timeout=-1)
+    rendered = "".join(
+        traceback.TracebackException.from_exception(caught.value, capture_locals=True).format()
+    )
+    assert "secret = " in rendered  # the locals were rendered...
+    assert CONSTRUCTOR_SECRET not in rendered  # ...and the secret was not among them

@@ -27,6 +27,7 @@ from ._filestore import FileStore
 from ._manager import ManagerStats, TokenManager, reset_default_store
 from ._redact import install_log_redaction as _install_log_redaction
 from ._redisstore import RedisStore
+from ._secret import Secret
 from ._sources import (
     CallableTokenSource,
     ClassicTokenSource,
@@ -55,6 +56,7 @@ __all__ = [
     "QuotaError",
     "RedisStore",
     "RefreshBudgetError",
+    "Secret",
     "StableTokenSource",
     "StoreError",
     "StoreLock",

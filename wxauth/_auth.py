@@ -17,6 +17,7 @@ from ._errors import CredentialError, WxAuthError
 from ._manager import TokenManager
 from ._redact import redact_token
 from ._response import expired_errcode
+from ._secret import Secret
 
 __all__ = ["WxAuth", "set_access_token"]
 
@@ -189,12 +190,14 @@ class WxAuth(requests.auth.AuthBase):
     def __init__(
         self,
         appid: str | None = None,
-        secret: str | None = None,
+        secret: str | Secret | None = None,
         *,
         manager: TokenManager | None = None,
         extra_hosts: Iterable[str] = (),
         **manager_options: Any,
     ) -> None:
+        if isinstance(secret, str):
+            secret = Secret(secret)  # no clear local, should a line below raise
         if manager is not None:
             if appid is not None or secret is not None or manager_options:
                 raise ValueError("pass either manager= or appid/secret and options, not both")
@@ -328,7 +331,8 @@ class WxAuth(requests.auth.AuthBase):
         )
 
     def __repr__(self) -> str:
-        return f"WxAuth(appid={self.manager.appid!r})"
+        manager = getattr(self, "manager", None)  # None while __init__ runs
+        return f"WxAuth(appid={getattr(manager, 'appid', None)!r})"
 
     def __eq__(self, other: object) -> bool:
         return (

@@ -23,6 +23,7 @@ from ._errors import RefreshBudgetError, StoreError, TokenFetchError, WxAuthErro
 from ._flight import flight_slot
 from ._guards import FailureBackoff, RejectionStreak
 from ._redact import redact_token
+from ._secret import Secret, reveal
 from ._sources import (
     DEFAULT_API_BASE,
     DEFAULT_BACKOFF,
@@ -96,11 +97,11 @@ class ManagerStats:
 
 
 def _check_credential(name: str, value: object) -> str:
-    if not isinstance(value, str):
+    if not isinstance(value, (str, Secret)):
         raise ValueError(f"{name} must be a non-empty str, not {type(value).__name__}")
-    if not value.strip():
+    if not reveal(value).strip():
         raise ValueError(f"{name} must be a non-empty str")
-    return value
+    return value if isinstance(value, str) else name
 
 
 # One process-wide store for every manager built without store=: managers of the same
@@ -135,7 +136,8 @@ class TokenManager:
     """Fetches, caches and refreshes the access token of one app.
 
     :param appid: the AppID (``wx...``).
-    :param secret: the AppSecret. Never logged, never shown in a repr or an error.
+    :param secret: the AppSecret (a ``str`` or a :class:`~wxauth.Secret`). Held masked:
+        never logged, never shown in a repr, an error or a frame's locals.
     :param api_base: scheme and host of the WeChat API (point it at the emulator in tests).
     :param store: where the token is kept. Default: a process-wide in-memory store, so
         every manager of the same app (appid, secret, ``api_base``) in this process
@@ -170,7 +172,7 @@ class TokenManager:
     def __init__(
         self,
         appid: str,
-        secret: str | None = None,
+        secret: str | Secret | None = None,
         *,
         api_base: str = DEFAULT_API_BASE,
         store: TokenStore | None = None,
@@ -187,6 +189,8 @@ class TokenManager:
         background_refresh: bool = False,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
     ) -> None:
+        if isinstance(secret, str):
+            secret = Secret(secret)  # no clear local, should a line below raise
         self.appid = _check_credential("appid", appid)
         if secret is not None or source is None or isinstance(source, str):
             _check_credential("secret", secret)
@@ -634,9 +638,13 @@ class TokenManager:
         self.close()
 
     def __repr__(self) -> str:
+        # getattr: a crash reporter may render a manager whose __init__ raised half-way.
+        source = getattr(self, "source", None)
         return (
-            f"TokenManager(appid={self.appid!r}, source={self.source.name!r}, "
-            f"store={self.store!r}, refresh_margin={self.refresh_margin!r})"
+            f"TokenManager(appid={getattr(self, 'appid', None)!r}, "
+            f"source={getattr(source, 'name', None)!r}, "
+            f"store={getattr(self, 'store', None)!r}, "
+            f"refresh_margin={getattr(self, 'refresh_margin', None)!r})"
         )
 
 
