@@ -24,10 +24,26 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import parse_qsl, urlsplit
+from typing import TYPE_CHECKING, Any
 
 from .._manager import reset_default_store
+from ._errmsg import ip_not_in_whitelist, wechat_errmsg, wecom_errmsg
+from ._wire import (
+    TOKEN_KINDS,
+    WECHAT_JSON,
+    WECOM_JSON,
+    Call,
+    CallKind,
+    Outcome,
+    Reply,
+    Request,
+    TokenStatus,
+    dumps,
+    html_reply,
+    json_object,
+    normalize_path,
+    ok_body,
+)
 
 if TYPE_CHECKING:
     from ._responses import WeChatInterceptor
@@ -87,141 +103,12 @@ QUOTA_DAY_UTC_OFFSET = 8 * 3600
 
 _DAY = 86400.0
 _BEIJING = datetime.timezone(datetime.timedelta(seconds=QUOTA_DAY_UTC_OFFSET))
-_WECHAT_JSON = "application/json; encoding=utf-8"
-_WECOM_JSON = "application/json; charset=UTF-8"
-_HTML = "text/html; charset=utf-8"
 
-#: errmsg texts of api.weixin.qq.com, without the ``rid: ...`` suffix.
-WECHAT_ERRMSG: Mapping[int, str] = {
-    -1: "system error",
-    40001: "invalid credential, access_token is invalid or not latest",
-    40002: "invalid grant_type",
-    40013: "invalid appid",
-    40014: "invalid access_token",
-    40125: "invalid appsecret",
-    40243: "AppSecret is frozen, unfreeze it on the platform before calling again",
-    41001: "access_token missing",
-    41002: "appid missing",
-    41004: "appsecret missing",
-    42001: "access_token expired",
-    43002: "require POST method",
-    45009: "reach max api daily quota limit",
-    45011: "api minute-quota reach limit, must slower, retry next minute",
-    47001: "data format error",
-    48006: "forbid to clear quota because of reaching the limit",
-    50002: "user limited",
-    50004: "user not allowed to use access_token",
-    76021: "cgi_path not found, please check",
-    89501: "this call is pending confirmation by the account administrator",
-    89503: "this call needs the account administrator to confirm the ip",
-    89506: "the administrator refused this ip, retry after 24 hours",
-    89507: "the administrator refused this ip, retry after 1 hour",
-}
-
-#: errmsg texts of qyapi.weixin.qq.com, without the ``, hint: [...]`` suffix.
-WECOM_ERRMSG: Mapping[int, str] = {
-    -1: "system busy",
-    40001: "invalid credential",
-    40013: "invalid corpid",
-    40014: "invalid access_token",
-    40091: "secret is invalid",
-    41001: "access_token missing",
-    41002: "corpid missing",
-    41004: "corpsecret missing",
-    42001: "access_token expired",
-    45033: "api concurrent out of limit",
-    60020: "not allow to access from your ip",
-}
-
-CallKind = Literal["token", "stable_token", "wecom_token", "api"]
-TokenStatus = Literal["valid", "retired", "expired", "unknown"]
-_TOKEN_KINDS: frozenset[str] = frozenset({"token", "stable_token", "wecom_token"})
 _KIND_BY_PATH: Mapping[str, CallKind] = {
     TOKEN_PATH: "token",
     STABLE_TOKEN_PATH: "stable_token",
     WECOM_TOKEN_PATH: "wecom_token",
 }
-
-
-def _normalize_path(path: str) -> str:
-    return "/" + path.lstrip("/")
-
-
-@dataclass(frozen=True)
-class Request:
-    """One HTTP request as a front end hands it to :meth:`FakeWeChat.handle`."""
-
-    method: str
-    path: str
-    query: Mapping[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    client_ip: str = "127.0.0.1"
-
-    @classmethod
-    def from_target(cls, method: str, target: str, body: bytes, client_ip: str) -> Request:
-        """Build from a URL or a request target (``/path?query``); first query value wins."""
-        split = urlsplit(target)
-        query: dict[str, str] = {}
-        for key, value in parse_qsl(split.query, keep_blank_values=True):
-            query.setdefault(key, value)
-        return cls(method.upper(), _normalize_path(split.path), query, body, client_ip)
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What a front end writes back.
-
-    ``delay``: wait this long first (emulated latency). ``hang``: do not answer for this
-    long (the in-process front end raises ``requests.exceptions.ReadTimeout`` at once
-    instead); the loopback server then answers ``status``/``body`` (a 504 page).
-    """
-
-    status: int
-    content_type: str
-    body: bytes
-    delay: float = 0.0
-    hang: float | None = None
-
-    def json(self) -> Any:
-        """The body decoded as JSON (for tests of the model itself)."""
-        return json.loads(self.body)
-
-
-@dataclass(frozen=True)
-class Call:
-    """One request the emulator answered; :attr:`FakeWeChat.calls` lists them in order.
-
-    ``owner`` is the appid (or corpid) the request was for, when known. ``token`` is the
-    token a token endpoint returned, or the ``access_token`` an API call presented.
-    ``errcode`` is ``None`` when the answer had no JSON errcode (HTTP 5xx, HTML, hang, or a
-    user-registered binary body); a token endpoint's success is errcode ``0``.
-    ``fault`` names the injected fault that produced the answer, if any. Secrets are
-    never recorded.
-    """
-
-    time: float
-    method: str
-    path: str
-    kind: CallKind
-    status: int
-    errcode: int | None
-    owner: str | None = None
-    token: str | None = None
-    client_ip: str = "127.0.0.1"
-    fault: str | None = None
-
-    @property
-    def is_token_fetch(self) -> bool:
-        """Whether this was a request to a token endpoint (classic, stable or WeCom)."""
-        return self.kind in _TOKEN_KINDS
-
-    def __repr__(self) -> str:
-        token = None if self.token is None else f"{self.token[:8]}...({len(self.token)})"
-        return (
-            f"Call({self.method} {self.path} kind={self.kind} owner={self.owner!r} "
-            f"status={self.status} errcode={self.errcode} token={token}"
-            + (f" fault={self.fault!r})" if self.fault else ")")
-        )
 
 
 @dataclass
@@ -306,7 +193,7 @@ class _Fault:
         if self.on == "any":
             return True
         if self.on == "token":
-            return kind in _TOKEN_KINDS
+            return kind in TOKEN_KINDS
         if self.on == "api":
             return kind == "api"
         return self.on == path
@@ -320,33 +207,6 @@ class _Fault:
         if self.status is not None:
             return f"http {self.status}"
         return "html"
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    reply: Reply
-    errcode: int | None
-    owner: str | None = None
-    token: str | None = None
-
-
-_HTML_PAGE = (
-    "<html><head><title>{status} {reason}</title></head><body>"
-    "<center><h1>{status} {reason}</h1></center><hr><center>nginx</center>"
-    "</body></html>"
-)
-_REASONS: Mapping[int, str] = {
-    200: "OK",
-    500: "Internal Server Error",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Gateway Time-out",
-}
-
-
-def _html_reply(status: int) -> Reply:
-    page = _HTML_PAGE.format(status=status, reason=_REASONS.get(status, "Error"))
-    return Reply(status, _HTML, page.encode())
 
 
 class FakeWeChat:
@@ -493,7 +353,7 @@ class FakeWeChat:
         to ``openapi/quota/get``) until given one here.
         """
         with self._lock:
-            self._app(appid).quotas[_normalize_path(path)] = int(daily_limit)
+            self._app(appid).quotas[normalize_path(path)] = int(daily_limit)
 
     def add_api(
         self,
@@ -510,7 +370,7 @@ class FakeWeChat:
         ``content_type`` (e.g. ``image/jpeg`` for ``cgi-bin/media/get``). Unregistered
         paths answer ``{"errcode":0,"errmsg":"ok"}``.
         """
-        path = _normalize_path(path)
+        path = normalize_path(path)
         if path in _KIND_BY_PATH or path in (CLEAR_QUOTA_PATH, CLEAR_QUOTA_V2_PATH):
             raise ValueError(f"{path} is emulated by FakeWeChat itself")
         if (json is None) == (body is None):
@@ -518,8 +378,8 @@ class FakeWeChat:
         if body is not None:
             answer = _Answer(status, content_type or "application/octet-stream", bytes(body))
         else:
-            encoded = _dumps(json)
-            answer = _Answer(status, content_type or _WECHAT_JSON, encoded)
+            encoded = dumps(json)
+            answer = _Answer(status, content_type or WECHAT_JSON, encoded)
         with self._lock:
             self._answers[path] = answer
 
@@ -579,7 +439,7 @@ class FakeWeChat:
         if times < 1:
             raise ValueError("times must be at least 1")
         if on not in ("token", "api", "any"):
-            on = _normalize_path(on)
+            on = normalize_path(on)
         fault = _Fault(on, times, errcode, errmsg, status, html, hang)
         with self._lock:
             self._faults.append(fault)
@@ -641,7 +501,7 @@ class FakeWeChat:
         token_fetch: bool | None = None,
     ) -> int:
         """How many recorded calls match every given filter."""
-        want_path = None if path is None else _normalize_path(path)
+        want_path = None if path is None else normalize_path(path)
         with self._lock:
             return sum(
                 1
@@ -660,7 +520,7 @@ class FakeWeChat:
     def quota_used(self, appid: str, path: str = TOKEN_PATH) -> int:
         """Calls of ``path`` counted against ``appid``'s quota today."""
         with self._lock:
-            usage = self._app(appid).usage.get(_normalize_path(path))
+            usage = self._app(appid).usage.get(normalize_path(path))
             return 0 if usage is None else usage.current(self._day(self.clock()))
 
     def assert_token_fetches(self, expected: int, *, kind: CallKind | None = None) -> None:
@@ -753,7 +613,7 @@ class FakeWeChat:
 
     def handle(self, request: Request) -> Reply:
         """Answer one request as WeChat would, and record it in :attr:`calls`."""
-        path = _normalize_path(request.path)
+        path = normalize_path(request.path)
         kind = _KIND_BY_PATH.get(path, "api")
         with self._lock:
             now = self.clock()
@@ -830,47 +690,37 @@ class FakeWeChat:
                 return fault
         return None
 
-    def _fault_outcome(self, fault: _Fault, path: str, request: Request, now: float) -> _Outcome:
+    def _fault_outcome(self, fault: _Fault, path: str, request: Request, now: float) -> Outcome:
         if fault.hang is not None:
-            page = _html_reply(504)
-            return _Outcome(Reply(504, page.content_type, page.body, hang=fault.hang), None)
+            page = html_reply(504)
+            return Outcome(Reply(504, page.content_type, page.body, hang=fault.hang), None)
         if fault.errcode is not None:
             if path == WECOM_TOKEN_PATH:
                 reply = self._wecom_error(fault.errcode, request, now, fault.errmsg)
             else:
                 reply = self._error(fault.errcode, now, fault.errmsg)
-            return _Outcome(reply, fault.errcode)
-        return _Outcome(_html_reply(fault.status if fault.status is not None else 200), None)
+            return Outcome(reply, fault.errcode)
+        return Outcome(html_reply(fault.status if fault.status is not None else 200), None)
 
     def _error(self, errcode: int, now: float, text: str | None = None) -> Reply:
-        text = text or WECHAT_ERRMSG.get(errcode, f"emulated error {errcode}")
-        payload = {"errcode": errcode, "errmsg": f"{text} rid: {self._rid(now)}"}
-        return Reply(200, _WECHAT_JSON, _dumps(payload))
+        payload = {"errcode": errcode, "errmsg": wechat_errmsg(errcode, self._rid(now), text)}
+        return Reply(200, WECHAT_JSON, dumps(payload))
 
     def _fail(
         self, errcode: int, now: float, owner: str | None = None, text: str | None = None
-    ) -> _Outcome:
-        return _Outcome(self._error(errcode, now, text), errcode, owner)
+    ) -> Outcome:
+        return Outcome(self._error(errcode, now, text), errcode, owner)
 
     def _wecom_error(
         self, errcode: int, request: Request, now: float, text: str | None = None
     ) -> Reply:
-        text = text or WECOM_ERRMSG.get(errcode, f"emulated error {errcode}")
         hint = f"{int(now * 1000)}{self._rng.randrange(10**12):012d}"
-        errmsg = (
-            f"{text}, hint: [{hint}], from ip: {request.client_ip}, "
-            f"more info at https://open.work.weixin.qq.com/devtool/query?e={errcode}"
-        )
-        return Reply(200, _WECOM_JSON, _dumps({"errcode": errcode, "errmsg": errmsg}))
+        errmsg = wecom_errmsg(errcode, hint, request.client_ip, text)
+        return Reply(200, WECOM_JSON, dumps({"errcode": errcode, "errmsg": errmsg}))
 
     @staticmethod
     def _ip_allowed(allowlist: frozenset[str] | None, ip: str) -> bool:
         return allowlist is None or ip in allowlist
-
-    @staticmethod
-    def _ip_text(ip: str) -> str:
-        ipv6 = f"::ffff:{ip}" if ":" not in ip else ip
-        return f"invalid ip {ip} ipv6 {ipv6}, not in whitelist"
 
     def _quota_ok(self, app: _App, path: str, now: float) -> bool:
         """Count one call of ``path`` against ``app``'s daily quota, if there is room."""
@@ -884,7 +734,7 @@ class FakeWeChat:
 
     def _check_app(
         self, appid: str | None, secret: str | None, grant_type: Any, request: Request, now: float
-    ) -> _App | _Outcome:
+    ) -> _App | Outcome:
         if grant_type != "client_credential":
             return self._fail(40002, now, appid)
         if not appid:
@@ -897,20 +747,20 @@ class FakeWeChat:
         if secret != app.secret:
             return self._fail(self.wrong_secret_errcode, now, appid)
         if not self._ip_allowed(app.ip_allowlist, request.client_ip):
-            return self._fail(40164, now, appid, self._ip_text(request.client_ip))
+            return self._fail(40164, now, appid, ip_not_in_whitelist(request.client_ip))
         return app
 
-    def _token_reply(self, token: _Token, now: float, *, remaining: bool) -> _Outcome:
+    def _token_reply(self, token: _Token, now: float, *, remaining: bool) -> Outcome:
         expires_in = int(token.expires_at - now) if remaining else self.expires_in
         payload = {"access_token": token.value, "expires_in": expires_in}
-        return _Outcome(Reply(200, _WECHAT_JSON, _dumps(payload)), 0, token.owner, token.value)
+        return Outcome(Reply(200, WECHAT_JSON, dumps(payload)), 0, token.owner, token.value)
 
-    def _classic_token(self, request: Request, now: float) -> _Outcome:
+    def _classic_token(self, request: Request, now: float) -> Outcome:
         q = request.query
         checked = self._check_app(
             q.get("appid"), q.get("secret"), q.get("grant_type"), request, now
         )
-        if isinstance(checked, _Outcome):
+        if isinstance(checked, Outcome):
             return checked
         app = checked
         if not self._quota_ok(app, TOKEN_PATH, now):
@@ -921,14 +771,11 @@ class FakeWeChat:
                 old.retire(now + self.grace)
         return self._token_reply(self._issue("token", app.appid, now), now, remaining=False)
 
-    def _stable_token(self, request: Request, now: float) -> _Outcome:
+    def _stable_token(self, request: Request, now: float) -> Outcome:
         if request.method != "POST":
             return self._fail(43002, now)
-        try:
-            body = json.loads(request.body or b"null")
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
+        body = json_object(request)
+        if body is None:
             return self._fail(47001, now)
         appid, secret = body.get("appid"), body.get("secret")
         checked = self._check_app(
@@ -938,7 +785,7 @@ class FakeWeChat:
             request,
             now,
         )
-        if isinstance(checked, _Outcome):
+        if isinstance(checked, Outcome):
             return checked
         app = checked
         force = body.get("force_refresh", False)
@@ -975,11 +822,11 @@ class FakeWeChat:
         app.stable = self._issue("stable_token", app.appid, now)
         return self._token_reply(app.stable, now, remaining=False)
 
-    def _wecom_token(self, request: Request, now: float) -> _Outcome:
+    def _wecom_token(self, request: Request, now: float) -> Outcome:
         corpid, corpsecret = request.query.get("corpid"), request.query.get("corpsecret")
 
-        def fail(errcode: int) -> _Outcome:
-            return _Outcome(self._wecom_error(errcode, request, now), errcode, corpid)
+        def fail(errcode: int) -> Outcome:
+            return Outcome(self._wecom_error(errcode, request, now), errcode, corpid)
 
         if not corpid:
             return fail(41002)
@@ -1001,9 +848,9 @@ class FakeWeChat:
             "access_token": current.value,
             "expires_in": int(current.expires_at - now),
         }
-        return _Outcome(Reply(200, _WECOM_JSON, _dumps(payload)), 0, corpid, current.value)
+        return Outcome(Reply(200, WECOM_JSON, dumps(payload)), 0, corpid, current.value)
 
-    def _api(self, path: str, request: Request, now: float) -> _Outcome:
+    def _api(self, path: str, request: Request, now: float) -> Outcome:
         if path == CLEAR_QUOTA_V2_PATH:
             return self._clear_quota_v2(request, now)
         value = request.query.get("access_token")
@@ -1026,13 +873,13 @@ class FakeWeChat:
             return self._quota_get(token, request, now)
         app = self._apps.get(owner) if token.kind != "wecom_token" else None
         if app is not None and not self._quota_ok(app, path, now):
-            return _Outcome(self._error(45009, now), 45009, owner, value)
+            return Outcome(self._error(45009, now), 45009, owner, value)
         answer = self._answers.get(path)
         if answer is None:
             if token.kind == "wecom_token":
-                body = _dumps({"errcode": 0, "errmsg": "ok"})
-                return _Outcome(Reply(200, _WECOM_JSON, body), 0, owner, value)
-            return _Outcome(Reply(200, _WECHAT_JSON, _ok()), 0, owner, value)
+                body = dumps({"errcode": 0, "errmsg": "ok"})
+                return Outcome(Reply(200, WECOM_JSON, body), 0, owner, value)
+            return Outcome(Reply(200, WECHAT_JSON, ok_body()), 0, owner, value)
         errcode = 0 if answer.status < 400 else None
         if "json" in answer.content_type:
             with contextlib.suppress(ValueError):
@@ -1040,7 +887,7 @@ class FakeWeChat:
                 if isinstance(decoded, dict) and isinstance(decoded.get("errcode"), int):
                     errcode = decoded["errcode"]
         reply = Reply(answer.status, answer.content_type, answer.body)
-        return _Outcome(reply, errcode, owner, value)
+        return Outcome(reply, errcode, owner, value)
 
     def _api_fail(
         self,
@@ -1050,35 +897,28 @@ class FakeWeChat:
         now: float,
         token: str | None,
         owner: str | None = None,
-    ) -> _Outcome:
+    ) -> Outcome:
         is_wecom = (
             token is not None
             and token in self._tokens
             and (self._tokens[token].kind == "wecom_token")
         )
         reply = self._wecom_error(errcode, request, now) if is_wecom else self._error(errcode, now)
-        return _Outcome(reply, errcode, owner, token)
+        return Outcome(reply, errcode, owner, token)
 
-    def _json_body(self, request: Request) -> dict[str, Any] | None:
-        try:
-            body = json.loads(request.body or b"null")
-        except ValueError:
-            return None
-        return body if isinstance(body, dict) else None
-
-    def _reset_quotas(self, app: _App, now: float) -> _Outcome:
+    def _reset_quotas(self, app: _App, now: float) -> Outcome:
         month = self._month(now)
         if app.clear_usage.current(month) >= CLEAR_QUOTA_MONTHLY_LIMIT:
             return self._fail(48006, now, app.appid)
         app.clear_usage.add(month)
         app.usage.clear()
         app.minute_usage = _Usage()
-        return _Outcome(Reply(200, _WECHAT_JSON, _ok()), 0, app.appid)
+        return Outcome(Reply(200, WECHAT_JSON, ok_body()), 0, app.appid)
 
-    def _clear_quota(self, token: _Token, request: Request, now: float) -> _Outcome:
+    def _clear_quota(self, token: _Token, request: Request, now: float) -> Outcome:
         if request.method != "POST":
             return self._fail(43002, now, token.owner)
-        body = self._json_body(request)
+        body = json_object(request)
         if body is None:
             return self._fail(47001, now, token.owner)
         appid = body.get("appid")
@@ -1088,12 +928,12 @@ class FakeWeChat:
         if app is None or appid != token.owner:
             return self._fail(40013, now, token.owner)
         outcome = self._reset_quotas(app, now)
-        return _Outcome(outcome.reply, outcome.errcode, outcome.owner, token.value)
+        return Outcome(outcome.reply, outcome.errcode, outcome.owner, token.value)
 
-    def _clear_quota_v2(self, request: Request, now: float) -> _Outcome:
+    def _clear_quota_v2(self, request: Request, now: float) -> Outcome:
         if request.method != "POST":
             return self._fail(43002, now)
-        body = self._json_body(request)
+        body = json_object(request)
         if body is None:
             return self._fail(47001, now)
         appid, appsecret = body.get("appid"), body.get("appsecret")
@@ -1108,15 +948,15 @@ class FakeWeChat:
             return self._fail(40125, now, app.appid)
         return self._reset_quotas(app, now)
 
-    def _quota_get(self, token: _Token, request: Request, now: float) -> _Outcome:
+    def _quota_get(self, token: _Token, request: Request, now: float) -> Outcome:
         if request.method != "POST":
             return self._fail(43002, now, token.owner)
-        body = self._json_body(request)
+        body = json_object(request)
         cgi_path = None if body is None else body.get("cgi_path")
         if not isinstance(cgi_path, str) or not cgi_path:
             return self._fail(47001, now, token.owner)
         app = self._apps.get(token.owner)
-        cgi_path = _normalize_path(cgi_path)
+        cgi_path = normalize_path(cgi_path)
         limit = None if app is None else app.quotas.get(cgi_path)
         if app is None or limit is None:
             return self._fail(76021, now, token.owner)
@@ -1127,12 +967,4 @@ class FakeWeChat:
             "errmsg": "ok",
             "quota": {"daily_limit": limit, "used": used, "remain": max(0, limit - used)},
         }
-        return _Outcome(Reply(200, _WECHAT_JSON, _dumps(payload)), 0, app.appid, token.value)
-
-
-def _dumps(payload: Any) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _ok() -> bytes:
-    return _dumps({"errcode": 0, "errmsg": "ok"})
+        return Outcome(Reply(200, WECHAT_JSON, dumps(payload)), 0, app.appid, token.value)
