@@ -330,3 +330,152 @@ def test_set_orders_by_fence_before_fetched_at(tmp_path: Path) -> None:
     assert store.get(KEY) == behind
     assert peer.set(KEY, Token("earlier", 7100.0, -100.0, fence=6)) is False
     assert peer.set(KEY, Token("later", 7300.0, 100.0, fence=6)) is True
+
+
+# -- item 14: a directory it can trust, and no symbolic link followed ---------------------
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o775, 0o770, 0o757, 0o1777], ids=oct)
+def test_a_directory_writable_by_group_or_others_is_refused(tmp_path: Path, mode: int) -> None:
+    """Like ssh with ~/.ssh: anyone who can write the directory can plant files in it,
+    so FileStore refuses it and says how to fix it."""
+    directory = tmp_path / "tokens"
+    directory.mkdir()
+    directory.chmod(mode)
+    with pytest.raises(StoreError) as caught:
+        FileStore(directory)
+    message = str(caught.value)
+    assert f"{directory} is writable by group or others (mode {mode:04o})" in message
+    assert "chmod 700" in message
+
+
+@pytest.mark.parametrize("mode", [0o700, 0o750, 0o755], ids=oct)
+def test_a_private_or_read_only_shared_directory_is_accepted(tmp_path: Path, mode: int) -> None:
+    """0755 is not writable by anyone but the owner: allowed."""
+    directory = tmp_path / "tokens"
+    directory.mkdir()
+    directory.chmod(mode)
+    FileStore(directory).set(KEY, Token("v", expires_at=7200.0, fetched_at=0.0))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chown a directory to nobody")
+def test_a_directory_owned_by_another_user_is_refused(tmp_path: Path) -> None:
+    """A directory another user owns can be changed by that user at any time."""
+    directory = tmp_path / "tokens"
+    directory.mkdir(mode=0o700)
+    os.chown(directory, 65534, 65534)
+    with pytest.raises(StoreError, match=rf"{directory} is owned by uid 65534, not uid 0"):
+        FileStore(directory)
+
+
+def test_a_symlinked_directory_is_followed_and_checked_where_it_points(tmp_path: Path) -> None:
+    """A path that is a symlink to a directory is normal (and used); what is checked
+    is the directory it resolves to."""
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    FileStore(link).set(KEY, Token("v", expires_at=7200.0, fetched_at=0.0))
+    assert list(real.glob("*.token"))
+    real.chmod(0o777)
+    with pytest.raises(StoreError, match=rf"{real} is writable by group or others"):
+        FileStore(link)
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Path:
+    """A file outside the store that a planted symlink points at."""
+    file = tmp_path / "victim"
+    file.write_text("do not touch\n")
+    file.chmod(0o644)
+    return file
+
+
+def assert_untouched(victim: Path) -> None:
+    assert victim.read_text() == "do not touch\n"
+    assert victim.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("dangling", [False, True], ids=["to-a-file", "dangling"])
+def test_a_planted_mutex_symlink_is_refused_not_followed(
+    tmp_path: Path, victim: Path, dangling: bool
+) -> None:
+    """A symlink where the mutex file goes: set() raises StoreError naming it, and
+    neither opens the target nor creates a dangling link's target."""
+    directory = tmp_path / "tokens"
+    store = FileStore(directory)
+    target = tmp_path / "created-by-wxauth" if dangling else victim
+    file_of(store, "mutex").symlink_to(target)
+    with pytest.raises(StoreError, match="symbolic link"):
+        store.set(KEY, Token("v", expires_at=7200.0, fetched_at=0.0))
+    assert_untouched(victim)
+    assert not (tmp_path / "created-by-wxauth").exists()
+
+
+@pytest.mark.parametrize("dangling", [False, True], ids=["to-a-file", "dangling"])
+def test_a_planted_lock_file_symlink_is_refused_not_followed(
+    tmp_path: Path, victim: Path, dangling: bool
+) -> None:
+    """The same for the single-flight lock file: acquire raises StoreError."""
+    store = FileStore(tmp_path / "tokens")
+    target = tmp_path / "created-by-wxauth" if dangling else victim
+    file_of(store, "lock.0").symlink_to(target)
+    with pytest.raises(StoreError, match="symbolic link"):
+        store.lock(KEY, lease=60).acquire(timeout=1)
+    assert_untouched(victim)
+    assert not (tmp_path / "created-by-wxauth").exists()
+
+
+def test_a_planted_token_symlink_is_not_read_and_is_replaced_on_write(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``<stem>.token -> an attacker's file`` holding a well-formed token: it is not
+    read as a token (a warning says why), and the next write replaces the link itself,
+    leaving the file it pointed at as it was."""
+    planted = Token("attacker-chosen", expires_at=9_999_999_999.0, fetched_at=0.0)
+    attacker_file = tmp_path / "attacker"
+    attacker_file.write_text(planted.to_json())
+    store = FileStore(tmp_path / "tokens")
+    token_file = file_of(store, "token")
+    token_file.symlink_to(attacker_file)
+    with caplog.at_level("WARNING", logger="wxauth"):
+        assert store.get(KEY) is None
+    assert "symbolic link" in caplog.text
+    assert "attacker-chosen" not in caplog.text
+    mine = Token("mine", expires_at=7200.0, fetched_at=1.0)
+    assert store.set(KEY, mine) is True
+    assert not token_file.is_symlink()
+    assert store.get(KEY) == mine
+    assert attacker_file.read_text() == planted.to_json()
+
+
+def test_planted_lease_and_meta_symlinks_are_not_followed(tmp_path: Path) -> None:
+    """The lease and meta files are read without following links and replaced on
+    write, so a link there can neither feed a record in nor get a file overwritten."""
+    store = FileStore(tmp_path / "tokens")
+    fake_lease = tmp_path / "fake-lease"
+    fake_lease.write_text('{"generation": 0, "fence": 1000000, "lease": 60, "until": 0}')
+    fake_meta = tmp_path / "fake-meta"
+    fake_meta.write_text('{"value": "planted", "until": 9999999999}')
+    file_of(store, "lease").symlink_to(fake_lease)
+    file_of(store, "meta").symlink_to(fake_meta)
+    assert store.get_meta(KEY) is None
+    with store.lock(KEY, lease=60) as lock:
+        assert lock.fence == 1  # not 1000001: the planted counter was not read
+        assert lock.held() is True
+    store.set_meta(KEY, "m", ttl=60)
+    assert store.get_meta(KEY) == "m"
+    assert not file_of(store, "lease").is_symlink()
+    assert not file_of(store, "meta").is_symlink()
+    assert fake_lease.read_text().startswith('{"generation": 0, "fence": 1000000,')
+    assert fake_meta.read_text() == '{"value": "planted", "until": 9999999999}'
+
+
+def test_a_fifo_in_place_of_the_token_reads_as_missing_without_hanging(tmp_path: Path) -> None:
+    """Opening a FIFO for reading would block until a writer comes: a special file is
+    skipped at once, as missing."""
+    store = FileStore(tmp_path / "tokens")
+    os.mkfifo(file_of(store, "token"))
+    result, took = timed(lambda: store.get(KEY), limit=5)
+    assert result is None
+    assert took < 1.0

@@ -46,6 +46,12 @@ Waiters poll with a non-blocking ``flock`` and a growing pause (1 ms doubling to
 50 ms, with jitter) rather than block in the kernel, so that ``timeout`` is honoured
 and the lease can be checked; the mutex is polled the same way (pauses up to 10 ms).
 
+Trust: the directory (symbolic links in ``path`` resolved once, at construction) must
+belong to the user running wxauth and not be writable by group or others, or
+:class:`~wxauth.StoreError` says why; no file in it is opened through a symbolic link
+(``O_NOFOLLOW``), nor blocked on if it is a FIFO, and records are replaced with
+:func:`os.replace`, which swaps a planted link rather than writing through it.
+
 Safe across ``os.fork``: a child closes its copies of the descriptors that carry a
 lock (a copy would otherwise pin the parent's ``flock`` for the child's lifetime).
 
@@ -63,6 +69,7 @@ import json
 import logging
 import os
 import re
+import stat
 import sys
 import tempfile
 import threading
@@ -122,12 +129,24 @@ _held_locks: weakref.WeakSet[_FileLock] = weakref.WeakSet()
 _first_seen: dict[tuple[str, str], tuple[int, int, float]] = {}
 
 
+#: Open flags that never follow a symbolic link and never block on a FIFO.
+_NO_SURPRISES = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC if sys.platform != "win32" else 0
+
+
 def _open_lock_fd(store: FileStore, file: Path) -> int:
     with _fork_guard:
         try:
-            fd = os.open(file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = os.open(file, os.O_RDWR | os.O_CREAT | _NO_SURPRISES, 0o600)
         except OSError as exc:
+            if os.path.islink(file):
+                raise StoreError(
+                    f"{file.name} in {store.path} is a symbolic link; FileStore never "
+                    "follows links: remove it"
+                ) from None
             raise StoreError(f"cannot open {file.name} in {store.path}: {exc.strerror}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise StoreError(f"{file.name} in {store.path} is not a regular file: remove it")
         _lock_fds.add(fd)
         return fd
 
@@ -182,7 +201,11 @@ class FileStore(TokenStore):
     Give every process of a deployment (gunicorn workers, cron jobs, Celery workers)
     the same path and they share one token: one fetch, whoever asks first, and the
     others read what it wrote. Files are created ``0600``; the directory holds access
-    tokens, so keep it private to the service's user.
+    tokens, so it must be private to the service's user: like ssh with ``~/.ssh``,
+    :class:`StoreError` refuses a directory (symbolic links resolved) owned by another
+    user or writable by group or others. No file in it is opened through a symbolic
+    link: a link where a lock file goes is an error, one where a record goes reads as
+    missing (with a warning) and the next write replaces the link, not its target.
 
     Atomic writes (temporary file plus :func:`os.replace`), so readers never see a
     half-written token. Write-unless-newer and compare-and-delete run under a short
@@ -211,24 +234,73 @@ class FileStore(TokenStore):
             raise StoreError(
                 f"cannot create the FileStore directory {self.path}: {exc.strerror}"
             ) from None
+        #: The directory the files live in: ``path`` with symbolic links resolved once,
+        #: so the directory that was checked is the one used.
+        self._dir = Path(os.path.realpath(self.path))
+        self._check_trust()
+
+    def _check_trust(self) -> None:
+        """Refuse a directory someone else could plant files in, as ssh refuses such a
+        ``~/.ssh``: one owned by another user, or writable by group or others."""
+        directory = self._dir
+        try:
+            info = os.stat(directory)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot inspect the FileStore directory {directory}: {exc.strerror}"
+            ) from None
+        euid = os.geteuid()
+        if info.st_uid != euid:
+            raise StoreError(
+                f"FileStore directory {directory} is owned by uid {info.st_uid}, not uid "
+                f"{euid} that runs wxauth; it holds access tokens, so chown it to that user"
+            )
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o022:
+            raise StoreError(
+                f"FileStore directory {directory} is writable by group or others "
+                f"(mode {mode:04o}); chmod 700 it"
+            )
 
     # -- file helpers ----------------------------------------------------------------
 
     def _file(self, key: str, suffix: str) -> Path:
-        return self.path / f"{_stem(key)}.{suffix}"
+        return self._dir / f"{_stem(key)}.{suffix}"
 
     def _read(self, file: Path) -> bytes | None:
+        """The file's bytes; ``None`` if it is missing, or if it is a symbolic link or
+        not a regular file (with a warning): never followed, never blocked on."""
         try:
-            return file.read_bytes()
+            fd = os.open(file, os.O_RDONLY | _NO_SURPRISES)
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            if os.path.islink(file):
+                logger.warning(
+                    "ignoring %s in %s: it is a symbolic link, which FileStore never "
+                    "follows; the next write replaces it",
+                    file.name,
+                    self.path,
+                )
+                return None
+            raise StoreError(f"cannot read {file.name} in {self.path}: {exc.strerror}") from None
+        try:
+            with os.fdopen(fd, "rb") as handle:
+                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    logger.warning(
+                        "ignoring %s in %s: it is not a regular file", file.name, self.path
+                    )
+                    return None
+                return handle.read()
         except OSError as exc:
             raise StoreError(f"cannot read {file.name} in {self.path}: {exc.strerror}") from None
 
     def _write(self, file: Path, data: bytes) -> None:
         # Same directory, so os.replace is a rename within one file system: atomic.
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{file.name}.", suffix=".tmp")
+            # mkstemp creates with O_EXCL (no link followed); os.replace swaps the
+            # directory entry, so a link planted at ``file`` is replaced, not followed.
+            fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=f".{file.name}.", suffix=".tmp")
             try:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(data)
@@ -418,7 +490,7 @@ class _FileLock(LockContext):
         prefix = f"{_stem(self._key)}.lock."
         newest = 0
         try:
-            with os.scandir(self._store.path) as entries:
+            with os.scandir(self._store._dir) as entries:
                 for entry in entries:
                     number = entry.name[len(prefix) :]
                     if entry.name.startswith(prefix) and number.isdigit():
@@ -448,7 +520,7 @@ class _FileLock(LockContext):
         the lock before that first sighting, so it had at least its full lease. Called
         under the mutex."""
         now = time.monotonic()
-        slot = (str(self._store.path), self._key)
+        slot = (str(self._store._dir), self._key)
         seen = _first_seen.get(slot)
         if seen is None or seen[:2] != (lease.generation, lease.fence):
             _first_seen[slot] = (lease.generation, lease.fence, now)
@@ -508,7 +580,7 @@ class _FileLock(LockContext):
                 raise
             self._fd, self._generation, self._fence = fd, generation, fence
             _held_locks.add(self)
-            _first_seen.pop((str(store.path), self._key), None)
+            _first_seen.pop((str(store._dir), self._key), None)
             return True
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
