@@ -13,21 +13,19 @@ Time is the emulator's own: it stands still until the test calls :meth:`FakeWeCh
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import datetime
 import json
 import random
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .._manager import reset_default_store
-from ._errmsg import ip_not_in_whitelist, wechat_errmsg, wecom_errmsg
+from ._state import QUOTA_DAY_UTC_OFFSET, Answer, App, EmulatorState, IssuedToken, Usage, WeComApp
 from ._wire import (
     TOKEN_KINDS,
     WECHAT_JSON,
@@ -97,86 +95,11 @@ STABLE_FORCE_INTERVAL = 30.0
 STABLE_RENEW_WINDOW = 300.0
 #: clear_quota (v1 and v2 together) allowed per account per calendar month.
 CLEAR_QUOTA_MONTHLY_LIMIT = 10
-#: The quota day and month follow this UTC offset (Beijing time): the undocumented reset
-#: hour is taken to be midnight in China.
-QUOTA_DAY_UTC_OFFSET = 8 * 3600
-
-_DAY = 86400.0
-_BEIJING = datetime.timezone(datetime.timedelta(seconds=QUOTA_DAY_UTC_OFFSET))
-
 _KIND_BY_PATH: Mapping[str, CallKind] = {
     TOKEN_PATH: "token",
     STABLE_TOKEN_PATH: "stable_token",
     WECOM_TOKEN_PATH: "wecom_token",
 }
-
-
-@dataclass
-class _Token:
-    value: str
-    kind: CallKind
-    owner: str
-    issued_at: float
-    expires_at: float
-    retired_at: float | None = None
-
-    def status(self, now: float) -> TokenStatus:
-        # Whichever happened first decides the answer: retired (40001) or expired (42001).
-        retired = self.retired_at is not None and self.retired_at <= self.expires_at
-        if retired and self.retired_at is not None and now >= self.retired_at:
-            return "retired"
-        if now >= self.expires_at:
-            return "expired"
-        return "valid"
-
-    def retire(self, at: float) -> None:
-        if self.retired_at is None or at < self.retired_at:
-            self.retired_at = at
-
-
-@dataclass
-class _Usage:
-    """Calls counted in one period (a quota day, minute or month)."""
-
-    period: int = -1
-    used: int = 0
-
-    def current(self, period: int) -> int:
-        return self.used if period == self.period else 0
-
-    def add(self, period: int) -> None:
-        if period != self.period:
-            self.period, self.used = period, 0
-        self.used += 1
-
-
-@dataclass
-class _App:
-    appid: str
-    secret: str
-    ip_allowlist: frozenset[str] | None
-    quotas: dict[str, int]
-    usage: dict[str, _Usage] = field(default_factory=dict)
-    minute_usage: _Usage = field(default_factory=_Usage)
-    clear_usage: _Usage = field(default_factory=_Usage)
-    force_usage: _Usage = field(default_factory=_Usage)
-    last_force: float | None = None
-    stable: _Token | None = None
-
-
-@dataclass
-class _WeComApp:
-    corpid: str
-    corpsecret: str
-    ip_allowlist: frozenset[str] | None
-    current: _Token | None = None
-
-
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    content_type: str
-    body: bytes
 
 
 @dataclass
@@ -209,7 +132,7 @@ class _Fault:
         return "html"
 
 
-class FakeWeChat:
+class FakeWeChat(EmulatorState):
     """An in-memory WeChat (and WeCom) token server, faithful to the documented rules.
 
     Register accounts with :meth:`add_app` / :meth:`add_wecom_app`, then reach the model
@@ -265,12 +188,12 @@ class FakeWeChat:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._closed = threading.Event()
-        self._apps: dict[str, _App] = {}
-        self._wecom: dict[tuple[str, str], _WeComApp] = {}
-        self._tokens: dict[str, _Token] = {}
-        self._issued: list[str] = []
+        self._apps = {}
+        self._wecom = {}
+        self._tokens = {}
+        self._issued = []
         self._calls: list[Call] = []
-        self._answers: dict[str, _Answer] = {}
+        self._answers = {}
         self._faults: list[_Fault] = []
         self._servers: list[EmulatorServer] = []
 
@@ -298,8 +221,7 @@ class FakeWeChat:
 
     def seconds_to_next_day(self) -> float:
         """Seconds until the daily quotas reset (midnight Beijing time, emulator clock)."""
-        now = self.clock()
-        return _DAY - ((now + QUOTA_DAY_UTC_OFFSET) % _DAY)
+        return self._seconds_to_next_day(self.clock())
 
     def advance_to_next_day(self) -> float:
         """Move the clock to the next quota reset; returns the new time."""
@@ -330,7 +252,7 @@ class FakeWeChat:
         with self._lock:
             if appid in self._apps:
                 raise ValueError(f"app {appid!r} is already registered")
-            self._apps[appid] = _App(appid, secret, allow, quotas)
+            self._apps[appid] = App(appid, secret, allow, quotas)
 
     def add_wecom_app(
         self, corpid: str, corpsecret: str, *, ip_allowlist: Iterable[str] | None = None
@@ -344,7 +266,7 @@ class FakeWeChat:
         with self._lock:
             if (corpid, corpsecret) in self._wecom:
                 raise ValueError(f"this WeCom application of {corpid!r} is already registered")
-            self._wecom[(corpid, corpsecret)] = _WeComApp(corpid, corpsecret, allow)
+            self._wecom[(corpid, corpsecret)] = WeComApp(corpid, corpsecret, allow)
 
     def set_quota(self, appid: str, path: str, daily_limit: int) -> None:
         """Set the daily limit of one API path for one account (``45009`` past it).
@@ -376,10 +298,10 @@ class FakeWeChat:
         if (json is None) == (body is None):
             raise ValueError("give exactly one of json= and body=")
         if body is not None:
-            answer = _Answer(status, content_type or "application/octet-stream", bytes(body))
+            answer = Answer(status, content_type or "application/octet-stream", bytes(body))
         else:
             encoded = dumps(json)
-            answer = _Answer(status, content_type or WECHAT_JSON, encoded)
+            answer = Answer(status, content_type or WECHAT_JSON, encoded)
         with self._lock:
             self._answers[path] = answer
 
@@ -651,36 +573,6 @@ class FakeWeChat:
 
     # Everything below runs with self._lock held.
 
-    def _app(self, appid: str) -> _App:
-        try:
-            return self._apps[appid]
-        except KeyError:
-            raise ValueError(f"no app {appid!r} is registered") from None
-
-    @staticmethod
-    def _day(now: float) -> int:
-        return int((now + QUOTA_DAY_UTC_OFFSET) // _DAY)
-
-    @staticmethod
-    def _month(now: float) -> int:
-        when = datetime.datetime.fromtimestamp(now, tz=_BEIJING)
-        return when.year * 12 + when.month
-
-    def _rid(self, now: float) -> str:
-        return f"{int(now) & 0xFFFFFFFF:08x}-{self._rng.getrandbits(32):08x}-" + (
-            f"{self._rng.getrandbits(32):08x}"
-        )
-
-    def _new_token_value(self) -> str:
-        raw = self._rng.getrandbits(102 * 8).to_bytes(102, "big")
-        return f"{self._rng.randint(70, 99)}_" + base64.urlsafe_b64encode(raw).decode()
-
-    def _issue(self, kind: CallKind, owner: str, now: float) -> _Token:
-        token = _Token(self._new_token_value(), kind, owner, now, now + self.expires_in)
-        self._tokens[token.value] = token
-        self._issued.append(token.value)
-        return token
-
     def _take_fault(self, path: str, kind: CallKind) -> _Fault | None:
         for fault in self._faults:
             if fault.matches(path, kind):
@@ -701,59 +593,6 @@ class FakeWeChat:
                 reply = self._error(fault.errcode, now, fault.errmsg)
             return Outcome(reply, fault.errcode)
         return Outcome(html_reply(fault.status if fault.status is not None else 200), None)
-
-    def _error(self, errcode: int, now: float, text: str | None = None) -> Reply:
-        payload = {"errcode": errcode, "errmsg": wechat_errmsg(errcode, self._rid(now), text)}
-        return Reply(200, WECHAT_JSON, dumps(payload))
-
-    def _fail(
-        self, errcode: int, now: float, owner: str | None = None, text: str | None = None
-    ) -> Outcome:
-        return Outcome(self._error(errcode, now, text), errcode, owner)
-
-    def _wecom_error(
-        self, errcode: int, request: Request, now: float, text: str | None = None
-    ) -> Reply:
-        hint = f"{int(now * 1000)}{self._rng.randrange(10**12):012d}"
-        errmsg = wecom_errmsg(errcode, hint, request.client_ip, text)
-        return Reply(200, WECOM_JSON, dumps({"errcode": errcode, "errmsg": errmsg}))
-
-    @staticmethod
-    def _ip_allowed(allowlist: frozenset[str] | None, ip: str) -> bool:
-        return allowlist is None or ip in allowlist
-
-    def _quota_ok(self, app: _App, path: str, now: float) -> bool:
-        """Count one call of ``path`` against ``app``'s daily quota, if there is room."""
-        limit = app.quotas.get(path)
-        usage = app.usage.setdefault(path, _Usage())
-        day = self._day(now)
-        if limit is not None and usage.current(day) >= limit:
-            return False
-        usage.add(day)
-        return True
-
-    def _check_app(
-        self, appid: str | None, secret: str | None, grant_type: Any, request: Request, now: float
-    ) -> _App | Outcome:
-        if grant_type != "client_credential":
-            return self._fail(40002, now, appid)
-        if not appid:
-            return self._fail(41002, now)
-        if not secret:
-            return self._fail(41004, now, appid)
-        app = self._apps.get(appid)
-        if app is None:
-            return self._fail(40013, now, appid)
-        if secret != app.secret:
-            return self._fail(self.wrong_secret_errcode, now, appid)
-        if not self._ip_allowed(app.ip_allowlist, request.client_ip):
-            return self._fail(40164, now, appid, ip_not_in_whitelist(request.client_ip))
-        return app
-
-    def _token_reply(self, token: _Token, now: float, *, remaining: bool) -> Outcome:
-        expires_in = int(token.expires_at - now) if remaining else self.expires_in
-        payload = {"access_token": token.value, "expires_in": expires_in}
-        return Outcome(Reply(200, WECHAT_JSON, dumps(payload)), 0, token.owner, token.value)
 
     def _classic_token(self, request: Request, now: float) -> Outcome:
         q = request.query
@@ -906,16 +745,16 @@ class FakeWeChat:
         reply = self._wecom_error(errcode, request, now) if is_wecom else self._error(errcode, now)
         return Outcome(reply, errcode, owner, token)
 
-    def _reset_quotas(self, app: _App, now: float) -> Outcome:
+    def _reset_quotas(self, app: App, now: float) -> Outcome:
         month = self._month(now)
         if app.clear_usage.current(month) >= CLEAR_QUOTA_MONTHLY_LIMIT:
             return self._fail(48006, now, app.appid)
         app.clear_usage.add(month)
         app.usage.clear()
-        app.minute_usage = _Usage()
+        app.minute_usage = Usage()
         return Outcome(Reply(200, WECHAT_JSON, ok_body()), 0, app.appid)
 
-    def _clear_quota(self, token: _Token, request: Request, now: float) -> Outcome:
+    def _clear_quota(self, token: IssuedToken, request: Request, now: float) -> Outcome:
         if request.method != "POST":
             return self._fail(43002, now, token.owner)
         body = json_object(request)
@@ -948,7 +787,7 @@ class FakeWeChat:
             return self._fail(40125, now, app.appid)
         return self._reset_quotas(app, now)
 
-    def _quota_get(self, token: _Token, request: Request, now: float) -> Outcome:
+    def _quota_get(self, token: IssuedToken, request: Request, now: float) -> Outcome:
         if request.method != "POST":
             return self._fail(43002, now, token.owner)
         body = json_object(request)
