@@ -129,9 +129,10 @@ def poll_until(
     (``None``: no limit), sleeping ``first`` seconds and doubling up to ``cap`` between
     tries, with jitter so waiters in many processes do not poll in step. For locks
     whose holder lives in another process, where no in-process wake-up exists."""
+    # The clock starts before the first try: a slow first try counts against timeout.
+    deadline = None if timeout is None else time.monotonic() + timeout
     if attempt():
         return True
-    deadline = None if timeout is None else time.monotonic() + timeout
     pause = first
     while True:
         if deadline is not None:
