@@ -14,7 +14,6 @@ Time is the emulator's own: it stands still until the test calls :meth:`FakeWeCh
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 import threading
 import time
@@ -24,12 +23,16 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .._manager import reset_default_store
-from ._state import QUOTA_DAY_UTC_OFFSET, Answer, App, EmulatorState, IssuedToken, Usage, WeComApp
+from ..stores import reset_default_store
+from ._endpoints.api import ApiEndpoint
+from ._endpoints.classic import TOKEN_PATH, ClassicTokenEndpoint
+from ._endpoints.quota import CLEAR_QUOTA_PATH, CLEAR_QUOTA_V2_PATH, QUOTA_GET_PATH
+from ._endpoints.stable import STABLE_DAILY_QUOTA, STABLE_TOKEN_PATH, StableTokenEndpoint
+from ._endpoints.wecom import WECOM_TOKEN_PATH, WeComTokenEndpoint
+from ._state import QUOTA_DAY_UTC_OFFSET, Answer, App, WeComApp
 from ._wire import (
     TOKEN_KINDS,
     WECHAT_JSON,
-    WECOM_JSON,
     Call,
     CallKind,
     Outcome,
@@ -38,9 +41,7 @@ from ._wire import (
     TokenStatus,
     dumps,
     html_reply,
-    json_object,
     normalize_path,
-    ok_body,
 )
 
 if TYPE_CHECKING:
@@ -66,35 +67,13 @@ __all__ = [
     "TokenStatus",
 ]
 
-#: Classic token endpoint (``GET``, secret in the query).
-TOKEN_PATH = "/cgi-bin/token"  # noqa: S105 - a URL path, not a password
-#: Stable token endpoint (``POST``, secret in the JSON body).
-STABLE_TOKEN_PATH = "/cgi-bin/stable_token"  # noqa: S105 - a URL path, not a password
-#: WeCom token endpoint (``qyapi.weixin.qq.com``; served on the same loopback server).
-WECOM_TOKEN_PATH = "/cgi-bin/gettoken"  # noqa: S105 - a URL path, not a password
-#: Reset the daily quotas with an access token.
-CLEAR_QUOTA_PATH = "/cgi-bin/clear_quota"
-#: Reset the daily quotas with appid and appsecret (no token needed).
-CLEAR_QUOTA_V2_PATH = "/cgi-bin/clear_quota/v2"
-#: Read one API's daily quota.
-QUOTA_GET_PATH = "/cgi-bin/openapi/quota/get"
-
 #: Seconds an old classic token keeps working after a new one is issued.
 DEFAULT_GRACE = 300.0
 #: The ``expires_in`` of a new token.
 DEFAULT_EXPIRES_IN = 7200
 #: Classic token fetches allowed per account per day.
 DEFAULT_DAILY_QUOTA = 2000
-#: stable_token calls allowed per account per day and per minute.
-STABLE_DAILY_QUOTA = 500_000
-STABLE_MINUTE_QUOTA = 10_000
-#: Force refreshes of stable_token allowed per day, and the minimum seconds between them.
-STABLE_FORCE_DAILY_LIMIT = 20
-STABLE_FORCE_INTERVAL = 30.0
-#: In normal mode stable_token issues a successor this many seconds before expiry.
-STABLE_RENEW_WINDOW = 300.0
-#: clear_quota (v1 and v2 together) allowed per account per calendar month.
-CLEAR_QUOTA_MONTHLY_LIMIT = 10
+
 _KIND_BY_PATH: Mapping[str, CallKind] = {
     TOKEN_PATH: "token",
     STABLE_TOKEN_PATH: "stable_token",
@@ -132,7 +111,7 @@ class _Fault:
         return "html"
 
 
-class FakeWeChat(EmulatorState):
+class FakeWeChat(ClassicTokenEndpoint, StableTokenEndpoint, WeComTokenEndpoint, ApiEndpoint):
     """An in-memory WeChat (and WeCom) token server, faithful to the documented rules.
 
     Register accounts with :meth:`add_app` / :meth:`add_wecom_app`, then reach the model
@@ -593,217 +572,3 @@ class FakeWeChat(EmulatorState):
                 reply = self._error(fault.errcode, now, fault.errmsg)
             return Outcome(reply, fault.errcode)
         return Outcome(html_reply(fault.status if fault.status is not None else 200), None)
-
-    def _classic_token(self, request: Request, now: float) -> Outcome:
-        q = request.query
-        checked = self._check_app(
-            q.get("appid"), q.get("secret"), q.get("grant_type"), request, now
-        )
-        if isinstance(checked, Outcome):
-            return checked
-        app = checked
-        if not self._quota_ok(app, TOKEN_PATH, now):
-            return self._fail(45009, now, app.appid)
-        # Every new classic token retires the previous ones after the grace period.
-        for old in self._tokens.values():
-            if old.kind == "token" and old.owner == app.appid:
-                old.retire(now + self.grace)
-        return self._token_reply(self._issue("token", app.appid, now), now, remaining=False)
-
-    def _stable_token(self, request: Request, now: float) -> Outcome:
-        if request.method != "POST":
-            return self._fail(43002, now)
-        body = json_object(request)
-        if body is None:
-            return self._fail(47001, now)
-        appid, secret = body.get("appid"), body.get("secret")
-        checked = self._check_app(
-            appid if isinstance(appid, str) else None,
-            secret if isinstance(secret, str) else None,
-            body.get("grant_type"),
-            request,
-            now,
-        )
-        if isinstance(checked, Outcome):
-            return checked
-        app = checked
-        force = body.get("force_refresh", False)
-        if not isinstance(force, bool):
-            return self._fail(47001, now, app.appid)
-        minute = int(now // 60)
-        if app.minute_usage.current(minute) >= STABLE_MINUTE_QUOTA:
-            return self._fail(45011, now, app.appid)
-        if not self._quota_ok(app, STABLE_TOKEN_PATH, now):
-            return self._fail(45009, now, app.appid)
-        app.minute_usage.add(minute)
-        current = app.stable
-        current_valid = current is not None and current.status(now) == "valid"
-        if force:
-            too_soon = app.last_force is not None and now - app.last_force < STABLE_FORCE_INTERVAL
-            if too_soon and current is not None and current_valid:
-                # Documented: "otherwise it does not refresh". What it returns then is
-                # unverified; the emulator returns the current token unchanged.
-                return self._token_reply(current, now, remaining=True)
-            if not too_soon:
-                day = self._day(now)
-                if app.force_usage.current(day) >= STABLE_FORCE_DAILY_LIMIT:
-                    return self._fail(45009, now, app.appid)
-                app.force_usage.add(day)
-                app.last_force = now
-                if current is not None:
-                    current.retire(now)
-                app.stable = self._issue("stable_token", app.appid, now)
-                return self._token_reply(app.stable, now, remaining=False)
-        if current is not None and current_valid and current.expires_at - now > STABLE_RENEW_WINDOW:
-            return self._token_reply(current, now, remaining=True)
-        # No valid token, or it is in its last 5 minutes: issue a successor. The old
-        # one is not retired; it stays valid until its own expiry.
-        app.stable = self._issue("stable_token", app.appid, now)
-        return self._token_reply(app.stable, now, remaining=False)
-
-    def _wecom_token(self, request: Request, now: float) -> Outcome:
-        corpid, corpsecret = request.query.get("corpid"), request.query.get("corpsecret")
-
-        def fail(errcode: int) -> Outcome:
-            return Outcome(self._wecom_error(errcode, request, now), errcode, corpid)
-
-        if not corpid:
-            return fail(41002)
-        if not corpsecret:
-            return fail(41004)
-        app = self._wecom.get((corpid, corpsecret))
-        if app is None:
-            known = any(cid == corpid for cid, _ in self._wecom)
-            return fail(40001 if known else 40013)
-        if not self._ip_allowed(app.ip_allowlist, request.client_ip):
-            return fail(60020)
-        # WeCom: repeated gettoken within the validity returns the same token.
-        current = app.current
-        if current is None or current.status(now) != "valid":
-            current = app.current = self._issue("wecom_token", corpid, now)
-        payload = {
-            "errcode": 0,
-            "errmsg": "ok",
-            "access_token": current.value,
-            "expires_in": int(current.expires_at - now),
-        }
-        return Outcome(Reply(200, WECOM_JSON, dumps(payload)), 0, corpid, current.value)
-
-    def _api(self, path: str, request: Request, now: float) -> Outcome:
-        if path == CLEAR_QUOTA_V2_PATH:
-            return self._clear_quota_v2(request, now)
-        value = request.query.get("access_token")
-        if not value:
-            return self._api_fail(41001, path, request, now, None)
-        token = self._tokens.get(value)
-        if token is None:
-            return self._api_fail(40014, path, request, now, value)
-        status = token.status(now)
-        if status == "expired":
-            return self._api_fail(42001, path, request, now, value, token.owner)
-        if status == "retired":
-            # WeCom has no "not latest" notion: a token it dropped early is just invalid.
-            code = 40014 if token.kind == "wecom_token" else 40001
-            return self._api_fail(code, path, request, now, value, token.owner)
-        owner = token.owner
-        if path == CLEAR_QUOTA_PATH:
-            return self._clear_quota(token, request, now)
-        if path == QUOTA_GET_PATH:
-            return self._quota_get(token, request, now)
-        app = self._apps.get(owner) if token.kind != "wecom_token" else None
-        if app is not None and not self._quota_ok(app, path, now):
-            return Outcome(self._error(45009, now), 45009, owner, value)
-        answer = self._answers.get(path)
-        if answer is None:
-            if token.kind == "wecom_token":
-                body = dumps({"errcode": 0, "errmsg": "ok"})
-                return Outcome(Reply(200, WECOM_JSON, body), 0, owner, value)
-            return Outcome(Reply(200, WECHAT_JSON, ok_body()), 0, owner, value)
-        errcode = 0 if answer.status < 400 else None
-        if "json" in answer.content_type:
-            with contextlib.suppress(ValueError):
-                decoded = json.loads(answer.body)
-                if isinstance(decoded, dict) and isinstance(decoded.get("errcode"), int):
-                    errcode = decoded["errcode"]
-        reply = Reply(answer.status, answer.content_type, answer.body)
-        return Outcome(reply, errcode, owner, value)
-
-    def _api_fail(
-        self,
-        errcode: int,
-        path: str,
-        request: Request,
-        now: float,
-        token: str | None,
-        owner: str | None = None,
-    ) -> Outcome:
-        is_wecom = (
-            token is not None
-            and token in self._tokens
-            and (self._tokens[token].kind == "wecom_token")
-        )
-        reply = self._wecom_error(errcode, request, now) if is_wecom else self._error(errcode, now)
-        return Outcome(reply, errcode, owner, token)
-
-    def _reset_quotas(self, app: App, now: float) -> Outcome:
-        month = self._month(now)
-        if app.clear_usage.current(month) >= CLEAR_QUOTA_MONTHLY_LIMIT:
-            return self._fail(48006, now, app.appid)
-        app.clear_usage.add(month)
-        app.usage.clear()
-        app.minute_usage = Usage()
-        return Outcome(Reply(200, WECHAT_JSON, ok_body()), 0, app.appid)
-
-    def _clear_quota(self, token: IssuedToken, request: Request, now: float) -> Outcome:
-        if request.method != "POST":
-            return self._fail(43002, now, token.owner)
-        body = json_object(request)
-        if body is None:
-            return self._fail(47001, now, token.owner)
-        appid = body.get("appid")
-        if not appid:
-            return self._fail(41002, now, token.owner)
-        app = self._apps.get(token.owner)
-        if app is None or appid != token.owner:
-            return self._fail(40013, now, token.owner)
-        outcome = self._reset_quotas(app, now)
-        return Outcome(outcome.reply, outcome.errcode, outcome.owner, token.value)
-
-    def _clear_quota_v2(self, request: Request, now: float) -> Outcome:
-        if request.method != "POST":
-            return self._fail(43002, now)
-        body = json_object(request)
-        if body is None:
-            return self._fail(47001, now)
-        appid, appsecret = body.get("appid"), body.get("appsecret")
-        if not appid:
-            return self._fail(41002, now)
-        if not appsecret:
-            return self._fail(41004, now, str(appid))
-        app = self._apps.get(str(appid))
-        if app is None:
-            return self._fail(40013, now, str(appid))
-        if appsecret != app.secret:
-            return self._fail(40125, now, app.appid)
-        return self._reset_quotas(app, now)
-
-    def _quota_get(self, token: IssuedToken, request: Request, now: float) -> Outcome:
-        if request.method != "POST":
-            return self._fail(43002, now, token.owner)
-        body = json_object(request)
-        cgi_path = None if body is None else body.get("cgi_path")
-        if not isinstance(cgi_path, str) or not cgi_path:
-            return self._fail(47001, now, token.owner)
-        app = self._apps.get(token.owner)
-        cgi_path = normalize_path(cgi_path)
-        limit = None if app is None else app.quotas.get(cgi_path)
-        if app is None or limit is None:
-            return self._fail(76021, now, token.owner)
-        usage = app.usage.get(cgi_path)
-        used = 0 if usage is None else usage.current(self._day(now))
-        payload = {
-            "errcode": 0,
-            "errmsg": "ok",
-            "quota": {"daily_limit": limit, "used": used, "remain": max(0, limit - used)},
-        }
-        return Outcome(Reply(200, WECHAT_JSON, dumps(payload)), 0, app.appid, token.value)

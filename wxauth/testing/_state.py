@@ -20,7 +20,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errmsg import ip_not_in_whitelist, wechat_errmsg, wecom_errmsg
-from ._wire import WECHAT_JSON, WECOM_JSON, CallKind, Outcome, Reply, Request, TokenStatus, dumps
+from ._wire import (
+    WECHAT_JSON,
+    WECOM_JSON,
+    CallKind,
+    Outcome,
+    Reply,
+    Request,
+    TokenStatus,
+    dumps,
+    json_object,
+)
 
 __all__ = [
     "QUOTA_DAY_UTC_OFFSET",
@@ -186,6 +196,17 @@ class EmulatorState:
         hint = f"{int(now * 1000)}{self._rng.randrange(10**12):012d}"
         errmsg = wecom_errmsg(errcode, hint, request.client_ip, text)
         return Reply(200, WECOM_JSON, dumps({"errcode": errcode, "errmsg": errmsg}))
+
+    def _json_post(
+        self, request: Request, now: float, owner: str | None = None
+    ) -> dict[str, Any] | Outcome:
+        """The JSON object a POST-only endpoint was sent, or its 43002 / 47001 answer."""
+        if request.method != "POST":
+            return self._fail(43002, now, owner)
+        body = json_object(request)
+        if body is None:
+            return self._fail(47001, now, owner)
+        return body
 
     @staticmethod
     def _ip_allowed(allowlist: frozenset[str] | None, ip: str) -> bool:

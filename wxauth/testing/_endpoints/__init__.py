@@ -1,0 +1,13 @@
+"""The endpoint families of the emulator, one module each.
+
+Each family is a mixin on :class:`~wxauth.testing._state.EmulatorState` with one method
+per endpoint, ``(request, now) -> Outcome``; :class:`~wxauth.testing.FakeWeChat` inherits
+them all and :meth:`~wxauth.testing.FakeWeChat.handle` picks one by path, with its lock
+held. The rules each module follows are listed in ``docs/testing.md``.
+
+- :mod:`.classic`: ``GET /cgi-bin/token``.
+- :mod:`.stable`: ``POST /cgi-bin/stable_token``.
+- :mod:`.wecom`: WeCom's ``GET /cgi-bin/gettoken``.
+- :mod:`.api`: every other path: the ``access_token`` check, then a canned answer.
+- :mod:`.quota`: ``clear_quota``, ``clear_quota/v2`` and ``openapi/quota/get``.
+"""
