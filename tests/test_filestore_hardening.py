@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from wxauth import FileStore, StoreError, Token, _filestore
-from wxauth._filestore import _stem
+from wxauth import FileStore, StoreError, Token
+from wxauth.stores import _file
+from wxauth.stores._filelock import stem
 
 KEY = "token:classic:wxharden0001"
 
@@ -34,7 +35,7 @@ sys.exit(0)
 
 
 def file_of(store: FileStore, suffix: str) -> Path:
-    return Path(store.path) / f"{_stem(KEY)}.{suffix}"
+    return Path(store.path) / f"{stem(KEY)}.{suffix}"
 
 
 def flock_is_free_in_another_process(file: Path) -> bool:
@@ -108,7 +109,7 @@ def test_after_a_failed_lease_write_the_lock_is_taken_at_once(
 def mutex_held_elsewhere(tmp_path: Path) -> Iterator[Path]:
     """The key's ``.mutex`` flocked through another open file description, as a stopped
     process would hold it; dropped after the test."""
-    file = tmp_path / f"{_stem(KEY)}.mutex"
+    file = tmp_path / f"{stem(KEY)}.mutex"
     fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     try:
@@ -156,7 +157,7 @@ def test_set_and_delete_if_raise_when_the_mutex_stays_stuck(
 ) -> None:
     """With no caller timeout, a mutex held past the store's bound is a StoreError that
     says what is wrong, not a hang."""
-    monkeypatch.setattr(_filestore, "_MUTEX_WAIT", 0.5)
+    monkeypatch.setattr(_file, "MUTEX_WAIT", 0.5)
     store = FileStore(tmp_path)
     token = Token("v", expires_at=7200.0, fetched_at=0.0)
     for call in (lambda: store.set(KEY, token), lambda: store.delete_if(KEY, "v")):

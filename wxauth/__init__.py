@@ -23,10 +23,8 @@ from ._errors import (
     WxAuthError,
     raise_for_errcode,
 )
-from ._filestore import FileStore
-from ._manager import ManagerStats, TokenManager, reset_default_store
+from ._manager import ManagerStats, TokenManager
 from ._redact import install_log_redaction as _install_log_redaction
-from ._redisstore import RedisStore
 from ._secret import Secret
 from ._sources import (
     CallableTokenSource,
@@ -36,8 +34,15 @@ from ._sources import (
     TokenSource,
     WeComTokenSource,
 )
-from ._store import MemoryStore, StoreLock, TokenStore
 from ._token import Token
+from .stores import (
+    FileStore,
+    MemoryStore,
+    RedisStore,
+    StoreLock,
+    TokenStore,
+    reset_default_store,
+)
 
 try:
     __version__ = _version("wxauth")

@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from ._cli import redact_url_passwords
 from ._errors import WxAuthError
-from ._store import MemoryStore, TokenStore
+from .stores import MemoryStore, TokenStore
 
 __all__ = ["add_token_parser", "default_store_path", "open_store"]
 
@@ -34,17 +34,17 @@ def open_store(spec: str | None) -> TokenStore:
     """Build a store from ``memory``, ``file`` (the default directory), ``file:DIR`` or a
     ``redis://`` / ``rediss://`` / ``unix://`` URL."""
     if spec is None or spec == "file":
-        from ._filestore import FileStore
+        from .stores import FileStore
 
         return FileStore(default_store_path())
     if spec == "memory":
         return MemoryStore()
     if spec.startswith("file:"):
-        from ._filestore import FileStore
+        from .stores import FileStore
 
         return FileStore(spec[len("file:") :])
     if spec.startswith(("redis://", "rediss://", "unix://")):
-        from ._redisstore import RedisStore
+        from .stores import RedisStore
 
         return RedisStore.from_url(spec)
     raise ValueError(

@@ -15,8 +15,8 @@ import threading
 import weakref
 
 from ._errors import TokenFetchError, WxAuthError
-from ._store import TokenStore
 from ._token import Token
+from .stores._base import TokenStore
 
 __all__ = ["Flight", "FlightSlot", "flight_slot"]
 

@@ -28,8 +28,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ._errors import TokenFetchError, WeChatAPIError, WxAuthError, error_for_token_endpoint
-from ._store import TokenStore
 from ._token import Token
+from .stores._base import TokenStore
 
 __all__ = [
     "FAILURE_BACKOFF_FIRST",

@@ -33,9 +33,10 @@ from ._sources import (
     make_source,
     secret_digest,
 )
-from ._store import MemoryStore, StoreLock, TokenStore
 from ._token import Token
 from ._window import DAY, StoreWindow
+from .stores._base import StoreLock, TokenStore
+from .stores._memory import default_store
 
 __all__ = [
     "AHEAD_RETRY_DELAY",
@@ -46,8 +47,6 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "ManagerStats",
     "TokenManager",
-    "default_store",
-    "reset_default_store",
 ]
 
 logger = logging.getLogger("wxauth")
@@ -102,28 +101,6 @@ def _check_credential(name: str, value: object) -> str:
     if not reveal(value).strip():
         raise ValueError(f"{name} must be a non-empty str")
     return value if isinstance(value, str) else name
-
-
-# One process-wide store for every manager built without store=: managers of the same
-# app (appid, secret, endpoint) share one token, one budget and one fetch however many
-# of them a process builds (one per module, one per request). Keys carry a digest of
-# the secret, so a manager with a wrong secret never gets the right one's token.
-_DEFAULT_STORE = MemoryStore(maxsize=10_000)
-
-
-def default_store() -> MemoryStore:
-    """The in-memory store that managers built without ``store=`` share."""
-    return _DEFAULT_STORE
-
-
-def reset_default_store() -> None:
-    """Forget every token, budget and record in the shared default store.
-
-    For tests: each test that builds ``TokenManager``/``WxAuth`` objects without
-    ``store=`` starts from an empty cache (the ``fake_wechat`` fixture and every new
-    :class:`~wxauth.testing.FakeWeChat` call it). Managers already built keep working
-    and fetch again on their next call."""
-    _DEFAULT_STORE.clear()
 
 
 _LIVE_MANAGERS: weakref.WeakSet[TokenManager] = weakref.WeakSet()
@@ -213,7 +190,7 @@ class TokenManager:
         )
         key = self.source.key
         if store is None:
-            store = _DEFAULT_STORE
+            store = default_store()
             if secret is not None:
                 key = f"{key}#{secret_digest(secret)}"
             elif not isinstance(source, TokenSource):

@@ -35,7 +35,7 @@ from ._errors import (
 )
 from ._redact import redact_url_text
 from ._secret import Secret, reveal
-from ._store import TokenStore
+from .stores._base import TokenStore
 
 __all__ = [
     "DEFAULT_API_BASE",

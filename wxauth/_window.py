@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ._store import TokenStore
+from .stores._base import TokenStore
 
 __all__ = ["CHINA_UTC_OFFSET", "DAY", "StoreWindow", "china_day", "next_china_midnight"]
 

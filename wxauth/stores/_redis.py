@@ -36,9 +36,9 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._errors import StoreError
-from ._store import LockContext, StoreLock, TokenStore, poll_until
-from ._token import Token
+from .._errors import StoreError
+from .._token import Token
+from ._base import LockContext, StoreLock, TokenStore, poll_until
 
 if TYPE_CHECKING:
     import redis
