@@ -144,7 +144,7 @@ def test_no_frame_local_holds_the_secret(fake: FakeWeChat, source: str, failure:
     exc = fail(fake, source, failure)
     seen = list(frames(exc))
     # not vacuous: the source's own frames are there, with their locals
-    assert any(f.f_code.co_filename.endswith("_sources.py") for f in seen)
+    assert any(f.f_code.co_filename.endswith("sources.py") for f in seen)
     assert secret_locals(exc) == []
     rendered = "".join(
         traceback.TracebackException.from_exception(exc, capture_locals=True).format()
@@ -204,7 +204,7 @@ def test_sentry_event_holds_no_secret(
         frame for value in event["exception"]["values"] for frame in value["stacktrace"]["frames"]
     ]
     # not vacuous: the source's frames were captured with their variables
-    ours = [f for f in frames_sent if f.get("filename", "").endswith("_sources.py")]
+    ours = [f for f in frames_sent if f.get("filename", "").endswith("sources.py")]
     assert ours
     assert any("ctx" in f.get("vars", {}) for f in ours)
     assert not leaks(json.dumps(event, default=str))

@@ -22,7 +22,7 @@ import responses
 
 import wxauth
 from wxauth._redact import RedactingFilter, redact_token, redact_url_text
-from wxauth._sources import FetchContext
+from wxauth.sources import FetchContext
 
 APPID = "wxsecrets00000001"
 SECRET = "9f86d081884c7d659a2feaa0c55ad015"  # shaped like a real 32-hex AppSecret

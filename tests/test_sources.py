@@ -16,7 +16,7 @@ import requests
 import responses
 
 import wxauth
-from wxauth._sources import parse_token_answer
+from wxauth.sources import parse_token_answer
 from wxauth.testing import FakeWeChat
 
 APPID, SECRET = "wxstable0001", "stable-secret-value"

@@ -26,7 +26,8 @@ from ._errors import (
 from ._manager import ManagerStats, TokenManager
 from ._redact import install_log_redaction as _install_log_redaction
 from ._secret import Secret
-from ._sources import (
+from ._token import Token
+from .sources import (
     CallableTokenSource,
     ClassicTokenSource,
     FetchContext,
@@ -34,7 +35,6 @@ from ._sources import (
     TokenSource,
     WeComTokenSource,
 )
-from ._token import Token
 from .stores import (
     FileStore,
     MemoryStore,

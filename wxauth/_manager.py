@@ -24,7 +24,9 @@ from ._flight import flight_slot
 from ._guards import FailureBackoff, RejectionStreak
 from ._redact import redact_token
 from ._secret import Secret, reveal
-from ._sources import (
+from ._token import Token
+from ._window import DAY, StoreWindow
+from .sources import (
     DEFAULT_API_BASE,
     DEFAULT_BACKOFF,
     DEFAULT_RETRIES,
@@ -33,8 +35,6 @@ from ._sources import (
     make_source,
     secret_digest,
 )
-from ._token import Token
-from ._window import DAY, StoreWindow
 from .stores._base import StoreLock, TokenStore
 from .stores._memory import default_store
 
