@@ -9,19 +9,28 @@ WeChat's behaviour is undocumented the choice made here is named in ``docs/testi
 Time is the emulator's own: it stands still until the test calls :meth:`FakeWeChat.advance`
 (or follows a base clock given as ``clock=``). Give the same clock to the client under test
 (``TokenManager(..., clock=fake.clock)``) so both sides agree on expiry.
+
+This module keeps what belongs to the fake as a whole: its state and configuration, the
+clock, accounts, controls, fault injection, and :meth:`FakeWeChat.handle`, which picks
+the endpoint for a path. The rest is inherited, one concern a module:
+
+- :mod:`._endpoints`: the rules of each endpoint family (classic, stable, WeCom, other
+  API paths, quota endpoints), on the state and shared steps of :mod:`._state`;
+- :mod:`._inspection`: the call record, token status and ``assert_*`` helpers;
+- :mod:`._frontends`: ``intercept()``, ``serve()`` and ``close()``.
+
+:mod:`._wire` has the request, reply and call types, :mod:`._errmsg` the errmsg texts.
+Every name this module exported before the split is still importable from it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import random
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..stores import reset_default_store
 from ._endpoints.api import ApiEndpoint
@@ -29,6 +38,8 @@ from ._endpoints.classic import TOKEN_PATH, ClassicTokenEndpoint
 from ._endpoints.quota import CLEAR_QUOTA_PATH, CLEAR_QUOTA_V2_PATH, QUOTA_GET_PATH
 from ._endpoints.stable import STABLE_DAILY_QUOTA, STABLE_TOKEN_PATH, StableTokenEndpoint
 from ._endpoints.wecom import WECOM_TOKEN_PATH, WeComTokenEndpoint
+from ._frontends import FrontEnds
+from ._inspection import Inspection
 from ._state import QUOTA_DAY_UTC_OFFSET, Answer, App, WeComApp
 from ._wire import (
     TOKEN_KINDS,
@@ -43,10 +54,6 @@ from ._wire import (
     html_reply,
     normalize_path,
 )
-
-if TYPE_CHECKING:
-    from ._responses import WeChatInterceptor
-    from ._server import EmulatorServer
 
 __all__ = [
     "CLEAR_QUOTA_PATH",
@@ -111,7 +118,14 @@ class _Fault:
         return "html"
 
 
-class FakeWeChat(ClassicTokenEndpoint, StableTokenEndpoint, WeComTokenEndpoint, ApiEndpoint):
+class FakeWeChat(
+    ClassicTokenEndpoint,
+    StableTokenEndpoint,
+    WeComTokenEndpoint,
+    ApiEndpoint,
+    Inspection,
+    FrontEnds,
+):
     """An in-memory WeChat (and WeCom) token server, faithful to the documented rules.
 
     Register accounts with :meth:`add_app` / :meth:`add_wecom_app`, then reach the model
@@ -171,10 +185,10 @@ class FakeWeChat(ClassicTokenEndpoint, StableTokenEndpoint, WeComTokenEndpoint, 
         self._wecom = {}
         self._tokens = {}
         self._issued = []
-        self._calls: list[Call] = []
+        self._calls = []
         self._answers = {}
         self._faults: list[_Fault] = []
-        self._servers: list[EmulatorServer] = []
+        self._servers = []
 
     def __repr__(self) -> str:
         return (
@@ -354,161 +368,6 @@ class FakeWeChat(ClassicTokenEndpoint, StableTokenEndpoint, WeComTokenEndpoint, 
         """Forget the recorded calls (tokens, quotas and clock are kept)."""
         with self._lock:
             self._calls.clear()
-
-    # -- inspection ----------------------------------------------------------------------
-
-    @property
-    def calls(self) -> list[Call]:
-        """Every request answered so far, oldest first (a copy)."""
-        with self._lock:
-            return list(self._calls)
-
-    @property
-    def token_fetches(self) -> int:
-        """Requests to any token endpoint, whatever their outcome."""
-        return self.count(token_fetch=True)
-
-    @property
-    def api_calls(self) -> int:
-        """Requests to any other path, whatever their outcome."""
-        return self.count(kind="api")
-
-    @property
-    def issued_tokens(self) -> list[str]:
-        """Every token issued so far, oldest first (a copy)."""
-        with self._lock:
-            return list(self._issued)
-
-    def latest_token(self, owner: str | None = None) -> str | None:
-        """The most recently issued token (of ``owner``, an appid or corpid, if given)."""
-        with self._lock:
-            for value in reversed(self._issued):
-                if owner is None or self._tokens[value].owner == owner:
-                    return value
-        return None
-
-    def token_status(self, token: str) -> TokenStatus:
-        """``"valid"``, ``"retired"`` (40001), ``"expired"`` (42001) or ``"unknown"``."""
-        with self._lock:
-            record = self._tokens.get(token)
-            return "unknown" if record is None else record.status(self.clock())
-
-    def count(
-        self,
-        *,
-        kind: CallKind | None = None,
-        path: str | None = None,
-        errcode: int | None = None,
-        token_fetch: bool | None = None,
-    ) -> int:
-        """How many recorded calls match every given filter."""
-        want_path = None if path is None else normalize_path(path)
-        with self._lock:
-            return sum(
-                1
-                for call in self._calls
-                if (kind is None or call.kind == kind)
-                and (want_path is None or call.path == want_path)
-                and (errcode is None or call.errcode == errcode)
-                and (token_fetch is None or call.is_token_fetch == token_fetch)
-            )
-
-    def errcodes(self, *, kind: CallKind | None = None) -> Counter[int | None]:
-        """Outcomes by errcode, e.g. ``Counter({0: 9, 40001: 1})`` for ``kind="api"``."""
-        with self._lock:
-            return Counter(c.errcode for c in self._calls if kind is None or c.kind == kind)
-
-    def quota_used(self, appid: str, path: str = TOKEN_PATH) -> int:
-        """Calls of ``path`` counted against ``appid``'s quota today."""
-        with self._lock:
-            usage = self._app(appid).usage.get(normalize_path(path))
-            return 0 if usage is None else usage.current(self._day(self.clock()))
-
-    def assert_token_fetches(self, expected: int, *, kind: CallKind | None = None) -> None:
-        """Fail unless exactly ``expected`` token-endpoint requests were made."""
-        actual = self.count(token_fetch=True) if kind is None else self.count(kind=kind)
-        if actual != expected:
-            raise AssertionError(
-                f"expected {expected} token fetches, got {actual}:\n{self._summary(True)}"
-            )
-
-    def assert_api_calls(
-        self, expected: int, *, errcode: int | None = None, path: str | None = None
-    ) -> None:
-        """Fail unless exactly ``expected`` API calls (with that errcode/path) were made."""
-        actual = self.count(kind="api", errcode=errcode, path=path)
-        if actual != expected:
-            which = "" if errcode is None else f" with errcode {errcode}"
-            raise AssertionError(
-                f"expected {expected} API calls{which}, got {actual}:\n{self._summary(False)}"
-            )
-
-    def _summary(self, token_fetch: bool) -> str:
-        calls = [c for c in self.calls if c.is_token_fetch == token_fetch]
-        lines = [f"  {c!r}" for c in calls[-20:]]
-        return "\n".join(lines) if lines else "  (none)"
-
-    # -- front ends ----------------------------------------------------------------------
-
-    def intercept(
-        self, *, client_ip: str = "127.0.0.1", passthru: Iterable[str] = ()
-    ) -> WeChatInterceptor:
-        """Intercept ``requests`` calls to api/qyapi.weixin.qq.com (needs ``responses``).
-
-        Use the result as a context manager, a decorator, or with ``start()``/``stop()``.
-        Loopback URLs pass through to the network; any other unmatched URL raises
-        ``ConnectionError`` unless listed in ``passthru``.
-        """
-        from ._responses import WeChatInterceptor
-
-        return WeChatInterceptor(self, client_ip=client_ip, passthru=passthru)
-
-    @contextlib.contextmanager
-    def serve(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-        """Run a real HTTP server in a thread; yields its base URL for ``api_base``.
-
-        WeChat and WeCom paths are served on the same server. ``port=0`` picks a free port.
-        """
-        from ._server import EmulatorServer
-
-        with EmulatorServer(self, host, port) as server:
-            yield server.url
-
-    def close(self) -> None:
-        """Release hangs and latency waits, and stop every server this fake runs."""
-        self._closed.set()
-        with self._lock:
-            servers = list(self._servers)
-        for server in servers:
-            server.stop()
-
-    def __enter__(self) -> FakeWeChat:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._closed.is_set()
-
-    def _register_server(self, server: EmulatorServer) -> None:
-        with self._lock:
-            self._servers.append(server)
-
-    def _unregister_server(self, server: EmulatorServer) -> None:
-        with self._lock, contextlib.suppress(ValueError):
-            self._servers.remove(server)
-
-    def _pause(self, seconds: float) -> None:
-        """Wait ``seconds`` of real time, or less if the fake is closed."""
-        self._closed.wait(seconds)
 
     # -- the model -----------------------------------------------------------------------
 

@@ -3,9 +3,10 @@
 :class:`EmulatorState` declares what a :class:`~wxauth.testing.FakeWeChat` keeps
 (accounts, issued tokens, registered answers, the random source) and the steps the
 endpoint families in :mod:`._endpoints` have in common: issue a token, count a call
-against a quota, check an app's credentials, write an error. ``FakeWeChat`` creates the
-state in its ``__init__`` and inherits these helpers together with the endpoint
-families, which are mixins on this class. Every helper runs with the fake's lock held.
+against a quota, check an app's credentials, write an error. The endpoint families,
+:mod:`._inspection` and :mod:`._frontends` are mixins on this class; ``FakeWeChat``
+inherits them all and creates the state in its ``__init__``. Every helper runs with the
+fake's lock held.
 
 The quota calendar lives here too: daily quotas reset at midnight Beijing time, and the
 clear_quota budget is counted per calendar month in the same zone.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import base64
 import datetime
 import random
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,6 +142,7 @@ class EmulatorState:
     grace: float
     expires_in: int
     wrong_secret_errcode: int
+    _lock: threading.Lock
     _rng: random.Random
     _apps: dict[str, App]
     _wecom: dict[tuple[str, str], WeComApp]
