@@ -8,13 +8,14 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import requests
 from requests.cookies import extract_cookies_to_jar
 
 from ._errors import CredentialError, WxAuthError
 from ._manager import TokenManager
+from ._protocol import set_access_token
 from ._redact import redact_token
 from ._response import expired_errcode
 from ._secret import Secret
@@ -118,33 +119,6 @@ def _without_param(url: str, param: str) -> str:
     parts = urlsplit(url)
     kept = [part for part in parts.query.split("&") if unquote(part.split("=", 1)[0]) != param]
     return urlunsplit(parts._replace(query="&".join(kept)))
-
-
-@functools.lru_cache(maxsize=16)
-def _quoted(token: str) -> str:
-    # Percent-encoding a ~150-character token was most of set_access_token's time, and
-    # every request encodes one of the same few tokens.
-    return quote(token, safe="")
-
-
-def set_access_token(url: str, token: str, param: str = _PARAM) -> str:
-    """Return ``url`` with exactly one ``param`` query parameter, set to ``token``."""
-    value = f"{param}={_quoted(token)}"
-    if "#" in url:
-        parts = urlsplit(url)
-        return urlunsplit(parts._replace(query=_replace_in_query(parts.query, param, value)))
-    base, sep, query = url.partition("?")
-    return f"{base}?{_replace_in_query(query, param, value)}" if sep else f"{url}?{value}"
-
-
-def _replace_in_query(query: str, param: str, value: str) -> str:
-    if not query:
-        return value
-    if param + "=" not in query and not query.startswith(param) and "&" + param not in query:
-        return f"{query}&{value}"
-    kept = [part for part in query.split("&") if part and part.split("=", 1)[0] != param]
-    kept.append(value)
-    return "&".join(kept)
 
 
 def _body_position(body: Any) -> tuple[bool, int | None]:

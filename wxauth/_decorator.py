@@ -17,8 +17,9 @@ import wrapt
 from ._auth import WxAuth
 from ._errors import EXPIRED_ERRCODES, WeChatAPIError
 from ._manager import TokenManager
+from ._protocol import mapping_expired_errcode
 from ._redact import redact_token
-from ._response import expired_errcode, mapping_expired_errcode
+from ._response import expired_errcode
 
 __all__ = ["TokenProvider", "with_access_token"]
 

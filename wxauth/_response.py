@@ -1,45 +1,29 @@
-"""Deciding cheaply whether a WeChat answer reports a bad access token."""
+"""Deciding cheaply whether a :mod:`requests` answer reports a bad access token.
+
+The rule itself (which Content-Types, which errcodes, how much of a body to look at)
+is :func:`wxauth._protocol.expired_errcode_in`; this module feeds it from a
+``requests.Response`` without reading a streamed body whole."""
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import requests
 from requests.exceptions import ChunkedEncodingError, ContentDecodingError
 from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
 
-from ._errors import EXPIRED_ERRCODES
+from ._protocol import (
+    FULL_SCAN_LIMIT,
+    HEAD_BYTES,
+    body_may_report_expired,
+    expired_errcode_in,
+    is_textual,
+)
 
-__all__ = ["expired_errcode", "is_textual", "mapping_expired_errcode"]
+__all__ = ["expired_errcode"]
 
-# WeChat error bodies are tiny and start with the errcode. A body larger than this is
-# only searched at its start, so a 1 MB success answer costs a 1 KB look, not a parse.
-_FULL_SCAN_LIMIT = 64 * 1024
-_HEAD = 1024
 _STREAM_CHUNK = 64 * 1024
-_ERRCODE_RE = re.compile(rb'"errcode"\s*:\s*(-?\d+)')
-_TEXTUAL = ("application/json", "text/json", "text/plain", "text/javascript")
-
-
-def is_textual(content_type: str) -> bool:
-    """Whether a Content-Type can carry a WeChat JSON error (JSON or plain text)."""
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media in _TEXTUAL or media.endswith("+json")
-
-
-def mapping_expired_errcode(data: Mapping[str, Any]) -> int | None:
-    """The ``errcode`` of a decoded answer if it is one of ``EXPIRED_ERRCODES``."""
-    raw = data.get("errcode")
-    if raw is None or isinstance(raw, bool):
-        return None
-    try:
-        code = int(raw)
-    except (TypeError, ValueError):
-        return None
-    return code if code in EXPIRED_ERRCODES else None
 
 
 class _PeekedRaw:
@@ -169,7 +153,7 @@ def _peek(response: requests.Response) -> _PeekedRaw | None:
     # Errors surface as requests reports them from iter_content (and as they did when
     # the whole body was read here).
     try:
-        head = raw.read(_HEAD, decode_content=True) if urllib3_like else raw.read(_HEAD)
+        head = raw.read(HEAD_BYTES, decode_content=True) if urllib3_like else raw.read(HEAD_BYTES)
     except ProtocolError as exc:
         raise ChunkedEncodingError(exc) from exc
     except DecodeError as exc:
@@ -179,10 +163,6 @@ def _peek(response: requests.Response) -> _PeekedRaw | None:
     peeked = _PeekedRaw(raw, bytes(head or b""), urllib3_like=urllib3_like, decoded=decoded)
     response.raw = peeked
     return peeked
-
-
-def _has_expired_errcode(head: bytes) -> bool:
-    return any(int(m.group(1)) in EXPIRED_ERRCODES for m in _ERRCODE_RE.finditer(head))
 
 
 def expired_errcode(response: requests.Response, *, stream: bool | None = None) -> int | None:
@@ -206,9 +186,9 @@ def expired_errcode(response: requests.Response, *, stream: bool | None = None) 
         stream = unread
     if stream and unread:
         peeked = _peek(response)
-        if peeked is None or not _has_expired_errcode(peeked._buffer):
+        if peeked is None or not body_may_report_expired(peeked._buffer):
             return None
-        whole = peeked.read_whole(_FULL_SCAN_LIMIT)
+        whole = peeked.read_whole(FULL_SCAN_LIMIT)
         if whole is None:
             return None  # too long for an error body: an answer that mentions one
         # Kept as the content, as requests keeps a body it has read.
@@ -217,13 +197,4 @@ def expired_errcode(response: requests.Response, *, stream: bool | None = None) 
         content = whole
     else:
         content = response.content
-    if not content:
-        return None
-    head = content if len(content) <= _FULL_SCAN_LIMIT else content[:_HEAD]
-    if not _has_expired_errcode(head):
-        return None
-    try:
-        data = json.loads(content)
-    except ValueError:
-        return None
-    return mapping_expired_errcode(data) if isinstance(data, dict) else None
+    return expired_errcode_in(response.headers.get("Content-Type", ""), content)
