@@ -416,7 +416,7 @@ def test_each_caller_gets_its_own_traceback_of_a_shared_error(
         r
         for r in results
         if isinstance(r, BaseException)
-        and any(f.name == "call_token_endpoint" for f in traceback.extract_tb(r.__traceback__))
+        and any(f.name == "fetch_token_answer" for f in traceback.extract_tb(r.__traceback__))
     ]
     assert len(fetched) == 1
 
