@@ -1,205 +1,27 @@
 """The ``wxauth`` command line.
 
-Each subcommand lives in a pair of functions: ``_add_<name>(subparsers)`` declares it and
-sets ``func`` to ``_run_<name>(args) -> int``. Adding a subcommand means writing that
-pair and listing the first in :data:`_SUBCOMMANDS`; :func:`main` needs no change.
-Heavy imports happen inside ``_run_*``, so ``wxauth --help`` stays fast.
+Each subcommand has an ``_add_<name>(subparsers)`` here that imports the module that
+declares it (``wxauth emulator`` lives beside the emulator, in ``wxauth.testing``) and
+sets ``func`` to the function that runs it. Adding a subcommand means writing that
+function and listing it in :data:`_SUBCOMMANDS`; :func:`main` needs no change.
+Heavy imports happen inside the runners, so ``wxauth --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
-import signal
-import sys
-import threading
-import time
 import typing
 from collections.abc import Callable, Sequence
-from types import FrameType
 
-__all__ = ["build_parser", "emulator_main", "main", "redact_url_passwords"]
+from ._redact import RedactingArgumentParser
 
-# scheme://user:PASSWORD@ (also scheme:/ and scheme: typos, and a password holding ':'
-# or '@': up to the last '@' of the word), and ?password= / &password= in a query.
-_USERINFO_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*:/{0,2}[^\s:/@'\"]*:)[^\s'\"]*@")
-_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&\s'\"]*", re.IGNORECASE)
-
-
-def redact_url_passwords(text: str) -> str:
-    """Mask the password of every URL in ``text`` (user info and ``password=``)."""
-    return _USERINFO_PASSWORD.sub(r"\1***@", _QUERY_PASSWORD.sub(r"\1***", text))
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors, which echo the arguments it could not use,
-    never show a password of a URL among them (``--store redis://user:pw@host``)."""
-
-    def error(self, message: str) -> typing.NoReturn:
-        super().error(redact_url_passwords(message))
-
-
-def _credential(text: str) -> tuple[str, str]:
-    ident, sep, secret = text.partition(":")
-    if not sep or not ident or not secret:
-        raise argparse.ArgumentTypeError("expected ID:SECRET, e.g. wx1234567890abcdef:s3cret")
-    return ident, secret
-
-
-def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare the options of the emulator server on ``parser``."""
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="address to bind (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--port", type=int, default=8000, help="TCP port, 0 for a free one (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--app",
-        action="append",
-        default=[],
-        type=_credential,
-        metavar="APPID:SECRET",
-        help="register an Official Account / Mini Program (repeatable)",
-    )
-    parser.add_argument(
-        "--wecom",
-        action="append",
-        default=[],
-        type=_credential,
-        metavar="CORPID:CORPSECRET",
-        help="register a WeCom application (repeatable)",
-    )
-    parser.add_argument(
-        "--expires-in", type=int, default=7200, help="token lifetime in s (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--grace",
-        type=float,
-        default=300.0,
-        help="s an old classic token still works after a new fetch (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--daily-quota",
-        type=int,
-        default=2000,
-        help="classic token fetches per app per day (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--token-latency",
-        type=float,
-        default=0.0,
-        help="s every token endpoint waits before answering (default: %(default)s)",
-    )
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        help="log request lines to stderr (secrets and tokens masked)",
-    )
+__all__ = ["build_parser", "main"]
 
 
 def _add_emulator(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "emulator",
-        help="run the WeChat token-server emulator on loopback",
-        description=(
-            "Run wxauth.testing.FakeWeChat as an HTTP server, following real time. "
-            "Point clients at the printed URL with api_base=URL."
-        ),
-    )
-    add_emulator_arguments(parser)
-    parser.set_defaults(func=_run_emulator)
+    from .testing._cli import add_emulator_parser
 
-
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return host == "localhost"
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_loopback
-    return address.is_loopback
-
-
-def _duplicate_registration(args: argparse.Namespace) -> str | None:
-    """What is registered twice (no secret in it), or ``None``."""
-    appids: set[str] = set()
-    for appid, _secret in args.app:
-        if appid in appids:
-            return f"--app {appid} is given twice: register each appid once"
-        appids.add(appid)
-    wecom: set[tuple[str, str]] = set()
-    for corpid, corpsecret in args.wecom:
-        if (corpid, corpsecret) in wecom:
-            return f"the same --wecom application of {corpid} is given twice"
-        wecom.add((corpid, corpsecret))
-    return None
-
-
-def _run_emulator(args: argparse.Namespace) -> int:
-    from wxauth.testing import FakeWeChat, _server
-
-    if not args.app and not args.wecom:
-        print(
-            "wxauth emulator: register at least one --app APPID:SECRET or --wecom "
-            "CORPID:CORPSECRET",
-            file=sys.stderr,
-        )
-        return 2
-    duplicate = _duplicate_registration(args)
-    if duplicate is not None:
-        print(f"wxauth emulator: {duplicate}", file=sys.stderr)
-        return 2
-    fake = FakeWeChat(
-        clock=time.time,
-        grace=args.grace,
-        expires_in=args.expires_in,
-        daily_quota=args.daily_quota,
-        token_latency=args.token_latency,
-    )
-    for appid, secret in args.app:
-        fake.add_app(appid, secret)
-    for corpid, corpsecret in args.wecom:
-        fake.add_wecom_app(corpid, corpsecret)
-    try:
-        server = _server.EmulatorServer(
-            fake, args.host, args.port, log=sys.stderr if args.verbose else None
-        )
-    except OSError as exc:
-        fake.close()
-        print(f"wxauth emulator: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 1
-    if not _is_loopback(server.host):
-        print(
-            f"wxauth emulator: warning: {server.host} is not a loopback address: anyone who "
-            "can reach this port gets access tokens from this emulator for the apps "
-            "registered here (use --host 127.0.0.1 to keep it to this machine)",
-            file=sys.stderr,
-            flush=True,
-        )
-    apps = ", ".join([a for a, _ in args.app] + [f"{c} (WeCom)" for c, _ in args.wecom])
-    print(f"wxauth emulator serving on {server.url}", flush=True)
-    print(f"  apps: {apps} (secrets not shown)", flush=True)
-    print("  pass it as api_base; Ctrl-C to stop", flush=True)
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        print("wxauth emulator stopped", flush=True)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-        fake.close()
-    return 0
+    add_emulator_parser(subparsers)
 
 
 def _add_token(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -216,8 +38,10 @@ _SUBCOMMANDS: Sequence[Callable[[argparse._SubParsersAction[argparse.ArgumentPar
 
 def build_parser(prog: str = "wxauth") -> argparse.ArgumentParser:
     """The ``wxauth`` parser with every subcommand."""
-    parser = _Parser(prog=prog, description="wxauth: one shared, self-healing WeChat access_token.")
-    # The subcommands' parsers are _Parser too (argparse uses the parent's class).
+    parser = RedactingArgumentParser(
+        prog=prog, description="wxauth: one shared, self-healing WeChat access_token."
+    )
+    # The subcommands' parsers are of the same class (argparse uses the parent's).
     subparsers = typing.cast(
         "argparse._SubParsersAction[argparse.ArgumentParser]",
         parser.add_subparsers(dest="command", metavar="COMMAND", required=True),
@@ -232,13 +56,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     status: int = args.func(args)
     return status
-
-
-def emulator_main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m wxauth.testing``: the emulator options only."""
-    parser = _Parser(
-        prog="python -m wxauth.testing",
-        description="Run the WeChat token-server emulator on loopback (see: wxauth emulator).",
-    )
-    add_emulator_arguments(parser)
-    return _run_emulator(parser.parse_args(argv))

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from ._cli import redact_url_passwords
 from ._errors import WxAuthError
+from ._redact import redact_url_passwords
 from .stores import MemoryStore, TokenStore
 
 __all__ = ["add_token_parser", "default_store_path", "open_store"]

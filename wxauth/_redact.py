@@ -4,19 +4,25 @@ The classic token endpoint takes the secret in the query string, and every WeCha
 takes the token there, so anything that logs a URL leaks them: urllib3 logs every
 request line at DEBUG, and requests puts the whole URL into ``ConnectionError``
 messages. :func:`redact_url_text` scrubs such text; :class:`RedactingFilter` applies it
-to urllib3's log records and is installed when wxauth is imported.
+to urllib3's log records and is installed when wxauth is imported;
+:func:`redact_url_passwords` and :class:`RedactingArgumentParser` keep a store URL's
+password out of the command line's messages.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import re
+import typing
 
 __all__ = [
     "SECRET_PLACEHOLDER",
+    "RedactingArgumentParser",
     "RedactingFilter",
     "install_log_redaction",
     "redact_token",
+    "redact_url_passwords",
     "redact_url_text",
 ]
 
@@ -110,3 +116,22 @@ def install_log_redaction() -> None:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
+
+
+# scheme://user:PASSWORD@ (also scheme:/ and scheme: typos, and a password holding ':'
+# or '@': up to the last '@' of the word), and ?password= / &password= in a query.
+_USERINFO_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*:/{0,2}[^\s:/@'\"]*:)[^\s'\"]*@")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&\s'\"]*", re.IGNORECASE)
+
+
+def redact_url_passwords(text: str) -> str:
+    """Mask the password of every URL in ``text`` (user info and ``password=``)."""
+    return _USERINFO_PASSWORD.sub(r"\1***@", _QUERY_PASSWORD.sub(r"\1***", text))
+
+
+class RedactingArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors, which echo the arguments it could not use,
+    never show a password of a URL among them (``--store redis://user:pw@host``)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        super().error(redact_url_passwords(message))

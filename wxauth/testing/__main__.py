@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from wxauth._cli import emulator_main
+from wxauth.testing._cli import emulator_main
 
 if __name__ == "__main__":
     sys.exit(emulator_main())
