@@ -1,6 +1,13 @@
-"""Shared fixtures: a real ``redis-server`` of the test session's own.
+"""Shared fixtures: the emulator every token test talks to, and a real ``redis-server``
+of the test session's own.
 
-The server is started once per session on a free loopback port, with persistence off
+``wechat`` is ``wxauth.testing.FakeWeChat`` (the ``fake_wechat`` fixture of the plugin)
+answering every ``requests`` call to WeChat's hosts in process; ``wechat_interceptor``
+also shows each request as it went out, and ``held`` holds the emulator's answers until
+the test lets them go. Tests that need raw HTTP the emulator does not speak use
+``tests/_loopback.py``.
+
+The redis server is started once per session on a free loopback port, with persistence off
 and its files in a temporary directory, and killed at the end. Tests that need it get
 an empty database (flushed before and after each test). Without the ``redis-server``
 binary those tests are skipped, except when ``WXAUTH_REQUIRE_REDIS`` (set by ``.ci/run``)
@@ -14,14 +21,20 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import responses
 
 import wxauth
+
+if TYPE_CHECKING:
+    from wxauth.testing import FakeWeChat, WeChatInterceptor
 
 #: Seconds a fresh redis-server gets to answer PING.
 REDIS_START_TIMEOUT = 10.0
@@ -142,3 +155,73 @@ def rsps() -> Iterator[responses.RequestsMock]:
     """A ``responses`` mock for wire-level checks; unfired registrations are allowed."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         yield mock
+
+
+# -- the emulator ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def wechat_interceptor(fake_wechat: FakeWeChat) -> Iterator[WeChatInterceptor]:
+    """``fake_wechat`` answering ``requests`` calls to api/qyapi.weixin.qq.com in process;
+    ``.mock.calls`` lists every request as it went out (URL, headers, body)."""
+    with fake_wechat.intercept() as interceptor:
+        yield interceptor
+
+
+@pytest.fixture
+def wechat(wechat_interceptor: WeChatInterceptor) -> FakeWeChat:
+    """The emulator behind WeChat's hosts for this test: register the test's app with
+    ``add_app``; script failures with ``fail_next``, ``retire_all`` and ``add_api``."""
+    return wechat_interceptor.fake
+
+
+class Held:
+    """Inside ``with held:`` every request the emulator gets in this process waits, before
+    it is answered, until :meth:`release` (or the end of the block).
+
+    ``arrived`` is set when a request comes in; ``waits`` says, for each held request,
+    whether it was released within ``patience`` seconds. A forked child's requests pass
+    straight through: only the process that held the emulator waits.
+    """
+
+    def __init__(self, fake: FakeWeChat, patience: float = 10.0) -> None:
+        self.fake = fake
+        self.patience = patience
+        self.arrived = threading.Event()
+        self.released = threading.Event()
+        self.waits: list[bool] = []
+        self._pid = os.getpid()
+        self._handle: Callable[[Any], Any] | None = None
+
+    def release(self) -> None:
+        """Let every held request (and every later one) be answered."""
+        self.released.set()
+
+    def __enter__(self) -> Held:
+        self.arrived.clear()
+        self.released.clear()
+        self._handle = handle = self.fake.handle
+
+        def held_handle(request: Any) -> Any:
+            self.arrived.set()
+            if os.getpid() == self._pid:
+                self.waits.append(self.released.wait(self.patience))
+            return handle(request)
+
+        self.fake.handle = held_handle  # type: ignore[method-assign]
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+        del self.fake.handle  # the class's own handle again
+
+
+@pytest.fixture
+def held(wechat: FakeWeChat) -> Held:
+    """A :class:`Held` switch on the ``wechat`` emulator (off until ``with held:``)."""
+    return Held(wechat)

@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,19 +21,19 @@ from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
 import wxauth
+from wxauth.testing import FakeWeChat, WeChatInterceptor
 
 APPID = "wxauthtest0000001"
 SECRET = "auth-secret-3b9f1c7e5a2d8e60"
-TOKEN_URL = "https://api.weixin.qq.com/cgi-bin/token"
-SEND_URL = "https://api.weixin.qq.com/cgi-bin/message/custom/send"
-MENU_URL = "https://api.weixin.qq.com/cgi-bin/get_current_selfmenu_info"
-MEDIA_URL = "https://api.weixin.qq.com/cgi-bin/media/get"
+API = "https://api.weixin.qq.com"
+SEND_PATH = "/cgi-bin/message/custom/send"
+MENU_PATH = "/cgi-bin/get_current_selfmenu_info"
+MEDIA_PATH = "/cgi-bin/media/get"
+SEND_URL = API + SEND_PATH
+MENU_URL = API + MENU_PATH
+MEDIA_URL = API + MEDIA_PATH
 OK = {"errcode": 0, "errmsg": "ok"}
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF" + b'{"errcode":40001}' + bytes(range(256)) * 64
-
-
-def make_token(n: int) -> str:
-    return f"ACCESS_TOKEN_{n:04d}_" + "y" * 120
 
 
 def expired(errcode: int) -> dict[str, object]:
@@ -45,57 +44,20 @@ def token_of(url: str | None) -> list[str]:
     return parse_qs(urlsplit(url or "").query).get("access_token", [])
 
 
-class TokenEndpoint:
-    """The classic token endpoint on a RequestsMock, issuing make_token(1), (2), ..."""
-
-    def __init__(self, rsps: responses.RequestsMock, delay: float = 0.0) -> None:
-        self.issued: list[str] = []
-        self.delay = delay
-        self._lock = threading.Lock()
-        rsps.add_callback(responses.GET, TOKEN_URL, callback=self._answer)
-
-    @property
-    def calls(self) -> int:
-        return len(self.issued)
-
-    def _answer(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
-        if self.delay:
-            time.sleep(self.delay)
-        with self._lock:
-            token = make_token(len(self.issued) + 1)
-            self.issued.append(token)
-        body = {"access_token": token, "expires_in": 7200}
-        return 200, {"Content-Type": "application/json"}, json.dumps(body)
+@pytest.fixture
+def wechat(wechat: FakeWeChat) -> FakeWeChat:
+    """The emulator, with this module's app registered."""
+    wechat.add_app(APPID, SECRET)
+    return wechat
 
 
-class ScriptedAPI:
-    """An API URL on a RequestsMock answering ``script`` in order (the last answer
-    repeats), or, given ``judge``, whatever ``judge(request)`` returns."""
-
-    def __init__(
-        self,
-        rsps: responses.RequestsMock,
-        method: str,
-        url: str,
-        script: list[dict[str, object]] | None = None,
-        judge: Callable[[requests.PreparedRequest], dict[str, object]] | None = None,
-        content_type: str = "application/json",
-    ) -> None:
-        self.script = list(script or [OK])
-        self.judge = judge
-        self.content_type = content_type
-        self.requests: list[requests.PreparedRequest] = []
-        self._lock = threading.Lock()
-        rsps.add_callback(method, url, callback=self._answer)
-
-    def _answer(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
-        with self._lock:
-            self.requests.append(request)
-            if self.judge is not None:
-                answer = self.judge(request)
-            else:
-                answer = self.script.pop(0) if len(self.script) > 1 else self.script[0]
-        return 200, {"Content-Type": self.content_type}, json.dumps(answer)
+def sent_to(interceptor: WeChatInterceptor, url: str) -> list[requests.PreparedRequest]:
+    """The requests that went out to ``url`` (whatever their query), oldest first."""
+    return [
+        call.request
+        for call in interceptor.mock.calls
+        if (call.request.url or "").split("?")[0] == url
+    ]
 
 
 @dataclass
@@ -153,11 +115,6 @@ def first_rejected(sent: Sent, n: int) -> tuple[int, str, bytes]:
     return 200, "application/json", json.dumps(expired(40001) if n == 1 else OK).encode()
 
 
-@pytest.fixture
-def tokens(rsps: responses.RequestsMock) -> TokenEndpoint:
-    return TokenEndpoint(rsps)
-
-
 def make_session(**manager_options: Any) -> requests.Session:
     manager_options.setdefault("backoff", 0)
     session = requests.Session()
@@ -168,17 +125,20 @@ def make_session(**manager_options: Any) -> requests.Session:
 # -- adding the token -----------------------------------------------------------------------
 
 
-def test_token_is_added_to_the_query(rsps: responses.RequestsMock, tokens: TokenEndpoint) -> None:
+def test_token_is_added_to_the_query(
+    wechat: FakeWeChat, wechat_interceptor: WeChatInterceptor
+) -> None:
     """Every request carries ``access_token=<current token>``; other params are kept."""
-    api = ScriptedAPI(rsps, "GET", MENU_URL)
     session = make_session()
     session.get(MENU_URL, params={"lang": "zh_CN"})
     session.get(MENU_URL)
-    first, second = api.requests
-    assert token_of(first.url) == [make_token(1)]
+    first, second = sent_to(wechat_interceptor, MENU_URL)
+    (token,) = wechat.issued_tokens
+    assert token_of(first.url) == [token]
     assert parse_qs(urlsplit(first.url or "").query)["lang"] == ["zh_CN"]
-    assert token_of(second.url) == [make_token(1)]
-    assert tokens.calls == 1
+    assert token_of(second.url) == [token]
+    wechat.assert_token_fetches(1)
+    wechat.assert_api_calls(2, errcode=0)
 
 
 @pytest.mark.parametrize(
@@ -191,63 +151,56 @@ def test_token_is_added_to_the_query(rsps: responses.RequestsMock, tokens: Token
     ],
 )
 def test_an_existing_access_token_is_replaced_never_duplicated(
-    rsps: responses.RequestsMock,
-    tokens: TokenEndpoint,
+    wechat: FakeWeChat,
+    wechat_interceptor: WeChatInterceptor,
     url: str,
     params: dict[str, str] | None,
 ) -> None:
     """Whatever access_token the caller put in the URL, exactly one is sent: ours."""
-    api = ScriptedAPI(rsps, "GET", MENU_URL)
     make_session().get(url, params=params)
-    (request,) = api.requests
+    (request,) = sent_to(wechat_interceptor, MENU_URL)
     query = parse_qs(urlsplit(request.url or "").query, keep_blank_values=True)
-    assert query["access_token"] == [make_token(1)]
+    assert query["access_token"] == wechat.issued_tokens
     assert query["lang"] == ["en"]
 
 
 def test_similar_parameter_names_are_left_alone(
-    rsps: responses.RequestsMock, tokens: TokenEndpoint
+    wechat: FakeWeChat, wechat_interceptor: WeChatInterceptor
 ) -> None:
     """``component_access_token`` or ``my_access_token`` are not ours to replace."""
-    api = ScriptedAPI(rsps, "GET", MENU_URL)
     make_session().get(MENU_URL, params={"component_access_token": "C", "my_access_token": "M"})
-    query = parse_qs(urlsplit(api.requests[0].url or "").query)
+    query = parse_qs(urlsplit(sent_to(wechat_interceptor, MENU_URL)[0].url or "").query)
     assert query["component_access_token"] == ["C"]
     assert query["my_access_token"] == ["M"]
-    assert query["access_token"] == [make_token(1)]
+    assert query["access_token"] == wechat.issued_tokens
 
 
-def test_token_is_added_before_a_fragment(
-    rsps: responses.RequestsMock, tokens: TokenEndpoint
-) -> None:
+def test_token_is_added_before_a_fragment(wechat: FakeWeChat) -> None:
     """A URL with a fragment gets the token in its query, not after the '#'."""
     prepared = requests.Request("GET", MENU_URL + "?lang=en#section").prepare()
     auth = wxauth.WxAuth(APPID, SECRET)
     url = auth(prepared).url or ""
     assert urlsplit(url).fragment == "section"
-    assert token_of(url) == [make_token(1)]
+    (token,) = wechat.issued_tokens
+    assert token_of(url) == [token]
     empty_query = auth(requests.Request("GET", MENU_URL + "?").prepare()).url
-    assert token_of(empty_query) == [make_token(1)]
+    assert token_of(empty_query) == [token]
 
 
-def test_manager_is_exposed_and_can_be_shared(
-    rsps: responses.RequestsMock, tokens: TokenEndpoint
-) -> None:
+def test_manager_is_exposed_and_can_be_shared(wechat: FakeWeChat) -> None:
     """``.manager`` is the TokenManager; WxAuth(manager=m) uses that one."""
-    ScriptedAPI(rsps, "GET", MENU_URL)
     manager = wxauth.TokenManager(APPID, SECRET)
     auth = wxauth.WxAuth(manager=manager)
     assert auth.manager is manager
     assert isinstance(wxauth.WxAuth(APPID, SECRET).manager, wxauth.TokenManager)
     token = manager.get_token()
     requests.get(MENU_URL, auth=auth)
-    assert tokens.calls == 1
+    wechat.assert_token_fetches(1)
+    wechat.assert_api_calls(1, errcode=0)
     assert auth.get_token() == token
 
 
-def test_invalidate_and_equality_delegate_to_the_manager(
-    rsps: responses.RequestsMock, tokens: TokenEndpoint
-) -> None:
+def test_invalidate_and_equality_delegate_to_the_manager(wechat: FakeWeChat) -> None:
     """WxAuth.invalidate is the manager's compare-and-invalidate; two auths on one
     manager are equal (requests compares auths when merging session settings)."""
     manager = wxauth.TokenManager(APPID, SECRET)
@@ -294,10 +247,10 @@ def test_wxauth_needs_credentials_or_a_manager_not_both(
 def test_a_callable_or_token_source_needs_no_secret(rsps: responses.RequestsMock) -> None:
     """WxAuth(appid, source=callable) works without a secret, as TokenManager does; so
     does a TokenSource. A named source still needs the secret."""
-    api = ScriptedAPI(rsps, "GET", MENU_URL)
+    rsps.get(MENU_URL, json=OK)
     auth = wxauth.WxAuth(APPID, source=lambda: ("central-token-value", 7200))
     requests.get(MENU_URL, auth=auth)
-    assert token_of(api.requests[0].url) == ["central-token-value"]
+    assert token_of(rsps.calls[0].request.url) == ["central-token-value"]
     source = wxauth.CallableTokenSource(APPID, lambda: ("source-token-value", 7200))
     assert wxauth.WxAuth(APPID, source=source).get_token() == "source-token-value"
     for name in ("classic", "stable", "wecom"):
@@ -315,40 +268,49 @@ def test_wxauth_is_a_requests_auth() -> None:
 
 @pytest.mark.parametrize("errcode", sorted(wxauth.EXPIRED_ERRCODES))
 def test_expired_errcode_is_healed_by_one_refresh_and_one_resend(
-    rsps: responses.RequestsMock, tokens: TokenEndpoint, errcode: int
+    wechat: FakeWeChat, wechat_interceptor: WeChatInterceptor, errcode: int
 ) -> None:
     """40001/40014/42001: invalidate, fetch a new token, re-send once; history holds the
     rejected response."""
-    api = ScriptedAPI(rsps, "POST", SEND_URL, [expired(errcode), OK])
+    wechat.fail_next(on=SEND_PATH, errcode=errcode)
     session = make_session()
     response = session.post(SEND_URL, json={"touser": "OPENID", "msgtype": "text"})
     assert response.json() == OK
-    assert len(api.requests) == 2
-    assert tokens.calls == 2
-    first, second = api.requests
-    assert token_of(first.url) == [make_token(1)]
-    assert token_of(second.url) == [make_token(2)]
-    assert token_of(response.request.url) == [make_token(2)]
+    wechat.assert_api_calls(2)
+    wechat.assert_token_fetches(2)
+    old, fresh = wechat.issued_tokens
+    first, second = sent_to(wechat_interceptor, SEND_URL)
+    assert token_of(first.url) == [old]
+    assert token_of(second.url) == [fresh]
+    assert token_of(response.request.url) == [fresh]
     (rejected,) = response.history
     assert rejected.json()["errcode"] == errcode
-    assert token_of(rejected.request.url) == [make_token(1)]
+    assert token_of(rejected.request.url) == [old]
     # the next request uses the fresh token without another fetch
     session.post(SEND_URL, json={})
-    assert token_of(api.requests[-1].url) == [make_token(2)]
-    assert tokens.calls == 2
+    assert token_of(sent_to(wechat_interceptor, SEND_URL)[-1].url) == [fresh]
+    wechat.assert_token_fetches(2)
 
 
 @pytest.mark.parametrize(
     "content_type", ["text/plain", "application/json; charset=utf-8", "text/json"]
 )
 def test_errors_labelled_text_or_json_with_charset_are_healed(
-    rsps: responses.RequestsMock, tokens: TokenEndpoint, content_type: str
+    wechat: FakeWeChat, content_type: str
 ) -> None:
     """The error body is recognised under every JSON/text Content-Type WeChat uses."""
-    api = ScriptedAPI(rsps, "GET", MENU_URL, [expired(42001), OK], content_type=content_type)
-    response = make_session().get(MENU_URL)
+
+    def labelled(sent: Sent, n: int) -> tuple[int, str, bytes]:
+        return 200, content_type, json.dumps(expired(42001) if n == 1 else OK).encode()
+
+    transport = RecordingTransport(labelled)
+    session = make_session()
+    session.mount("https://", transport)
+    response = session.get(MENU_URL)
     assert response.json() == OK
-    assert len(api.requests) == 2
+    assert len(transport.sent) == 2
+    old, fresh = wechat.issued_tokens
+    assert [token_of(sent.url) for sent in transport.sent] == [[old], [fresh]]
 
 
 @pytest.mark.parametrize(
@@ -363,16 +325,14 @@ def test_errors_labelled_text_or_json_with_charset_are_healed(
     ],
     ids=["41001", "45009", "40013", "47001", "nested-40001", "garbage-errcode"],
 )
-def test_other_answers_are_not_retried(
-    rsps: responses.RequestsMock, tokens: TokenEndpoint, answer: dict[str, object]
-) -> None:
+def test_other_answers_are_not_retried(wechat: FakeWeChat, answer: dict[str, object]) -> None:
     """Only a top-level 40001/40014/42001 triggers the retry: one API call, no refresh."""
-    api = ScriptedAPI(rsps, "POST", SEND_URL, [answer, OK])
+    wechat.add_api(SEND_PATH, json=answer)
     response = make_session().post(SEND_URL, json={})
     assert response.json() == answer
     assert response.history == []
-    assert len(api.requests) == 1
-    assert tokens.calls == 1
+    wechat.assert_api_calls(1)
+    wechat.assert_token_fetches(1)
 
 
 @pytest.mark.parametrize(
@@ -381,57 +341,51 @@ def test_other_answers_are_not_retried(
     ids=["empty", "broken-json", "json-array"],
 )
 def test_textual_bodies_that_are_not_an_error_object_are_not_retried(
-    rsps: responses.RequestsMock, tokens: TokenEndpoint, body: bytes
+    wechat: FakeWeChat, body: bytes
 ) -> None:
     """Only a JSON object with a top-level expired errcode counts."""
-    rsps.get(MENU_URL, body=body, content_type="application/json")
+    wechat.add_api(MENU_PATH, body=body, content_type="application/json")
     response = make_session().get(MENU_URL)
     assert response.content == body
     assert response.history == []
-    assert tokens.calls == 1
+    wechat.assert_api_calls(1)
+    wechat.assert_token_fetches(1)
 
 
-def test_a_second_rejection_is_returned_as_it_is(
-    rsps: responses.RequestsMock, tokens: TokenEndpoint
-) -> None:
+def test_a_second_rejection_is_returned_as_it_is(wechat: FakeWeChat) -> None:
     """If the re-sent request is rejected too, that response is returned: exactly two API
     calls, no loop, no exception."""
-    api = ScriptedAPI(rsps, "POST", SEND_URL, [expired(40001), expired(40014)])
+    wechat.fail_next(on=SEND_PATH, errcode=40001)
+    wechat.fail_next(on=SEND_PATH, errcode=40014)
     response = make_session().post(SEND_URL, json={"a": 1})
     assert response.json()["errcode"] == 40014
     assert len(response.history) == 1
-    assert len(api.requests) == 2
-    assert tokens.calls == 2
+    wechat.assert_api_calls(2)
+    wechat.assert_token_fetches(2)
 
 
-def test_large_success_bodies_are_not_mistaken_for_errors(
-    rsps: responses.RequestsMock, tokens: TokenEndpoint
-) -> None:
+def test_large_success_bodies_are_not_mistaken_for_errors(wechat: FakeWeChat) -> None:
     """A big JSON answer that mentions an expired errcode deep inside is a success."""
     payload = {"errcode": 0, "items": [{"n": i, "note": "x" * 100} for i in range(1000)]}
     payload["items"].append({"errcode": 40001})  # type: ignore[attr-defined]
-    api = ScriptedAPI(rsps, "GET", MENU_URL, [payload])
+    wechat.add_api(MENU_PATH, json=payload)
     response = make_session().get(MENU_URL)
     assert response.json() == payload
-    assert len(api.requests) == 1
+    assert response.history == []
+    wechat.assert_api_calls(1)
 
 
-def test_failing_refresh_during_healing_raises_the_typed_error(
-    rsps: responses.RequestsMock,
-) -> None:
+def test_failing_refresh_during_healing_raises_the_typed_error(wechat: FakeWeChat) -> None:
     """If the fresh token cannot be fetched, the caller gets the wxauth error."""
-    answers = iter(
-        [
-            {"access_token": make_token(1), "expires_in": 7200},
-            {"errcode": 40125, "errmsg": "invalid appsecret"},
-        ]
-    )
-    rsps.add_callback(
-        responses.GET, TOKEN_URL, callback=lambda r: (200, {}, json.dumps(next(answers)))
-    )
-    ScriptedAPI(rsps, "GET", MENU_URL, [expired(40001), OK])
+    session = make_session()
+    assert isinstance(session.auth, wxauth.WxAuth)
+    session.auth.get_token()
+    wechat.retire_all()  # the cached token answers 40001 ...
+    wechat.fail_next(on="token", errcode=40125)  # ... and the refresh is refused
     with pytest.raises(wxauth.CredentialError):
-        make_session().get(MENU_URL)
+        session.get(MENU_URL)
+    wechat.assert_api_calls(1, errcode=40001)
+    wechat.assert_token_fetches(2)
 
 
 # -- the re-sent request is the same request -------------------------------------------------
@@ -458,7 +412,7 @@ def body_cases(tmp_path: Path) -> dict[str, dict[str, Any]]:
     "case", ["json", "form", "bytes", "str", "file", "file-at-offset", "multipart"]
 )
 def test_the_retry_sends_the_same_method_headers_and_body(
-    rsps: responses.RequestsMock, tokens: TokenEndpoint, tmp_path: Path, case: str
+    wechat: FakeWeChat, tmp_path: Path, case: str
 ) -> None:
     """JSON, form, bytes, str, file (rewound to where it started) and multipart bodies are
     replayed byte for byte, with the same method and headers."""
@@ -477,26 +431,28 @@ def test_the_retry_sends_the_same_method_headers_and_body(
     assert second.headers["X-Request-Id"] == "r-1"
     assert second.headers.get("Content-Type") == first.headers.get("Content-Type")
     assert second.headers.get("Content-Length") == first.headers.get("Content-Length")
-    assert token_of(first.url) == [make_token(1)]
-    assert token_of(second.url) == [make_token(2)]
+    old, fresh = wechat.issued_tokens
+    assert token_of(first.url) == [old]
+    assert token_of(second.url) == [fresh]
 
 
 def test_file_body_is_replayed_under_responses_too(
-    rsps: responses.RequestsMock, tokens: TokenEndpoint, tmp_path: Path
+    wechat: FakeWeChat, wechat_interceptor: WeChatInterceptor, tmp_path: Path
 ) -> None:
     """responses swaps a file body for the bytes it read; the retry still works (this
     is how users test their own code)."""
     path = tmp_path / "menu.json"
     path.write_bytes(b'{"button": []}')
-    api = ScriptedAPI(rsps, "POST", SEND_URL, [expired(40001), OK])
+    wechat.fail_next(on=SEND_PATH, errcode=40001)
     with path.open("rb") as body:
         response = make_session().post(SEND_URL, data=body)
     assert response.json() == OK
-    assert [r.body for r in api.requests] == [b'{"button": []}', b'{"button": []}']
+    sent = sent_to(wechat_interceptor, SEND_URL)
+    assert [r.body for r in sent] == [b'{"button": []}', b'{"button": []}']
 
 
 def test_a_generator_body_is_not_retried(
-    rsps: responses.RequestsMock, tokens: TokenEndpoint, caplog: pytest.LogCaptureFixture
+    wechat: FakeWeChat, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An iterator cannot be sent twice: the rejected response is returned, a warning is
     logged, and the rejected token is still dropped for the next request."""
@@ -512,11 +468,12 @@ def test_a_generator_body_is_not_retried(
     warnings = [r for r in caplog.records if r.name == "wxauth" and r.levelno == logging.WARNING]
     assert any("/cgi-bin/message/custom/send" in r.getMessage() for r in warnings)
     session.post(SEND_URL, json={})
-    assert token_of(transport.sent[-1].url) == [make_token(2)]
+    _, fresh = wechat.issued_tokens
+    assert token_of(transport.sent[-1].url) == [fresh]
 
 
 def test_a_non_seekable_stream_is_not_retried(
-    rsps: responses.RequestsMock, tokens: TokenEndpoint, caplog: pytest.LogCaptureFixture
+    wechat: FakeWeChat, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A pipe has read() but cannot tell() or seek(): it is not retried either."""
     caplog.set_level(logging.WARNING, logger="wxauth")
@@ -534,9 +491,7 @@ def test_a_non_seekable_stream_is_not_retried(
     assert any(r.levelno == logging.WARNING for r in caplog.records if r.name == "wxauth")
 
 
-def test_the_retry_gets_the_original_send_options(
-    rsps: responses.RequestsMock, tokens: TokenEndpoint
-) -> None:
+def test_the_retry_gets_the_original_send_options(wechat: FakeWeChat) -> None:
     """timeout, verify, proxies, cert and stream of the original send reach the re-send."""
     transport = RecordingTransport(first_rejected)
     session = make_session()
@@ -561,9 +516,7 @@ def test_the_retry_gets_the_original_send_options(
     assert second.options == first.options
 
 
-def test_cookies_and_session_headers_survive_the_retry(
-    rsps: responses.RequestsMock, tokens: TokenEndpoint
-) -> None:
+def test_cookies_and_session_headers_survive_the_retry(wechat: FakeWeChat) -> None:
     """Session headers and cookies are on the re-sent request as on the first one."""
     transport = RecordingTransport(first_rejected)
     session = make_session()
@@ -579,37 +532,36 @@ def test_cookies_and_session_headers_survive_the_retry(
 # -- bodies that must not be touched ------------------------------------------------------------
 
 
-def test_binary_stream_is_not_read(rsps: responses.RequestsMock, tokens: TokenEndpoint) -> None:
+def test_binary_stream_is_not_read(
+    wechat: FakeWeChat, wechat_interceptor: WeChatInterceptor
+) -> None:
     """An image from media/get with stream=True is passed through unread, even if its
     bytes happen to contain an errcode; the caller can still read all of it."""
-    rsps.get(MEDIA_URL, body=JPEG, content_type="image/jpeg")
+    wechat.add_api(MEDIA_PATH, body=JPEG, content_type="image/jpeg")
     response = make_session().get(MEDIA_URL, params={"media_id": "MEDIA"}, stream=True)
     assert response._content_consumed is False  # type: ignore[attr-defined]
     assert response.raw.tell() == 0
     assert response.history == []
     assert b"".join(response.iter_content(4096)) == JPEG
-    assert len(rsps.calls) == 2  # one token fetch, one API call
-    assert tokens.calls == 1
+    assert len(wechat_interceptor.mock.calls) == 2  # one token fetch, one API call
+    wechat.assert_token_fetches(1)
 
 
-def test_binary_body_is_not_retried_without_stream(
-    rsps: responses.RequestsMock, tokens: TokenEndpoint
-) -> None:
+def test_binary_body_is_not_retried_without_stream(wechat: FakeWeChat) -> None:
     """A binary answer is never parsed for an errcode."""
-    rsps.get(MEDIA_URL, body=JPEG, content_type="image/jpeg")
+    wechat.add_api(MEDIA_PATH, body=JPEG, content_type="image/jpeg")
     response = make_session().get(MEDIA_URL, params={"media_id": "MEDIA"})
     assert response.content == JPEG
     assert response.history == []
-    assert tokens.calls == 1
+    wechat.assert_api_calls(1)
+    wechat.assert_token_fetches(1)
 
 
-def test_json_error_of_a_binary_api_is_healed_with_stream(
-    rsps: responses.RequestsMock, tokens: TokenEndpoint
-) -> None:
+def test_json_error_of_a_binary_api_is_healed_with_stream(wechat: FakeWeChat) -> None:
     """media/get answers JSON on error: with stream=True that error is still healed, and
     the image of the retry is left unread for the caller."""
-    rsps.get(MEDIA_URL, json=expired(40001))
-    rsps.get(MEDIA_URL, body=JPEG, content_type="image/jpeg")
+    wechat.add_api(MEDIA_PATH, body=JPEG, content_type="image/jpeg")
+    wechat.fail_next(on=MEDIA_PATH, errcode=40001)
     response = make_session().get(MEDIA_URL, params={"media_id": "MEDIA"}, stream=True)
     assert response._content_consumed is False  # type: ignore[attr-defined]
     assert response.content == JPEG
@@ -619,18 +571,14 @@ def test_json_error_of_a_binary_api_is_healed_with_stream(
 # -- threads --------------------------------------------------------------------------------------
 
 
-def test_one_session_shared_by_16_threads(rsps: responses.RequestsMock) -> None:
+def test_one_session_shared_by_16_threads(wechat: FakeWeChat) -> None:
     """16 threads share a Session whose token is rejected: one refresh in total, each
     thread's own request (its own body) re-sent once, every answer ok."""
-    tokens = TokenEndpoint(rsps, delay=0.05)
-
-    def judge(request: requests.PreparedRequest) -> dict[str, object]:
-        return OK if token_of(request.url) == [make_token(2)] else expired(40001)
-
-    api = ScriptedAPI(rsps, "POST", SEND_URL, judge=judge)
+    wechat.token_latency = 0.05
     session = make_session()
     assert isinstance(session.auth, wxauth.WxAuth)
-    session.auth.manager.get_token()  # everyone starts with token 1, which WeChat refuses
+    session.auth.manager.get_token()  # everyone starts with token 1 ...
+    wechat.retire_all()  # ... which WeChat now refuses with 40001
     barrier = threading.Barrier(16)
     results: dict[int, requests.Response] = {}
 
@@ -644,14 +592,15 @@ def test_one_session_shared_by_16_threads(rsps: responses.RequestsMock) -> None:
     for thread in threads:
         thread.join(20)
     assert sorted(results) == list(range(16))
-    assert tokens.calls == 2
+    wechat.assert_token_fetches(2)
+    _, fresh = wechat.issued_tokens
     for i, response in results.items():
         assert response.json() == OK
         assert json.loads(response.request.body or b"{}") == {"thread": i}
-        assert token_of(response.request.url) == [make_token(2)]
+        assert token_of(response.request.url) == [fresh]
         for rejected in response.history:
             assert json.loads(rejected.request.body or b"{}") == {"thread": i}
-    assert len(api.requests) == 16 + sum(len(r.history) for r in results.values())
+    wechat.assert_api_calls(16 + sum(len(r.history) for r in results.values()))
 
 
 def test_a_transport_without_response_connection_gets_the_response_back(
