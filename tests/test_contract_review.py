@@ -42,18 +42,6 @@ def test_wecom_wrong_secret_does_not_blame_the_ip_whitelist(fake_wechat: FakeWeC
     assert "whitelist" not in str(caught.value)
 
 
-def test_refresh_raises_when_the_forced_fetch_fails(fake_wechat: FakeWeChat) -> None:
-    """refresh() asks for a new token: a failure is raised, not hidden behind the old one."""
-    fake_wechat.add_app(APPID, SECRET)
-    with fake_wechat.serve() as url:
-        manager = wxauth.TokenManager(APPID, SECRET, api_base=url, clock=fake_wechat.clock)
-        old = manager.get_token()
-        fake_wechat.fail_next(on="token", errcode=45009)
-        with pytest.raises(wxauth.QuotaError):
-            manager.refresh()
-        assert manager.get_token() == old  # the valid token is still served
-
-
 def test_a_short_secret_does_not_mangle_wechats_errmsg(fake_wechat: FakeWeChat) -> None:
     """Literal masking is for real-length secrets: "s" must not make "system" "***ystem"."""
     fake_wechat.add_app(APPID, "s")

@@ -12,6 +12,7 @@ import traceback
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -19,81 +20,21 @@ import requests
 import responses
 
 import wxauth
+from wxauth.testing import FakeWeChat, WeChatInterceptor
+
+if TYPE_CHECKING:
+    from conftest import Held
 
 APPID = "wxmanager00000001"
 SECRET = "manager-secret-8d1e4f0a9c2b7e35"
-TOKEN_URL = "https://api.weixin.qq.com/cgi-bin/token"
 START = 1_800_000_000.0
 
 
-class FakeClock:
-    """Epoch seconds that move only when the test says so."""
-
-    def __init__(self, start: float = START) -> None:
-        self._now = start
-
-    def now(self) -> float:
-        return self._now
-
-    __call__ = now
-
-    def advance(self, seconds: float) -> None:
-        self._now += seconds
-
-
-def make_token(n: int) -> str:
-    return f"ACCESS_TOKEN_{n:04d}_" + "x" * 120
-
-
-class TokenEndpoint:
-    """The classic token endpoint on a RequestsMock: issues ACCESS_TOKEN_0001_..., _0002_...
-
-    ``answers`` (JSON bodies) are served first, one per call; then tokens. ``gate`` makes
-    a call wait until it is set (in this process only); ``entered`` is set when a call
-    arrives; ``delay`` sleeps in each call to make concurrent callers overlap.
-    """
-
-    def __init__(self, rsps: responses.RequestsMock, *, expires_in: int = 7200) -> None:
-        self.expires_in = expires_in
-        self.answers: list[dict[str, object]] = []
-        self.issued: list[str] = []
-        self.requests: list[requests.PreparedRequest] = []
-        self.gate: threading.Event | None = None
-        self.entered = threading.Event()
-        self.delay = 0.0
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-        rsps.add_callback(responses.GET, TOKEN_URL, callback=self._answer)
-
-    @property
-    def calls(self) -> int:
-        return len(self.requests)
-
-    def _answer(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
-        with self._lock:
-            self.requests.append(request)
-            answer = self.answers.pop(0) if self.answers else None
-        self.entered.set()
-        if self.gate is not None and os.getpid() == self._pid:
-            self.gate.wait(10)
-        if self.delay:
-            time.sleep(self.delay)
-        if answer is None:
-            with self._lock:
-                token = make_token(len(self.issued) + 1)
-                self.issued.append(token)
-            answer = {"access_token": token, "expires_in": self.expires_in}
-        return 200, {"Content-Type": "application/json"}, json.dumps(answer)
-
-
 @pytest.fixture
-def endpoint(rsps: responses.RequestsMock) -> TokenEndpoint:
-    return TokenEndpoint(rsps)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def wechat(wechat: FakeWeChat) -> FakeWeChat:
+    """The emulator, with this module's app registered."""
+    wechat.add_app(APPID, SECRET)
+    return wechat
 
 
 def manager(clock: Callable[[], float] | None = None, **options: object) -> wxauth.TokenManager:
@@ -122,100 +63,110 @@ def run_together(n: int, func: Callable[[int], object], timeout: float = 20) -> 
 
 
 def test_first_call_fetches_with_the_classic_query(
-    endpoint: TokenEndpoint, clock: FakeClock
+    wechat: FakeWeChat, wechat_interceptor: WeChatInterceptor
 ) -> None:
     """GET /cgi-bin/token?grant_type=client_credential&appid=...&secret=... once."""
-    token = manager(clock).get_token()
-    assert token == make_token(1)
-    (request,) = endpoint.requests
+    token = manager(wechat.clock).get_token()
+    assert wechat.issued_tokens == [token]
+    (call,) = wechat_interceptor.mock.calls
+    request = call.request
     assert request.method == "GET"
+    assert urlsplit(request.url or "").path == "/cgi-bin/token"
     query = parse_qs(urlsplit(request.url or "").query)
     assert query == {"grant_type": ["client_credential"], "appid": [APPID], "secret": [SECRET]}
 
 
-def test_token_is_cached_until_the_refresh_margin(
-    endpoint: TokenEndpoint, clock: FakeClock
-) -> None:
+def test_token_is_cached_until_the_refresh_margin(wechat: FakeWeChat) -> None:
     """expires_in 7200, margin 300: served from cache up to 6900 s, refetched at 6900 s."""
-    tokens = manager(clock, refresh_margin=300)
+    tokens = manager(wechat.clock, refresh_margin=300)
+    first = tokens.get_token()
     for _ in range(50):
-        assert tokens.get_token() == make_token(1)
-    clock.advance(6899)
-    assert tokens.get_token() == make_token(1)
-    assert endpoint.calls == 1
-    clock.advance(1)
-    assert tokens.get_token() == make_token(2)
-    assert endpoint.calls == 2
+        assert tokens.get_token() == first
+    wechat.advance(6899)
+    assert tokens.get_token() == first
+    wechat.assert_token_fetches(1)
+    wechat.advance(1)
+    second = tokens.get_token()
+    assert wechat.issued_tokens == [first, second]
+    wechat.assert_token_fetches(2)
 
 
-def test_expires_in_is_taken_from_the_answer(
-    rsps: responses.RequestsMock, clock: FakeClock
-) -> None:
+def test_expires_in_is_taken_from_the_answer(wechat: FakeWeChat) -> None:
     """A token granted for 3600 s is refetched at 3300 s, not at 6900 s."""
-    endpoint = TokenEndpoint(rsps, expires_in=3600)
-    tokens = manager(clock)
+    wechat.expires_in = 3600
+    start = wechat.clock()
+    tokens = manager(wechat.clock)
     token = tokens.get()
-    assert token.expires_at == START + 3600
-    assert token.fetched_at == START
-    clock.advance(3299)
+    assert token.expires_at == start + 3600
+    assert token.fetched_at == start
+    wechat.advance(3299)
     tokens.get_token()
-    assert endpoint.calls == 1
-    clock.advance(1)
+    wechat.assert_token_fetches(1)
+    wechat.advance(1)
     tokens.get_token()
-    assert endpoint.calls == 2
+    wechat.assert_token_fetches(2)
 
 
-def test_short_lived_token_is_not_refetched_on_every_call(
-    rsps: responses.RequestsMock, clock: FakeClock
-) -> None:
+def test_short_lived_token_is_not_refetched_on_every_call(wechat: FakeWeChat) -> None:
     """expires_in 60 with the default 300 s margin: the margin is capped at half the
     lifetime, so the token serves 30 s of calls and is refetched once after that."""
-    endpoint = TokenEndpoint(rsps, expires_in=60)
-    tokens = manager(clock)
+    wechat.expires_in = 60
+    tokens = manager(wechat.clock)
+    first = tokens.get_token()
     for _ in range(30):
         for _ in range(10):
-            assert tokens.get_token() == make_token(1)
-        clock.advance(1)
-    assert endpoint.calls == 1
-    assert tokens.get_token() == make_token(2)
-    assert endpoint.calls == 2
+            assert tokens.get_token() == first
+        wechat.advance(1)
+    wechat.assert_token_fetches(1)
+    second = tokens.get_token()
+    assert wechat.issued_tokens == [first, second]
+    wechat.assert_token_fetches(2)
 
 
-def test_zero_margin_refreshes_at_expiry(endpoint: TokenEndpoint, clock: FakeClock) -> None:
+def test_zero_margin_refreshes_at_expiry(wechat: FakeWeChat) -> None:
     """refresh_margin=0 keeps a token until its expires_at."""
-    tokens = manager(clock, refresh_margin=0)
-    tokens.get_token()
-    clock.advance(7199.5)
-    assert tokens.get_token() == make_token(1)
-    clock.advance(0.5)
-    assert tokens.get_token() == make_token(2)
+    tokens = manager(wechat.clock, refresh_margin=0)
+    first = tokens.get_token()
+    wechat.advance(7199.5)
+    assert tokens.get_token() == first
+    wechat.advance(0.5)
+    second = tokens.get_token()
+    assert wechat.issued_tokens == [first, second]
 
 
-def test_expired_token_is_never_served(endpoint: TokenEndpoint, clock: FakeClock) -> None:
+def test_expired_token_is_never_served(wechat: FakeWeChat) -> None:
     """Past expiry the caller waits for a new token, even if that fetch fails."""
-    tokens = manager(clock)
-    tokens.get_token()
-    clock.advance(7200)
-    endpoint.answers.append({"errcode": 40013, "errmsg": "invalid appid"})
+    tokens = manager(wechat.clock)
+    first = tokens.get_token()
+    wechat.advance(7200)
+    wechat.fail_next(on="token", errcode=40013)
     with pytest.raises(wxauth.CredentialError):
         tokens.get_token()
-    assert tokens.get_token() == make_token(2)
+    second = tokens.get_token()
+    assert wechat.issued_tokens == [first, second]
 
 
-def test_refresh_fetches_whatever_the_cache_holds(
-    endpoint: TokenEndpoint, clock: FakeClock
-) -> None:
+def test_refresh_fetches_whatever_the_cache_holds(wechat: FakeWeChat) -> None:
     """refresh() forces a fetch and the new token is what get_token serves next."""
-    tokens = manager(clock)
-    assert tokens.get_token() == make_token(1)
-    assert tokens.refresh() == make_token(2)
-    assert tokens.get_token() == make_token(2)
-    assert endpoint.calls == 2
+    tokens = manager(wechat.clock)
+    first = tokens.get_token()
+    second = tokens.refresh()
+    assert wechat.issued_tokens == [first, second]
+    assert tokens.get_token() == second
+    wechat.assert_token_fetches(2)
 
 
-def test_fetch_uses_the_given_session_timeout_and_api_base(
-    rsps: responses.RequestsMock, clock: FakeClock
-) -> None:
+def test_refresh_raises_when_the_forced_fetch_fails(wechat: FakeWeChat) -> None:
+    """refresh() asks for a new token: a failure is raised, not hidden behind the old one."""
+    tokens = manager(wechat.clock)
+    old = tokens.get_token()
+    wechat.fail_next(on="token", errcode=45009)
+    with pytest.raises(wxauth.QuotaError):
+        tokens.refresh()
+    assert tokens.get_token() == old  # the valid token is still served
+
+
+def test_fetch_uses_the_given_session_timeout_and_api_base(rsps: responses.RequestsMock) -> None:
     """session=, timeout= and api_base= reach the token request."""
     seen: list[requests.PreparedRequest] = []
     url = "https://wechat-proxy.example/wx/cgi-bin/token"
@@ -228,7 +179,7 @@ def test_fetch_uses_the_given_session_timeout_and_api_base(
     session = requests.Session()
     session.headers["User-Agent"] = "wxauth-test-agent"
     tokens = manager(
-        clock, session=session, timeout=3.5, api_base="https://wechat-proxy.example/wx/"
+        lambda: START, session=session, timeout=3.5, api_base="https://wechat-proxy.example/wx/"
     )
     assert tokens.get_token() == "A" * 40
     (request,) = seen
@@ -236,20 +187,20 @@ def test_fetch_uses_the_given_session_timeout_and_api_base(
     assert request.req_kwargs["timeout"] == 3.5  # type: ignore[attr-defined]
 
 
-def test_token_lives_in_the_given_store(endpoint: TokenEndpoint, clock: FakeClock) -> None:
+def test_token_lives_in_the_given_store(wechat: FakeWeChat) -> None:
     """Two managers on one store share its token: the second one does not fetch."""
     store = wxauth.MemoryStore()
-    one, two = manager(clock, store=store), manager(clock, store=store)
+    one, two = manager(wechat.clock, store=store), manager(wechat.clock, store=store)
     first = one.get_token()
     assert two.get_token() == first
-    assert endpoint.calls == 1
+    wechat.assert_token_fetches(1)
     stored = store.get(one.key)
     assert stored is not None
     assert stored.value == first
-    assert stored.expires_at == START + 7200
+    assert stored.expires_at == wechat.clock() + 7200
 
 
-def test_default_clock_is_wall_clock_epoch_seconds(endpoint: TokenEndpoint) -> None:
+def test_default_clock_is_wall_clock_epoch_seconds(wechat: FakeWeChat) -> None:
     """Without clock=, expiry is time.time() based (comparable across processes)."""
     before = time.time()
     token = manager().get()
@@ -258,11 +209,11 @@ def test_default_clock_is_wall_clock_epoch_seconds(endpoint: TokenEndpoint) -> N
 
 
 def test_each_fetch_is_logged_at_info_with_appid_and_expires_in(
-    endpoint: TokenEndpoint, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    wechat: FakeWeChat, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Logger ``wxauth``: one INFO per fetch naming the appid and expires_in."""
     caplog.set_level(logging.INFO, logger="wxauth")
-    tokens = manager(clock)
+    tokens = manager(wechat.clock)
     tokens.get_token()
     tokens.get_token()
     fetches = [
@@ -278,237 +229,219 @@ def test_each_fetch_is_logged_at_info_with_appid_and_expires_in(
 
 
 @pytest.mark.parametrize(
-    ("answer", "error"),
+    ("errcode", "error"),
     [
-        ({"errcode": 40125, "errmsg": "invalid appsecret"}, wxauth.CredentialError),
-        ({"errcode": 45009, "errmsg": "reach max api daily quota limit"}, wxauth.QuotaError),
-        ({"errcode": -1, "errmsg": "system error"}, wxauth.TokenFetchError),
-        ({"expires_in": 7200}, wxauth.TokenFetchError),
+        (40125, wxauth.CredentialError),
+        (45009, wxauth.QuotaError),
+        (-1, wxauth.TokenFetchError),
+        (0, wxauth.TokenFetchError),  # an answer without an access_token
     ],
+    ids=["40125-invalid-appsecret", "45009-quota", "-1-system-busy", "no-access-token"],
 )
-def test_an_error_is_never_cached(
-    endpoint: TokenEndpoint,
-    clock: FakeClock,
-    answer: dict[str, object],
-    error: type[Exception],
-) -> None:
+def test_an_error_is_never_cached(wechat: FakeWeChat, errcode: int, error: type[Exception]) -> None:
     """A failed fetch raises; the next call fetches again and succeeds."""
-    tokens = manager(clock, retries=0)
-    endpoint.answers.append(answer)
+    tokens = manager(wechat.clock, retries=0)
+    wechat.fail_next(on="token", errcode=errcode)
     with pytest.raises(error):
         tokens.get_token()
     assert tokens.peek() is None
-    assert tokens.get_token() == make_token(1)
-    assert endpoint.calls == 2
+    token = tokens.get_token()
+    assert wechat.issued_tokens == [token]
+    wechat.assert_token_fetches(2)
 
 
 def test_failed_refresh_ahead_keeps_serving_the_valid_token(
-    endpoint: TokenEndpoint, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    wechat: FakeWeChat, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Inside the margin a failing fetch does not break callers while the old token is
     still valid (WARNING logged); once it expires the error is raised."""
     caplog.set_level(logging.WARNING, logger="wxauth")
-    tokens = manager(clock, retries=0)
-    tokens.get_token()
-    clock.advance(7000)
-    endpoint.answers.extend([{"errcode": -1, "errmsg": "system error"}] * 10)
-    assert tokens.get_token() == make_token(1)
+    tokens = manager(wechat.clock, retries=0)
+    first = tokens.get_token()
+    wechat.advance(7000)
+    wechat.fail_next(10, on="token", errcode=-1)
+    assert tokens.get_token() == first
     assert any(r.levelno == logging.WARNING and APPID in r.getMessage() for r in caplog.records)
-    clock.advance(200)
+    wechat.advance(200)
     with pytest.raises(wxauth.TokenFetchError):
         tokens.get_token()
 
 
-def test_failed_refresh_ahead_does_not_hammer_the_endpoint(
-    endpoint: TokenEndpoint, clock: FakeClock
-) -> None:
+def test_failed_refresh_ahead_does_not_hammer_the_endpoint(wechat: FakeWeChat) -> None:
     """After a refresh ahead fails, calls in the next 30 s are served the valid token
     without another fetch; after that a fetch is tried again."""
-    tokens = manager(clock, retries=0)
-    tokens.get_token()
-    clock.advance(6950)
-    endpoint.answers.append({"errcode": -1, "errmsg": "system error"})
+    tokens = manager(wechat.clock, retries=0)
+    first = tokens.get_token()
+    wechat.advance(6950)
+    wechat.fail_next(on="token", errcode=-1)
     for _ in range(20):
-        assert tokens.get_token() == make_token(1)
-        clock.advance(1)
-    assert endpoint.calls == 2
-    clock.advance(10)  # 30 s after the failure
-    assert tokens.get_token() == make_token(2)
-    assert endpoint.calls == 3
+        assert tokens.get_token() == first
+        wechat.advance(1)
+    wechat.assert_token_fetches(2)
+    wechat.advance(10)  # 30 s after the failure
+    second = tokens.get_token()
+    assert wechat.issued_tokens == [first, second]
+    wechat.assert_token_fetches(3)
 
 
 # -- compare-and-invalidate ---------------------------------------------------------------------
 
 
-def test_invalidate_is_compare_and_delete(endpoint: TokenEndpoint, clock: FakeClock) -> None:
+def test_invalidate_is_compare_and_delete(wechat: FakeWeChat) -> None:
     """invalidate(t) drops the cache only if it still holds t, and says whether it did."""
-    tokens = manager(clock)
+    tokens = manager(wechat.clock)
     assert tokens.invalidate("never-issued") is False  # empty cache
     current = tokens.get_token()
     assert tokens.invalidate("some-other-token") is False
     assert tokens.get_token() == current  # untouched: no fetch
-    assert endpoint.calls == 1
+    wechat.assert_token_fetches(1)
     assert tokens.invalidate(current) is True
     assert tokens.invalidate(current) is False  # already gone
     fresh = tokens.get_token()
     assert fresh != current
-    assert endpoint.calls == 2
+    wechat.assert_token_fetches(2)
     assert tokens.invalidate(current) is False  # stale report: the fresh token stays
     assert tokens.get_token() == fresh
-    assert endpoint.calls == 2
+    wechat.assert_token_fetches(2)
 
 
 # -- single flight --------------------------------------------------------------------------------
 
 
-def test_32_threads_cold_start_make_exactly_one_fetch(
-    endpoint: TokenEndpoint, clock: FakeClock
-) -> None:
+def test_32_threads_cold_start_make_exactly_one_fetch(wechat: FakeWeChat) -> None:
     """32 threads released together on an empty cache share one slow fetch."""
-    endpoint.delay = 0.3
-    tokens = manager(clock)
+    wechat.token_latency = 0.3
+    tokens = manager(wechat.clock)
     results = run_together(32, lambda _: tokens.get_token())
-    assert results == [make_token(1)] * 32
-    assert endpoint.calls == 1
+    assert results == wechat.issued_tokens * 32
+    wechat.assert_token_fetches(1)
 
 
 def test_32_threads_invalidating_the_same_stale_token_make_exactly_one_fetch(
-    endpoint: TokenEndpoint, clock: FakeClock
+    wechat: FakeWeChat,
 ) -> None:
     """All 32 saw 40001 for the same token: one drop, one new fetch, one new token."""
-    tokens = manager(clock)
+    tokens = manager(wechat.clock)
     stale = tokens.get_token()
-    endpoint.delay = 0.2
+    wechat.token_latency = 0.2
 
     def saw_40001(_: int) -> tuple[bool, str]:
         return tokens.invalidate(stale), tokens.get_token()
 
     results = run_together(32, saw_40001)
-    assert endpoint.calls == 2
+    wechat.assert_token_fetches(2)
     dropped = [d for d, _ in results]  # type: ignore[misc]
     assert dropped.count(True) == 1
-    assert {t for _, t in results} == {make_token(2)}  # type: ignore[misc]
+    _, fresh = wechat.issued_tokens
+    assert {t for _, t in results} == {fresh}  # type: ignore[misc]
 
 
-def test_concurrent_callers_share_the_error_of_the_fetch(
-    endpoint: TokenEndpoint, clock: FakeClock
-) -> None:
+def test_concurrent_callers_share_the_error_of_the_fetch(wechat: FakeWeChat) -> None:
     """Callers waiting on a failing fetch all get its error; there is one call."""
-    endpoint.answers.append({"errcode": 40125, "errmsg": "invalid appsecret"})
-    endpoint.delay = 0.3
-    tokens = manager(clock)
+    wechat.fail_next(on="token", errcode=40125)
+    wechat.token_latency = 0.3
+    tokens = manager(wechat.clock)
     results = run_together(8, lambda _: tokens.get_token())
     assert all(isinstance(r, wxauth.CredentialError) for r in results), results
-    assert endpoint.calls == 1
+    wechat.assert_token_fetches(1)
 
 
-def test_each_caller_gets_its_own_traceback_of_a_shared_error(
-    endpoint: TokenEndpoint, clock: FakeClock
-) -> None:
+#: The function whose frame shows that a traceback went through the token request
+#: (``call_token_endpoint`` before the transport refactor, ``fetch_token_answer`` after).
+FETCH_FRAMES = ("call_token_endpoint", "fetch_token_answer")
+
+
+def test_each_caller_gets_its_own_traceback_of_a_shared_error(wechat: FakeWeChat) -> None:
     """Followers get the leader's error (same type and errcode), but the traceback each
     one sees is its own: only the leader's shows the fetch it made."""
-    endpoint.answers.append({"errcode": 40125, "errmsg": "invalid appsecret"})
-    endpoint.delay = 0.3
-    tokens = manager(clock)
+    wechat.fail_next(on="token", errcode=40125)
+    wechat.token_latency = 0.3
+    tokens = manager(wechat.clock)
     results = run_together(8, lambda _: tokens.get_token())
     assert all(isinstance(r, wxauth.CredentialError) and r.errcode == 40125 for r in results)
     fetched = [
         r
         for r in results
         if isinstance(r, BaseException)
-        and any(f.name == "fetch_token_answer" for f in traceback.extract_tb(r.__traceback__))
+        and any(f.name in FETCH_FRAMES for f in traceback.extract_tb(r.__traceback__))
     ]
     assert len(fetched) == 1
 
 
-def test_refresh_ahead_serves_the_old_token_without_waiting(
-    endpoint: TokenEndpoint, clock: FakeClock
-) -> None:
+def test_refresh_ahead_serves_the_old_token_without_waiting(wechat: FakeWeChat, held: Held) -> None:
     """While one caller fetches inside the margin, every other caller gets the still-valid
     token at once: they return while the fetch is provably still blocked."""
-    tokens = manager(clock)
+    tokens = manager(wechat.clock)
     old = tokens.get_token()
-    clock.advance(7000)  # inside the 300 s margin, 200 s before expiry
-    endpoint.gate = threading.Event()
-    endpoint.entered.clear()
+    wechat.advance(7000)  # inside the 300 s margin, 200 s before expiry
     with ThreadPoolExecutor(9) as pool:
-        leader = pool.submit(tokens.get_token)
-        try:
-            assert endpoint.entered.wait(5), "the refresh-ahead fetch never started"
+        with held:
+            leader = pool.submit(tokens.get_token)
+            assert held.arrived.wait(5), "the refresh-ahead fetch never started"
             others = [pool.submit(tokens.get_token) for _ in range(8)]
             served = [f.result(timeout=3) for f in others]
             assert served == [old] * 8
             assert not leader.done()  # the fetch was still in flight meanwhile
-        finally:
-            endpoint.gate.set()
-        assert leader.result(timeout=5) == make_token(2)
-    assert tokens.get_token() == make_token(2)
-    assert endpoint.calls == 2
+        new = leader.result(timeout=5)
+    assert wechat.issued_tokens == [old, new]
+    assert tokens.get_token() == new
+    wechat.assert_token_fetches(2)
 
 
-def test_without_a_valid_token_callers_wait_for_the_fetch(
-    endpoint: TokenEndpoint, clock: FakeClock
-) -> None:
+def test_without_a_valid_token_callers_wait_for_the_fetch(wechat: FakeWeChat, held: Held) -> None:
     """Past expiry nobody gets the old token: followers wait for the leader's new one."""
-    tokens = manager(clock)
+    tokens = manager(wechat.clock)
     tokens.get_token()
-    clock.advance(7200)
-    endpoint.gate = threading.Event()
-    endpoint.entered.clear()
+    wechat.advance(7200)
     with ThreadPoolExecutor(5) as pool:
-        leader = pool.submit(tokens.get_token)
-        assert endpoint.entered.wait(5)
-        followers = [pool.submit(tokens.get_token) for _ in range(4)]
-        time.sleep(0.1)  # give a wrong implementation the chance to answer early
-        assert not any(f.done() for f in followers)
-        endpoint.gate.set()
-        assert {f.result(timeout=5) for f in [leader, *followers]} == {make_token(2)}
-    assert endpoint.calls == 2
+        with held:
+            leader = pool.submit(tokens.get_token)
+            assert held.arrived.wait(5)
+            followers = [pool.submit(tokens.get_token) for _ in range(4)]
+            time.sleep(0.1)  # give a wrong implementation the chance to answer early
+            assert not any(f.done() for f in followers)
+        served = {f.result(timeout=5) for f in [leader, *followers]}
+    _, new = wechat.issued_tokens
+    assert served == {new}
+    wechat.assert_token_fetches(2)
 
 
-def test_managers_sharing_a_store_share_one_fetch(
-    endpoint: TokenEndpoint, clock: FakeClock
-) -> None:
+def test_managers_sharing_a_store_share_one_fetch(wechat: FakeWeChat) -> None:
     """Managers on one store (as processes on a shared store) make one fetch between
     them: the second waits for the store lock, then finds the token and does not fetch."""
     store = wxauth.MemoryStore()
-    managers = [manager(clock, store=store) for _ in range(4)]
-    endpoint.delay = 0.3
+    managers = [manager(wechat.clock, store=store) for _ in range(4)]
+    wechat.token_latency = 0.3
     results = run_together(16, lambda i: managers[i % 4].get_token())
-    assert results == [make_token(1)] * 16
-    assert endpoint.calls == 1
+    assert results == wechat.issued_tokens * 16
+    wechat.assert_token_fetches(1)
 
 
 def test_refresh_ahead_elsewhere_on_the_store_is_not_waited_for(
-    endpoint: TokenEndpoint, clock: FakeClock
+    wechat: FakeWeChat, held: Held
 ) -> None:
     """Inside the margin, a manager that finds the store lock taken by another one
     (another process, with a shared store) serves the still-valid token at once."""
     store = wxauth.MemoryStore()
-    first, second = manager(clock, store=store), manager(clock, store=store)
+    first, second = manager(wechat.clock, store=store), manager(wechat.clock, store=store)
     old = first.get_token()
-    clock.advance(7000)
-    endpoint.gate = threading.Event()
-    endpoint.entered.clear()
+    wechat.advance(7000)
     with ThreadPoolExecutor(2) as pool:
-        refreshing = pool.submit(first.get_token)
-        try:
-            assert endpoint.entered.wait(5)
+        with held:
+            refreshing = pool.submit(first.get_token)
+            assert held.arrived.wait(5)
             assert pool.submit(second.get_token).result(timeout=3) == old
-        finally:
-            endpoint.gate.set()
-        assert refreshing.result(timeout=5) == make_token(2)
-    assert second.get_token() == make_token(2)
-    assert endpoint.calls == 2
+        new = refreshing.result(timeout=5)
+    assert wechat.issued_tokens == [old, new]
+    assert second.get_token() == new
+    wechat.assert_token_fetches(2)
 
 
-def test_a_store_lock_held_too_long_is_a_token_fetch_error(
-    endpoint: TokenEndpoint, clock: FakeClock
-) -> None:
+def test_a_store_lock_held_too_long_is_a_token_fetch_error(wechat: FakeWeChat) -> None:
     """With no valid token and the store lock held elsewhere past lock_timeout, the
     caller gets a TokenFetchError instead of waiting forever (and nothing is fetched)."""
     store = wxauth.MemoryStore()
-    tokens = manager(clock, store=store, lock_timeout=0.2)
+    tokens = manager(wechat.clock, store=store, lock_timeout=0.2)
     held = store.lock(tokens.key, lease=30)
     assert held.acquire(blocking=False)
     try:
@@ -517,12 +450,13 @@ def test_a_store_lock_held_too_long_is_a_token_fetch_error(
     finally:
         held.release()
     assert "lock" in str(info.value)
-    assert endpoint.calls == 0
-    assert tokens.get_token() == make_token(1)
+    wechat.assert_token_fetches(0)
+    token = tokens.get_token()
+    assert wechat.issued_tokens == [token]
 
 
 def test_managers_sharing_a_store_share_one_token_and_one_flight(
-    endpoint: TokenEndpoint,
+    wechat: FakeWeChat, held: Held
 ) -> None:
     """A WxAuth and a TokenManager of one app built on one store make one fetch, even
     when their first calls race: the single flight is per app and store, not per
@@ -531,43 +465,40 @@ def test_managers_sharing_a_store_share_one_token_and_one_flight(
     store = wxauth.MemoryStore()
     auth = wxauth.WxAuth(APPID, SECRET, store=store)
     tokens = wxauth.TokenManager(APPID, SECRET, store=store)
-    endpoint.gate = threading.Event()
     with ThreadPoolExecutor(16) as pool:
-        futures = [pool.submit((auth if i % 2 else tokens).get_token) for i in range(16)]
-        assert endpoint.entered.wait(5)
-        endpoint.gate.set()
+        with held:
+            futures = [pool.submit((auth if i % 2 else tokens).get_token) for i in range(16)]
+            assert held.arrived.wait(5)
         assert len({f.result(timeout=5) for f in futures}) == 1
     assert auth.get_token() == tokens.get_token()
-    assert endpoint.calls == 1
+    wechat.assert_token_fetches(1)
 
 
 # -- fork ---------------------------------------------------------------------------------------
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_fork_while_another_thread_holds_the_fetch(endpoint: TokenEndpoint) -> None:
+def test_fork_while_another_thread_holds_the_fetch(wechat: FakeWeChat, held: Held) -> None:
     """A child forked while a thread of the parent is inside a fetch (holding the flight
     and the store lock) inherits no held lock: it fetches its own token at once."""
     tokens = manager(timeout=1, retries=0, lock_timeout=1)
-    endpoint.gate = threading.Event()  # blocks the parent's fetch only
     with ThreadPoolExecutor(1) as pool:
-        parent_fetch = pool.submit(tokens.get_token)
-        try:
-            assert endpoint.entered.wait(5)
+        with held:  # holds the parent's fetch only
+            parent_fetch = pool.submit(tokens.get_token)
+            assert held.arrived.wait(5)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork + threads
                 pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the child
                 code = 3
                 try:
-                    code = 0 if tokens.get_token().startswith("ACCESS_TOKEN_") else 1
+                    token = tokens.get_token()
+                    code = 0 if wechat.issued_tokens == [token] else 1
                 except BaseException:
                     code = 2
                 finally:
                     os._exit(code)
             status = wait_for_child(pid, timeout=20)
-        finally:
-            endpoint.gate.set()
         parent_fetch.result(timeout=5)
     assert os.WIFEXITED(status), f"child status {status}"
     assert os.WEXITSTATUS(status) == 0, f"child exit code {os.WEXITSTATUS(status)}"
