@@ -9,16 +9,18 @@ carries this manager's own auth) is told so at once instead of waiting for itsel
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import threading
 import weakref
+from collections.abc import Iterator
 
 from ._errors import TokenFetchError, WxAuthError
 from ._token import Token
 from .stores._base import TokenStore
 
-__all__ = ["Flight", "FlightSlot", "flight_slot"]
+__all__ = ["Flight", "FlightSlot", "fetching", "flight_slot"]
 
 
 class Flight:
@@ -83,6 +85,29 @@ class FlightSlot:
         """Forget any flight (in a forked child, where its thread does not exist)."""
         self.lock = threading.Lock()
         self.flight = None
+
+
+# The store keys each thread is fetching right now.
+_FETCHING = threading.local()
+
+
+@contextlib.contextmanager
+def fetching(key: str, appid: str) -> Iterator[None]:
+    """Mark this thread as fetching ``key`` for the ``with`` block. Raises at once if it
+    already is: a token request that needs the token being fetched (a session carrying
+    the manager's own WxAuth, even through another manager or store) would wait for
+    itself."""
+    keys: set[str] = _FETCHING.__dict__.setdefault("keys", set())
+    if key in keys:
+        raise WxAuthError(
+            f"fetching the token of appid={appid} needed that same token: the session "
+            "given to TokenManager(session=...) must not carry a WxAuth of the same app"
+        )
+    keys.add(key)
+    try:
+        yield
+    finally:
+        keys.discard(key)
 
 
 _REGISTRY_LOCK = threading.Lock()

@@ -1,4 +1,4 @@
-"""The two guards that keep an outage or a fight over the AppSecret from turning into
+"""The guards that keep an outage or a fight over the AppSecret from turning into
 a request storm or a burnt quota. Both keep their state in the store, so every process
 that shares the store shares the guard.
 
@@ -7,6 +7,9 @@ that shares the store shares the guard.
   at about one second: WeChat sees at most about one token request a second per app,
   callers get the last failure's error at once, and the first try after the endpoint
   recovers comes within a second.
+- :class:`FetchBudget`: ``max_fetches_per_minute`` and ``max_fetches_per_day``, counted
+  over the tokens actually fetched, so a bug or a misconfigured peer cannot burn the
+  day's 2000 fetches.
 - :class:`RejectionStreak`: when the token fetched to replace a rejected one is itself
   rejected within minutes, something else is retiring our tokens (another system
   fetching with the same AppSecret). Refetching on every call would burn the day's 2000
@@ -27,17 +30,26 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._errors import TokenFetchError, WeChatAPIError, WxAuthError, error_for_token_endpoint
+from ._errors import (
+    RefreshBudgetError,
+    TokenFetchError,
+    WeChatAPIError,
+    WxAuthError,
+    error_for_token_endpoint,
+)
 from ._token import Token
+from ._window import DAY, StoreWindow
 from .stores._base import TokenStore
 
 __all__ = [
+    "BUDGET_WINDOW",
     "FAILURE_BACKOFF_FIRST",
     "FAILURE_BACKOFF_MAX",
     "REJECTION_DELAY_FIRST",
     "REJECTION_DELAY_MAX",
     "REJECTION_WINDOW",
     "FailureBackoff",
+    "FetchBudget",
     "RejectionStreak",
 ]
 
@@ -55,6 +67,8 @@ REJECTION_DELAY_FIRST = 30.0
 #: ...up to this many seconds (about 50 fetches a day when every token is rejected).
 REJECTION_DELAY_MAX = 1800.0
 _RECORD_TTL = 86400.0
+#: The sliding window of ``max_fetches_per_minute``, in seconds.
+BUDGET_WINDOW = 60.0
 
 
 def _read(store: TokenStore, key: str) -> dict[str, Any]:
@@ -189,3 +203,40 @@ class RejectionStreak:
         record = _read(self.store, self.key)
         streak = int(_num(record, "streak")) if record.get("held") == _tag(rejected.value) else 1
         _write(self.store, self.key, {"streak": streak, "dropped_at": now})
+
+
+class FetchBudget:
+    """Tokens fetched per minute and per China-time day, and the refusal past them."""
+
+    def __init__(
+        self,
+        store: TokenStore,
+        key: str,
+        appid: str,
+        *,
+        per_minute: int | None,
+        per_day: int | None,
+    ) -> None:
+        self.appid = appid
+        self.per_minute = per_minute
+        self.per_day = per_day
+        self.window = StoreWindow(
+            store,
+            key,
+            sliding=() if per_minute is None else ((per_minute, BUDGET_WINDOW),),
+            per_day=per_day,
+        )
+
+    def check(self, now: float) -> None:
+        """Raise :class:`~wxauth.RefreshBudgetError` if one more fetch is not allowed."""
+        retry_after = self.window.retry_after(now)
+        if retry_after is None:
+            return
+        if self.per_day is not None and self.window.count_today(now) >= self.per_day:
+            raise RefreshBudgetError(self.appid, self.per_day, DAY, retry_after)
+        assert self.per_minute is not None
+        raise RefreshBudgetError(self.appid, self.per_minute, BUDGET_WINDOW, retry_after)
+
+    def spend(self, now: float) -> None:
+        """Count one fetched token."""
+        self.window.record(now)

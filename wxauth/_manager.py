@@ -12,20 +12,32 @@ import os
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import requests
 
 from ._background import Refresher
-from ._errors import RefreshBudgetError, StoreError, TokenFetchError, WxAuthError
-from ._flight import flight_slot
-from ._guards import FailureBackoff, RejectionStreak
+from ._config import (
+    AHEAD_RETRY_DELAY,
+    BACKGROUND_LEAD,
+    DEFAULT_MAX_FETCHES_PER_DAY,
+    DEFAULT_MAX_FETCHES_PER_MINUTE,
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_REFRESH_MARGIN,
+    DEFAULT_TIMEOUT,
+    REJECTED_MEMORY,
+    ManagerStats,
+    check_credential,
+    check_options,
+    lease_for,
+)
+from ._errors import StoreError, TokenFetchError, WxAuthError
+from ._flight import fetching, flight_slot
+from ._guards import FailureBackoff, FetchBudget, RejectionStreak
+from ._local import LocalCopy
 from ._redact import redact_token
-from ._secret import Secret, reveal
+from ._secret import Secret
 from ._token import Token
-from ._window import DAY, StoreWindow
 from .sources import (
     DEFAULT_API_BASE,
     DEFAULT_BACKOFF,
@@ -43,6 +55,7 @@ __all__ = [
     "BACKGROUND_LEAD",
     "DEFAULT_MAX_FETCHES_PER_DAY",
     "DEFAULT_MAX_FETCHES_PER_MINUTE",
+    "DEFAULT_POLL_INTERVAL",
     "DEFAULT_REFRESH_MARGIN",
     "DEFAULT_TIMEOUT",
     "ManagerStats",
@@ -51,62 +64,7 @@ __all__ = [
 
 logger = logging.getLogger("wxauth")
 
-#: Seconds before expiry at which a token is refreshed ahead (capped at half its life).
-DEFAULT_REFRESH_MARGIN = 300.0
-#: Seconds for one HTTP request to a token endpoint, start to last byte.
-DEFAULT_TIMEOUT = 10.0
-#: After a refresh ahead of expiry fails, serve the still-valid token for this many
-#: seconds before trying again, so a failing endpoint is not called on every request.
-AHEAD_RETRY_DELAY = 30.0
-#: Tokens fetched per app per minute before wxauth refuses locally
-#: (:class:`~wxauth.RefreshBudgetError`); counted in the store, so shared by processes.
-#: Only fetches that got a token count: a failed one is paced by the failure backoff.
-DEFAULT_MAX_FETCHES_PER_MINUTE = 10
-#: Tokens fetched per app per China-time day before wxauth refuses locally: a quarter of
-#: WeChat's 2000, leaving the rest for whatever else uses the app. The floor is ~13.
-DEFAULT_MAX_FETCHES_PER_DAY = 500
-_MINUTE = 60.0
-#: The background refresher renews this many seconds before the foreground margin,
-#: so that in steady state no request finds the token inside the margin.
-BACKGROUND_LEAD = 120.0
-#: How long (seconds) a rejected token is remembered in the store, so the process that
-#: fetches next knows it even if another process saw the rejection.
-REJECTED_MEMORY = 600.0
-#: Longest pause of the background refresher between two looks at the store (seconds).
-DEFAULT_POLL_INTERVAL = 5.0
-
-
-@dataclass
-class ManagerStats:
-    """Counters of one manager, for monitoring and tests."""
-
-    #: Token fetches this manager made (each one a call to the token source).
-    fetches: int = 0
-    #: Of those, the ones the background refresher made.
-    background_fetches: int = 0
-    #: Tokens this manager dropped through :meth:`TokenManager.invalidate`.
-    invalidations: int = 0
-    #: Fetches that raised.
-    failures: int = 0
-
-    @property
-    def foreground_fetches(self) -> int:
-        """Fetches made inside a caller's :meth:`TokenManager.get_token`."""
-        return self.fetches - self.background_fetches
-
-
-def _check_credential(name: str, value: object) -> str:
-    if not isinstance(value, (str, Secret)):
-        raise ValueError(f"{name} must be a non-empty str, not {type(value).__name__}")
-    if not reveal(value).strip():
-        raise ValueError(f"{name} must be a non-empty str")
-    return value if isinstance(value, str) else name
-
-
 _LIVE_MANAGERS: weakref.WeakSet[TokenManager] = weakref.WeakSet()
-# The store keys a thread is fetching right now: a token request that needs the token
-# being fetched (a session carrying this manager's own WxAuth) must fail, not wait.
-_FETCHING = threading.local()
 
 
 class TokenManager:
@@ -168,23 +126,18 @@ class TokenManager:
     ) -> None:
         if isinstance(secret, str):
             secret = Secret(secret)  # no clear local, should a line below raise
-        self.appid = _check_credential("appid", appid)
+        self.appid = check_credential("appid", appid)
         if secret is not None or source is None or isinstance(source, str):
-            _check_credential("secret", secret)
-        if refresh_margin < 0:
-            raise ValueError("refresh_margin must be >= 0")
-        if not 0 < timeout < float("inf"):
-            raise ValueError("timeout must be a finite number > 0")
-        if retries < 0 or backoff < 0:
-            raise ValueError("retries and backoff must be >= 0")
-        for name, limit in (
-            ("max_fetches_per_minute", max_fetches_per_minute),
-            ("max_fetches_per_day", max_fetches_per_day),
-        ):
-            if limit is not None and limit < 1:
-                raise ValueError(f"{name} must be >= 1, or None for no limit")
-        if poll_interval <= 0:
-            raise ValueError("poll_interval must be > 0")
+            check_credential("secret", secret)
+        check_options(
+            refresh_margin=refresh_margin,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            max_fetches_per_minute=max_fetches_per_minute,
+            max_fetches_per_day=max_fetches_per_day,
+            poll_interval=poll_interval,
+        )
         self.source: TokenSource = make_source(
             source, appid, secret, None if api_base == DEFAULT_API_BASE else api_base
         )
@@ -209,18 +162,16 @@ class TokenManager:
         self._clock: Callable[[], float] = clock or time.time
         self._session = session
         self._own_session: requests.Session | None = None
-        # The longest one fetch can take: every attempt running out its deadline plus
-        # the backoffs between them.
-        worst_fetch = self.timeout * (self.retries + 1) + self.backoff * (2 ** (self.retries + 1))
         #: How long the store lock is leased to a fetcher (then another may take over).
-        self.lease: float = worst_fetch + 5.0
+        self.lease, default_lock_timeout = lease_for(self.timeout, self.retries, self.backoff)
         self.lock_timeout: float = (
-            float(lock_timeout) if lock_timeout is not None else self.lease + worst_fetch + 5.0
+            float(lock_timeout) if lock_timeout is not None else default_lock_timeout
         )
-        self._budget = StoreWindow(
+        self._budget = FetchBudget(
             store,
             f"{key}:fetches",
-            sliding=() if max_fetches_per_minute is None else ((max_fetches_per_minute, _MINUTE),),
+            self.appid,
+            per_minute=max_fetches_per_minute,
             per_day=max_fetches_per_day,
         )
         self._failures = FailureBackoff(store, f"{key}:failures", self._clock)
@@ -230,9 +181,7 @@ class TokenManager:
         # A shared store is read on every request otherwise: keep the token in this
         # process until its refresh point (a rejection of it re-reads the store).
         self._local_copy = store.shared
-        self._local: tuple[Token, float] | None = None
-        # The last tokens callers reported rejected: never taken into the local copy.
-        self._dropped: deque[str] = deque(maxlen=8)
+        self._local = LocalCopy()
         self._background = background_refresh
         self._refresher: Refresher | None = None
         self._slot = flight_slot(self.store, self._key)
@@ -281,9 +230,9 @@ class TokenManager:
         """
         # The warm paths of get(), inlined: they are on every request's way.
         if self._refresher is not None or not self._background:
-            local = self._local
-            if local is not None and self._clock() < local[1]:
-                return local[0].value
+            entry = self._local.entry
+            if entry is not None and self._clock() < entry[1]:
+                return entry[0].value
             if not self._local_copy:
                 current = self.store.get(self._key)
                 if current is not None and not current.needs_refresh(
@@ -309,22 +258,14 @@ class TokenManager:
     def _keep(self, token: Token) -> None:
         """Remember ``token`` in this process until its refresh point (shared stores)."""
         if self._local_copy:
-            entry = (token, token.refresh_at(self.refresh_margin))
-            self._local = entry
-            # A reader that fetched ``token`` from the store just before another thread
-            # dropped it must not keep it: invalidate() records the value first and
-            # clears the copy second, so one of the two always sees the other.
-            if token.value in self._dropped and self._local is entry:
-                self._local = None
+            self._local.keep(token, token.refresh_at(self.refresh_margin))
 
     def cached_token(self) -> str | None:
         """The cached token if it is fresh and known without I/O; else ``None``. Never
         fetches and never does I/O, so ``async`` code may call it on the event loop."""
-        local = self._local
-        if local is not None and self._clock() < local[1]:
-            return local[0].value
-        if self.store.shared:
-            return None
+        value = self._local.value(self._clock())
+        if value is not None or self.store.shared:
+            return value
         current = self.store.get(self._key)
         if current is None or current.needs_refresh(self._clock(), self.refresh_margin):
             return None
@@ -343,10 +284,7 @@ class TokenManager:
         retiring them, and refetching on every call would burn the day's quota.
         Meanwhile ``invalidate`` returns ``False`` and callers get WeChat's answer.
         """
-        self._dropped.append(token)
-        local = self._local
-        if local is not None and local[0].value == token:
-            self._local = None
+        self._local.drop(token)
         self._rejected = token
         stored = self.store.get(self._key)
         if stored is None or stored.value != token:
@@ -380,35 +318,27 @@ class TokenManager:
     ) -> Token:
         now = self._clock()
         usable = current if current is not None and not current.is_expired(now) else None
-        fetching: set[str] = _FETCHING.__dict__.setdefault("keys", set())
-        if self._key in fetching:
-            raise WxAuthError(
-                f"fetching the token of appid={self.appid} needed that same token: the "
-                "session given to TokenManager(session=...) must not carry a WxAuth of "
-                "the same app"
-            )
-        flight, leader = self._slot.begin()
-        if not leader:
-            if usable is not None and not force:
-                return usable  # a refresh-ahead is running: the old token still works
-            return flight.wait(self.lock_timeout + self.lease)
-        fetching.add(self._key)
-        try:
-            token = self._fetch_under_store_lock(
-                usable,
-                force=force,
-                margin=self.refresh_margin if margin is None else margin,
-                stopped=stopped,
-            )
-        except BaseException as exc:
-            flight.error = exc
-            raise
-        else:
-            flight.token = token
-            return token
-        finally:
-            fetching.discard(self._key)
-            self._slot.end(flight)
+        with fetching(self._key, self.appid):
+            flight, leader = self._slot.begin()
+            if not leader:
+                if usable is not None and not force:
+                    return usable  # a refresh-ahead is running: the old token still works
+                return flight.wait(self.lock_timeout + self.lease)
+            try:
+                token = self._fetch_under_store_lock(
+                    usable,
+                    force=force,
+                    margin=self.refresh_margin if margin is None else margin,
+                    stopped=stopped,
+                )
+            except BaseException as exc:
+                flight.error = exc
+                raise
+            else:
+                flight.token = token
+                return token
+            finally:
+                self._slot.end(flight)
 
     def _fetch_under_store_lock(
         self,
@@ -462,19 +392,9 @@ class TokenManager:
                 # the lease runs out.
                 logger.warning("%s; the token lock will expire after its lease", exc)
 
-    def _check_budget(self, now: float) -> None:
-        retry_after = self._budget.retry_after(now)
-        if retry_after is None:
-            return
-        today = self._budget.count_today(now)
-        if self.max_fetches_per_day is not None and today >= self.max_fetches_per_day:
-            raise RefreshBudgetError(self.appid, self.max_fetches_per_day, DAY, retry_after)
-        assert self.max_fetches_per_minute is not None
-        raise RefreshBudgetError(self.appid, self.max_fetches_per_minute, _MINUTE, retry_after)
-
     def _fetch(self, lock: StoreLock, now: float, *, stopped: Callable[[], bool] | None) -> Token:
         failures = self._failures.check()  # raises while a failure backoff runs
-        self._check_budget(now)
+        self._budget.check(now)
         ctx = FetchContext(
             session=self.session,
             timeout=self.timeout,
@@ -523,7 +443,7 @@ class TokenManager:
                 logger.info("appid=%s: closed during a background fetch; not stored", self.appid)
                 return
             try:
-                self._budget.record(token.fetched_at)
+                self._budget.spend(token.fetched_at)
                 if failures:
                     self._failures.recovered()
                 if lock.held():
@@ -541,7 +461,7 @@ class TokenManager:
                     self.appid,
                     exc,
                 )
-                self._local = (token, token.refresh_at(self.refresh_margin))
+                self._local.keep(token, token.refresh_at(self.refresh_margin))
                 return
         self._keep(token)
 
