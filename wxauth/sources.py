@@ -18,7 +18,6 @@ secret in clear.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -41,6 +40,7 @@ from ._protocol import (
     wecom_token_request,
 )
 from ._secret import Secret, reveal
+from ._window import StoreWindow
 from .stores._base import TokenStore
 from .transport import RequestsTransport, Transport, TransportError
 
@@ -258,7 +258,6 @@ class ClassicTokenSource(AppSecretSource):
 STABLE_FORCE_SPACING = 30.0
 #: ...and at most this many times a day.
 STABLE_FORCE_DAILY_LIMIT = 20
-_CHINA_UTC_OFFSET = 8 * 3600
 
 
 class StableTokenSource(AppSecretSource):
@@ -305,27 +304,16 @@ class StableTokenSource(AppSecretSource):
 
     def _take_force(self, ctx: FetchContext) -> bool:
         """Spend one force refresh if the spacing and the daily budget allow it."""
+        window = StoreWindow(
+            ctx.store,
+            f"{self.key}:force",
+            sliding=((1, STABLE_FORCE_SPACING),),
+            per_day=STABLE_FORCE_DAILY_LIMIT,
+        )
         now = ctx.clock()
-        day = int((now + _CHINA_UTC_OFFSET) // 86400)
-        meta_key = f"{self.key}:force"
-        raw = ctx.store.get_meta(meta_key)
-        last, count, on_day = float("-inf"), 0, day
-        if raw:
-            try:
-                record = json.loads(raw)
-                last, count, on_day = (
-                    float(record["last"]),
-                    int(record["count"]),
-                    int(record["day"]),
-                )
-            except (ValueError, KeyError, TypeError):
-                pass  # a damaged record only costs us the bookkeeping
-        if on_day != day:
-            count = 0
-        if now - last < STABLE_FORCE_SPACING or count >= STABLE_FORCE_DAILY_LIMIT:
+        if window.retry_after(now) is not None:
             return False
-        record_text = json.dumps({"last": now, "count": count + 1, "day": day})
-        ctx.store.set_meta(meta_key, record_text, ttl=2 * 86400)
+        window.record(now)
         return True
 
 
