@@ -5,27 +5,29 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import threading
 import time
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-import responses
 
 import wxauth
+from wxauth.testing import FakeWeChat
+
+if TYPE_CHECKING:
+    from conftest import Held
 
 APPID = "wxdecorator000001"
 SECRET = "decorator-secret-71c0e2b9a4f35d86"
-TOKEN_URL = "https://api.weixin.qq.com/cgi-bin/token"
-MENU_URL = "https://api.weixin.qq.com/cgi-bin/get_current_selfmenu_info"
+MENU_PATH = "/cgi-bin/get_current_selfmenu_info"
+MENU_URL = "https://api.weixin.qq.com" + MENU_PATH
 OK = {"errcode": 0, "errmsg": "ok"}
 
 
-def make_token(n: int) -> str:
-    return f"ACCESS_TOKEN_{n:04d}_" + "z" * 120
+def token_of(url: str | None) -> list[str]:
+    return parse_qs(urlsplit(url or "").query).get("access_token", [])
 
 
 def expired(errcode: int = 40001) -> dict[str, object]:
@@ -59,45 +61,16 @@ class Provider:
             return False
 
 
-class TokenEndpoint:
-    """The classic token endpoint on a RequestsMock, issuing make_token(1), (2), ..."""
-
-    def __init__(self, rsps: responses.RequestsMock) -> None:
-        self.issued: list[str] = []
-        self.gate: threading.Event | None = None
-        self.gate_was_open: list[bool] = []
-        rsps.add_callback(responses.GET, TOKEN_URL, callback=self._answer)
-
-    def _answer(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
-        if self.gate is not None:
-            self.gate_was_open.append(self.gate.wait(3))
-        token = make_token(len(self.issued) + 1)
-        self.issued.append(token)
-        return 200, {}, json.dumps({"access_token": token, "expires_in": 7200})
-
-
 @pytest.fixture
-def endpoint(rsps: responses.RequestsMock) -> TokenEndpoint:
-    return TokenEndpoint(rsps)
+def wechat(wechat: FakeWeChat) -> FakeWeChat:
+    """The emulator, with this module's app registered."""
+    wechat.add_app(APPID, SECRET)
+    return wechat
 
 
 @pytest.fixture
 def provider() -> Provider:
     return Provider()
-
-
-def menu_api(rsps: responses.RequestsMock, valid: str) -> list[requests.PreparedRequest]:
-    """MENU_URL answering ok for the token ``valid`` and 40001 for any other."""
-    seen: list[requests.PreparedRequest] = []
-
-    def answer(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
-        seen.append(request)
-        token = parse_qs(urlsplit(request.url or "").query).get("access_token")
-        body = OK if token == [valid] else expired(40001)
-        return 200, {"Content-Type": "application/json"}, json.dumps(body)
-
-    rsps.add_callback(responses.GET, MENU_URL, callback=answer)
-    return seen
 
 
 # -- plain functions ----------------------------------------------------------------------------
@@ -235,11 +208,9 @@ def test_a_second_returned_failure_is_returned_as_it_is(provider: Provider) -> N
     assert provider.issued == ["tok-1", "tok-2"]
 
 
-def test_returned_response_with_an_expired_errcode_is_retried(
-    rsps: responses.RequestsMock, endpoint: TokenEndpoint
-) -> None:
+def test_returned_response_with_an_expired_errcode_is_retried(wechat: FakeWeChat) -> None:
     """A returned requests.Response whose JSON has an expired errcode is retried too."""
-    api = menu_api(rsps, valid=make_token(2))
+    wechat.fail_next(on=MENU_PATH, errcode=40001)
     tokens = wxauth.TokenManager(APPID, SECRET)
 
     @wxauth.with_access_token(tokens)
@@ -248,8 +219,9 @@ def test_returned_response_with_an_expired_errcode_is_retried(
 
     response = get_menu()
     assert response.json() == OK
-    assert len(api) == 2
-    assert endpoint.issued == [make_token(1), make_token(2)]
+    wechat.assert_api_calls(2)
+    _, fresh = wechat.issued_tokens
+    assert token_of(response.request.url) == [fresh]
 
 
 def test_explicit_token_is_used_as_given_and_not_retried(provider: Provider) -> None:
@@ -308,39 +280,41 @@ def test_bad_arguments_are_refused() -> None:
 # -- sources ---------------------------------------------------------------------------------------
 
 
-def test_source_token_manager(rsps: responses.RequestsMock, endpoint: TokenEndpoint) -> None:
+def test_source_token_manager(wechat: FakeWeChat) -> None:
     """A TokenManager source: its token, its invalidate, one refresh on 40001."""
     tokens = wxauth.TokenManager(APPID, SECRET)
     stale = tokens.get_token()
-    api = menu_api(rsps, valid=make_token(2))
+    wechat.retire_all()  # only a token fetched from now on is accepted
 
     @wxauth.with_access_token(tokens)
     def get_menu(access_token: str) -> dict[str, Any]:
         return requests.get(MENU_URL, params={"access_token": access_token}).json()  # type: ignore[no-any-return]
 
     assert get_menu() == OK
-    assert len(api) == 2
-    assert tokens.get_token() == make_token(2) != stale
+    wechat.assert_api_calls(2)
+    _, fresh = wechat.issued_tokens
+    assert tokens.get_token() == fresh != stale
 
 
-def test_source_wxauth_shares_its_manager(
-    rsps: responses.RequestsMock, endpoint: TokenEndpoint
-) -> None:
+def test_source_wxauth_shares_its_manager(wechat: FakeWeChat) -> None:
     """A WxAuth source uses the auth's manager: the session and the decorated function
     see the same token and the same refresh."""
     auth = wxauth.WxAuth(APPID, SECRET)
-    menu_api(rsps, valid=make_token(2))
+    wechat.fail_next(on=MENU_PATH, errcode=40001)
 
     @wxauth.with_access_token(auth)
     def get_menu(access_token: str) -> dict[str, Any]:
         return requests.get(MENU_URL, params={"access_token": access_token}).json()  # type: ignore[no-any-return]
 
     assert get_menu() == OK
-    assert auth.manager.get_token() == make_token(2)
+    _, fresh = wechat.issued_tokens
+    assert auth.manager.get_token() == fresh
     session = requests.Session()
     session.auth = auth
-    assert session.get(MENU_URL).json() == OK
-    assert len(endpoint.issued) == 2
+    response = session.get(MENU_URL)
+    assert response.json() == OK
+    assert token_of(response.request.url) == [fresh]
+    wechat.assert_token_fetches(2)
 
 
 def test_source_duck_typed(provider: Provider) -> None:
@@ -354,13 +328,11 @@ def test_source_duck_typed(provider: Provider) -> None:
     assert call() == "tok-1"
 
 
-def test_threads_sharing_a_decorated_function_refresh_once(
-    rsps: responses.RequestsMock, endpoint: TokenEndpoint
-) -> None:
+def test_threads_sharing_a_decorated_function_refresh_once(wechat: FakeWeChat) -> None:
     """8 threads whose calls all see 40001 for the same token cause one refresh."""
     tokens = wxauth.TokenManager(APPID, SECRET)
     tokens.get_token()
-    menu_api(rsps, valid=make_token(2))
+    wechat.retire_all()  # every call with the cached token answers 40001
     barrier = threading.Barrier(8)
 
     @wxauth.with_access_token(tokens)
@@ -379,7 +351,7 @@ def test_threads_sharing_a_decorated_function_refresh_once(
     for thread in threads:
         thread.join(20)
     assert results == [OK] * 8
-    assert endpoint.issued == [make_token(1), make_token(2)]
+    wechat.assert_token_fetches(2)
 
 
 # -- methods ------------------------------------------------------------------------------------
@@ -501,9 +473,7 @@ def test_async_other_errors_are_not_retried(provider: Provider) -> None:
     assert seen == ["tok-1"]
 
 
-def test_async_uses_the_cached_token_of_a_manager(
-    rsps: responses.RequestsMock, endpoint: TokenEndpoint
-) -> None:
+def test_async_uses_the_cached_token_of_a_manager(wechat: FakeWeChat) -> None:
     """Warm calls take the manager's cached token on the loop; a 40001 still refreshes."""
     tokens = wxauth.TokenManager(APPID, SECRET)
     seen: list[str] = []
@@ -518,8 +488,8 @@ def test_async_uses_the_cached_token_of_a_manager(
             assert await call() == OK
 
     asyncio.run(main())
-    assert seen == [make_token(1), make_token(1), make_token(1), make_token(2)]
-    assert endpoint.issued == [make_token(1), make_token(2)]
+    first, second = wechat.issued_tokens
+    assert seen == [first, first, first, second]
 
 
 def test_async_second_failure_is_raised_as_it_is(provider: Provider) -> None:
@@ -585,13 +555,11 @@ def test_async_class_and_static_methods_in_both_orders(provider: Provider) -> No
     assert provider.invalidated == ["tok-1"]
 
 
-def test_async_cold_fetch_does_not_block_the_event_loop(
-    rsps: responses.RequestsMock, endpoint: TokenEndpoint
-) -> None:
+def test_async_cold_fetch_does_not_block_the_event_loop(wechat: FakeWeChat, held: Held) -> None:
     """A cold fetch runs off the loop: the token endpoint answers only after another
     coroutine on the same loop has run, which it could not if the fetch blocked it."""
     tokens = wxauth.TokenManager(APPID, SECRET)
-    endpoint.gate = threading.Event()
+    held.patience = 3
 
     @wxauth.with_access_token(tokens)
     async def call(access_token: str) -> str:
@@ -599,16 +567,16 @@ def test_async_cold_fetch_does_not_block_the_event_loop(
 
     async def ticker() -> None:
         await asyncio.sleep(0.01)
-        assert endpoint.gate is not None
-        endpoint.gate.set()
+        held.release()
 
     async def main() -> list[Any]:
         return await asyncio.gather(call(), ticker())
 
     started = time.monotonic()
-    token, _ = asyncio.run(main())
-    assert token == make_token(1)
-    assert endpoint.gate_was_open == [True]
+    with held:
+        token, _ = asyncio.run(main())
+    assert wechat.issued_tokens == [token]
+    assert held.waits == [True]
     assert time.monotonic() - started < 2.5
 
 
