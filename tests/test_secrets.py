@@ -6,15 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
 import socket
-import threading
 import traceback
 from collections.abc import Iterable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -23,6 +19,7 @@ import responses
 import wxauth
 from wxauth._redact import RedactingFilter, redact_token, redact_url_text
 from wxauth.sources import FetchContext
+from wxauth.testing import FakeWeChat
 
 APPID = "wxsecrets00000001"
 SECRET = "9f86d081884c7d659a2feaa0c55ad015"  # shaped like a real 32-hex AppSecret
@@ -30,12 +27,9 @@ TOKEN_URL = "https://api.weixin.qq.com/cgi-bin/token"
 SEND_PATH = "/cgi-bin/message/custom/send"
 RID = "6792f178-0c5b09a3-12eeecac"
 WINDOW = 12  # no run of this many characters of a secret or a token may show
-
-
-def make_token(n: int) -> str:
-    # Real tokens look random: so must ours, or a shared prefix would hide a leak.
-    digest = hashlib.sha256(f"token-{n}".encode()).hexdigest()
-    return f"{n:02d}_{digest}{digest[::-1]}".upper()
+# Real tokens look random: so must this one, or a shared prefix would hide a leak.
+_DIGEST = hashlib.sha256(b"token-7").hexdigest()
+TOKEN = f"07_{_DIGEST}{_DIGEST[::-1]}".upper()
 
 
 def leaks(text: str, secrets: Iterable[str]) -> list[str]:
@@ -89,77 +83,6 @@ def log_text(caplog: pytest.LogCaptureFixture, stream: io.StringIO) -> str:
     return "\n".join([caplog.text, stream.getvalue(), records])
 
 
-# -- a real loopback WeChat, so that urllib3 really logs --------------------------------------
-
-
-class LoopbackWeChat(ThreadingHTTPServer):
-    """A tiny WeChat on 127.0.0.1: /cgi-bin/token issues tokens; any other path accepts
-    only tokens in ``valid`` (clear it to retire every token issued so far)."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.issued: list[str] = []
-        self.valid: set[str] = set()
-        self.lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: LoopbackWeChat
-
-    def do_GET(self) -> None:
-        self._answer()
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self._answer()
-
-    def _answer(self) -> None:
-        parts = urlsplit(self.path)
-        query = parse_qs(parts.query)
-        with self.server.lock:
-            if parts.path == "/cgi-bin/token":
-                if query.get("secret") != [SECRET]:
-                    body: dict[str, Any] = {"errcode": 40125, "errmsg": "invalid appsecret"}
-                else:
-                    token = make_token(len(self.server.issued) + 1)
-                    self.server.issued.append(token)
-                    self.server.valid.add(token)
-                    body = {"access_token": token, "expires_in": 7200}
-            elif query.get("access_token", [""])[0] in self.server.valid:
-                body = {"errcode": 0, "errmsg": "ok"}
-            else:
-                body = {"errcode": 40001, "errmsg": f"invalid credential rid: {RID}"}
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # http.server prints request lines (with the secret) to stderr
-
-
-@pytest.fixture
-def wechat() -> Iterator[LoopbackWeChat]:
-    server = LoopbackWeChat()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -170,27 +93,30 @@ def closed_port() -> int:
 
 
 def test_no_secret_or_token_in_debug_logs_of_a_real_round_trip(
-    wechat: LoopbackWeChat, caplog: pytest.LogCaptureFixture, all_logs: io.StringIO
+    fake_wechat: FakeWeChat, caplog: pytest.LogCaptureFixture, all_logs: io.StringIO
 ) -> None:
     """Fetch, 40001, refresh, re-send and a decorated call over real HTTP, everything
     logged at DEBUG: urllib3's request lines are there, with the secret masked and each
     token shown as its first characters and its length."""
-    tokens = wxauth.TokenManager(APPID, SECRET, api_base=wechat.url, backoff=0)
-    session = requests.Session()
-    session.auth = wxauth.WxAuth(manager=tokens)
-    tokens.get_token()
-    wechat.valid.clear()  # WeChat retires token 1: the next call answers 40001
-    response = session.post(wechat.url + SEND_PATH, json={"touser": "OPENID"})
-    assert response.json()["errcode"] == 0
-    assert len(response.history) == 1
+    fake_wechat.add_app(APPID, SECRET)
+    with fake_wechat.serve() as base:
+        tokens = wxauth.TokenManager(APPID, SECRET, api_base=base, backoff=0)
+        session = requests.Session()
+        session.auth = wxauth.WxAuth(manager=tokens)
+        tokens.get_token()
+        fake_wechat.retire_all()  # WeChat retires token 1: the next call answers 40001
+        response = session.post(base + SEND_PATH, json={"touser": "OPENID"})
+        assert response.json()["errcode"] == 0
+        assert len(response.history) == 1
 
-    @wxauth.with_access_token(tokens)
-    def get_menu(access_token: str) -> dict[str, Any]:
-        url = wechat.url + "/cgi-bin/get_current_selfmenu_info"
-        return requests.get(url, params={"access_token": access_token}).json()  # type: ignore[no-any-return]
+        @wxauth.with_access_token(tokens)
+        def get_menu(access_token: str) -> dict[str, Any]:
+            url = base + "/cgi-bin/get_current_selfmenu_info"
+            return requests.get(url, params={"access_token": access_token}).json()  # type: ignore[no-any-return]
 
-    assert get_menu()["errcode"] == 0
-    assert len(wechat.issued) == 2
+        assert get_menu()["errcode"] == 0
+    issued = fake_wechat.issued_tokens
+    assert len(issued) == 2
 
     text = log_text(caplog, all_logs)
     url_lines = [r.getMessage() for r in caplog.records if r.name == "urllib3.connectionpool"]
@@ -198,9 +124,9 @@ def test_no_secret_or_token_in_debug_logs_of_a_real_round_trip(
     assert any("/cgi-bin/token" in line for line in url_lines), url_lines
     assert any(SEND_PATH in line for line in url_lines), url_lines
     assert "secret=***" in text
-    for token in wechat.issued:
+    for token in issued:
         assert f"access_token={redact_token(token)}" in text
-    assert leaks(text, [SECRET, *wechat.issued]) == []
+    assert leaks(text, [SECRET, *issued]) == []
     # wxauth's own lines: INFO per fetch, WARNING for the retry
     ours = [r for r in caplog.records if r.name == "wxauth"]
     assert any(r.levelno == logging.INFO and "7200" in r.getMessage() for r in ours)
@@ -222,7 +148,7 @@ def test_redacting_filter_formats_args_before_scrubbing(
     """A record whose URL arrives in ``args`` is scrubbed, and its args cleared so no
     handler can format the raw values again."""
     caplog.set_level(logging.DEBUG)
-    token = make_token(7)
+    token = TOKEN
     logging.getLogger("urllib3.connectionpool").debug(
         '%s://%s:%s "%s %s %s" %s %s',
         "https",
@@ -275,7 +201,7 @@ def test_redact_url_text(text: str) -> None:
     """Query strings, JSON bodies and dict reprs lose their secrets and tokens, also
     under the prefixed names of WeCom and third-party platforms, and without being
     told the literal secret."""
-    token = make_token(3)
+    token = TOKEN
     raw = text.format(secret=SECRET, token=token)
     assert leaks(redact_url_text(raw), [SECRET, token]) == []
     assert leaks(redact_url_text(raw, SECRET), [SECRET, token]) == []
@@ -289,13 +215,24 @@ def test_redact_url_text_leaves_other_text_alone() -> None:
 
 def test_redact_token_shows_prefix_and_length_only() -> None:
     """Long tokens keep 6 characters and their length; short ones only their length."""
-    token = make_token(1)
+    token = TOKEN
     assert redact_token(token) == f"{token[:6]}…(len={len(token)})"
     assert redact_token("short") == "…(len=5)"
     assert redact_token("") == "''"
 
 
 # -- exceptions and tracebacks ---------------------------------------------------------------------
+
+
+def test_a_short_secret_does_not_mangle_wechats_errmsg(fake_wechat: FakeWeChat) -> None:
+    """Literal masking is for real-length secrets: "s" must not make "system" "***ystem"."""
+    fake_wechat.add_app(APPID, "s")
+    with fake_wechat.serve() as base:
+        manager = wxauth.TokenManager(APPID, "s", api_base=base, retries=0)
+        fake_wechat.fail_next(on="token", errcode=-1)
+        with pytest.raises(wxauth.TokenFetchError) as caught:
+            manager.get_token()
+    assert "system" in str(caught.value)
 
 
 def test_connection_error_traceback_holds_no_secret(
@@ -400,7 +337,7 @@ def test_token_endpoint_failures_hold_no_secret(
 
 def test_token_in_a_malformed_answer_is_not_shown() -> None:
     """A token answer that cannot be used never shows the token in the error."""
-    token = make_token(9)
+    token = TOKEN
     with responses.RequestsMock() as rsps:
         rsps.get(TOKEN_URL, json={"access_token": token, "expires_in": "soon"})
         with pytest.raises(wxauth.TokenFetchError) as info:
@@ -413,7 +350,7 @@ def test_token_in_a_malformed_answer_is_not_shown() -> None:
 def test_error_excerpts_are_redacted_before_they_are_cut(status: int, what: str) -> None:
     """An error page quoting a JSON body (as proxies and gateways do) shows neither the
     secret nor a token, also when the 80-character excerpt ends inside one."""
-    value = make_token(5) if what == "token" else SECRET
+    value = TOKEN if what == "token" else SECRET
     key = "access_token" if what == "token" else "secret"
     quoted = f'upstream said {{"{key}":"'
     body = "<html><pre>" + quoted.rjust(60 - len("<html><pre>"), "-") + f'{value}"}}</pre></html>'
@@ -427,11 +364,13 @@ def test_error_excerpts_are_redacted_before_they_are_cut(status: int, what: str)
 # -- repr and str ----------------------------------------------------------------------------------
 
 
-def test_reprs_and_strs_hide_secret_and_token(wechat: LoopbackWeChat) -> None:
+def test_reprs_and_strs_hide_secret_and_token(fake_wechat: FakeWeChat) -> None:
     """Nothing that holds the secret or a token shows it in repr() or str()."""
-    tokens = wxauth.TokenManager(APPID, SECRET, api_base=wechat.url)
-    auth = wxauth.WxAuth(manager=tokens)
-    token = tokens.get_token()
+    fake_wechat.add_app(APPID, SECRET)
+    with fake_wechat.serve() as base:
+        tokens = wxauth.TokenManager(APPID, SECRET, api_base=base)
+        auth = wxauth.WxAuth(manager=tokens)
+        token = tokens.get_token()
     stored = tokens.peek()
     assert stored is not None
 
@@ -465,7 +404,7 @@ def test_reprs_and_strs_hide_secret_and_token(wechat: LoopbackWeChat) -> None:
 
 def test_fetch_context_repr_hides_the_rejected_token() -> None:
     """FetchContext (public: custom sources receive it) does not show the token."""
-    token = make_token(4)
+    token = TOKEN
     ctx = FetchContext(
         session=requests.Session(),
         timeout=1.0,
