@@ -5,14 +5,14 @@ other host (a CDN, another company's API, a redirect target) goes out untouched.
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 import responses
+from _loopback import serve
 
 import wxauth
 from wxauth.testing import FakeWeChat
@@ -130,14 +130,13 @@ def test_a_callable_source_also_covers_qyapi() -> None:
     assert token_of(prepared_url(auth, "https://qyapi.weixin.qq.com/cgi-bin/user/get")) == [TOKEN]
 
 
-def test_api_base_of_an_emulator_is_the_only_api_host() -> None:
+def test_api_base_of_an_emulator_is_the_only_api_host(fake_wechat: FakeWeChat) -> None:
     """With api_base=the emulator's loopback URL, that origin (scheme, host and port)
     gets the token; WeChat's hosts and the same host on another port do not."""
-    fake = FakeWeChat()
-    fake.add_app(APPID, SECRET)
-    with fake, fake.serve() as url:
+    fake_wechat.add_app(APPID, SECRET)
+    with fake_wechat.serve() as url:
         port = int(url.rsplit(":", 1)[1])
-        auth = wxauth.WxAuth(APPID, SECRET, api_base=url, clock=fake.clock)
+        auth = wxauth.WxAuth(APPID, SECRET, api_base=url, clock=fake_wechat.clock)
         assert token_of(prepared_url(auth, url + "/cgi-bin/user/get")) != []
         assert token_of(prepared_url(auth, url + "/")) != []
         other_port = f"http://127.0.0.1:{port + 1 if port < 65535 else port - 1}/x"
@@ -286,29 +285,18 @@ class _RedirectingHandler(BaseHTTPRequestHandler):
         pass
 
 
-def _serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
-
-
 def test_a_real_redirect_between_loopback_servers() -> None:
     """Over real HTTP: the API server (api_base) redirects to a second server, which sees
     no token and whose 40001 answer is not healed."""
     other_seen: list[str] = []
     api_seen: list[str] = []
     other_handler = type("Other", (_RedirectingHandler,), {"seen": other_seen})
-    other, other_url = _serve(other_handler)
-    api_handler = type("Api", (_RedirectingHandler,), {"seen": api_seen, "target": other_url})
-    api, api_url = _serve(api_handler)
-    try:
-        session = requests.Session()
-        session.auth = callable_auth(api_base=api_url)
-        response = session.get(api_url + "/go", timeout=10)
-    finally:
-        for server in (api, other):
-            server.shutdown()
-            server.server_close()
+    with serve(other_handler) as other_url:
+        api_handler = type("Api", (_RedirectingHandler,), {"seen": api_seen, "target": other_url})
+        with serve(api_handler) as api_url:
+            session = requests.Session()
+            session.auth = callable_auth(api_base=api_url)
+            response = session.get(api_url + "/go", timeout=10)
     assert response.json() == {"errcode": 40001, "path": "/landed"}
     assert len(api_seen) == 1
     assert token_of(api_seen[0]) == [TOKEN]

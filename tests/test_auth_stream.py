@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import tracemalloc
 import zlib
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from _loopback import serve
 
 import wxauth
 
@@ -120,17 +120,10 @@ def _gzip(pieces: Iterator[bytes]) -> Iterator[bytes]:
 
 @pytest.fixture
 def server() -> Iterator[tuple[str, dict[str, Route]]]:
+    """A loopback server answering each path from its :class:`Route`."""
     routes: dict[str, Route] = {}
-    handler = type("Handler", (_Handler,), {"routes": routes})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", routes
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serve(type("Handler", (_Handler,), {"routes": routes})) as url:
+        yield url, routes
 
 
 def issuing(*tokens: str) -> Callable[[], tuple[str, float]]:
