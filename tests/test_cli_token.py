@@ -17,11 +17,10 @@ APPID, SECRET = "wxcli000000001", "cli-secret-value"
 
 
 @pytest.fixture
-def fake() -> FakeWeChat:
-    fake = FakeWeChat()
-    fake.add_app(APPID, SECRET)
-    yield fake
-    fake.close()
+def fake(fake_wechat: FakeWeChat) -> FakeWeChat:
+    """The emulator, with this module's app registered."""
+    fake_wechat.add_app(APPID, SECRET)
+    return fake_wechat
 
 
 def test_prints_the_token_and_reuses_it_from_the_file_store(
@@ -37,6 +36,24 @@ def test_prints_the_token_and_reuses_it_from_the_file_store(
         second = capsys.readouterr().out.strip()
     assert first == second == fake.latest_token(APPID)
     fake.assert_token_fetches(1)
+
+
+def test_the_default_store_does_not_mix_api_bases(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two emulators, same appid, default --store: each run prints a token its own
+    emulator issued."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("WECHAT_APPID", APPID)
+    monkeypatch.setenv("WECHAT_APPSECRET", SECRET)
+    for _ in range(2):
+        with FakeWeChat() as fake:
+            fake.add_app(APPID, SECRET)
+            with fake.serve() as url:
+                assert main(["token", "--api-base", url]) == 0
+            printed = capsys.readouterr().out.strip()
+            assert fake.token_status(printed) == "valid"
+            fake.assert_token_fetches(1)
 
 
 def test_reads_credentials_from_the_environment_in_a_real_process(

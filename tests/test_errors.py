@@ -14,6 +14,7 @@ import requests
 import responses
 
 import wxauth
+from wxauth.testing import FakeWeChat
 
 APPID = "wxerrors000000001"
 SECRET = "errors-secret-5f2c9a1e7b3d4c6a"
@@ -370,6 +371,19 @@ def test_credential_error_without_an_ip() -> None:
     exc = wxauth.CredentialError(40125, "invalid appsecret")
     assert exc.ip is None
     assert "whitelist" not in str(exc)
+
+
+def test_wecom_wrong_secret_does_not_blame_the_ip_whitelist(fake_wechat: FakeWeChat) -> None:
+    """WeCom answers a wrong corpsecret with 40001: a CredentialError with no ``ip`` and
+    no whitelist advice, though its errmsg names the caller's IP as WeCom's 60020 does."""
+    fake_wechat.add_wecom_app("ww1", "corp-secret")
+    with fake_wechat.serve() as url:
+        manager = wxauth.TokenManager("ww1", "wrong-corp-secret", source="wecom", api_base=url)
+        with pytest.raises(wxauth.CredentialError) as caught:
+            manager.get_token()
+    assert caught.value.errcode == 40001
+    assert caught.value.ip is None
+    assert "whitelist" not in str(caught.value)
 
 
 # -- raise_for_errcode -------------------------------------------------------------------------
