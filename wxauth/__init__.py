@@ -11,7 +11,7 @@ from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
 from ._auth import WxAuth
-from ._decorator import TokenProvider, with_access_token
+from ._decorator import with_access_token
 from ._errors import (
     EXPIRED_ERRCODES,
     CredentialError,
@@ -32,6 +32,7 @@ from .sources import (
     ClassicTokenSource,
     FetchContext,
     StableTokenSource,
+    TokenProvider,
     TokenSource,
     WeComTokenSource,
 )

@@ -9,7 +9,7 @@ import inspect
 import logging
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, TypeVar, cast, runtime_checkable
+from typing import Any, TypeVar, cast
 
 import requests
 import wrapt
@@ -20,25 +20,13 @@ from ._manager import TokenManager
 from ._protocol import mapping_expired_errcode
 from ._redact import redact_token
 from ._response import expired_errcode
+from .sources import TokenProvider
 
 __all__ = ["TokenProvider", "with_access_token"]
 
 logger = logging.getLogger("wxauth")
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-@runtime_checkable
-class TokenProvider(Protocol):
-    """Anything that hands out a token and takes back a rejected one."""
-
-    def get_token(self) -> str:
-        """Return a valid access token."""
-        ...
-
-    def invalidate(self, token: str) -> bool:
-        """Drop ``token`` if it is still the current one; say whether it did."""
-        ...
 
 
 def _rejected_code(outcome: object) -> int | None:

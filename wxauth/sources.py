@@ -23,7 +23,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import requests
 
@@ -59,6 +59,7 @@ __all__ = [
     "ClassicTokenSource",
     "FetchContext",
     "StableTokenSource",
+    "TokenProvider",
     "TokenSource",
     "WeComTokenSource",
     "call_token_endpoint",
@@ -107,6 +108,21 @@ class FetchContext:
     #: What sends the token requests; default a :class:`~wxauth.transport.RequestsTransport`
     #: on ``session``.
     transport: Transport | None = None
+
+
+@runtime_checkable
+class TokenProvider(Protocol):
+    """Anything that hands out a token and takes back a rejected one: what
+    :func:`~wxauth.with_access_token` accepts (a :class:`~wxauth.TokenManager` is one;
+    so is a wrapper around your own token service)."""
+
+    def get_token(self) -> str:
+        """Return a valid access token."""
+        ...
+
+    def invalidate(self, token: str) -> bool:
+        """Drop ``token`` if it is still the current one; say whether it did."""
+        ...
 
 
 class TokenSource(ABC):
