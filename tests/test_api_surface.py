@@ -1,5 +1,5 @@
-"""The public surface: what ``wxauth`` exports, the signatures issue 2 fixes, docstrings
-everywhere, and the ``py.typed`` marker."""
+"""The public surface: what ``wxauth`` exports, the signatures of the core API,
+docstrings everywhere, and the ``py.typed`` marker."""
 
 from __future__ import annotations
 
@@ -26,8 +26,9 @@ def test_all_names_exist_once() -> None:
         assert hasattr(wxauth, name), name
 
 
-def test_issue_names_are_exported() -> None:
-    """The names issue 2 promises are in __all__."""
+def test_the_core_api_is_exported_from_the_package_root() -> None:
+    """The manager, the requests auth, the decorator, the error tree, the expired
+    errcodes and raise_for_errcode are all in ``wxauth.__all__``."""
     promised = {
         "TokenManager",
         "WxAuth",
@@ -101,7 +102,7 @@ def test_py_typed_is_shipped() -> None:
     assert marker.read_text().strip() in ("", "partial")
 
 
-# -- the contract of issue 2 -------------------------------------------------------------------
+# -- signatures of the core API --------------------------------------------------------------
 
 
 def parameters(func: object) -> dict[str, inspect.Parameter]:

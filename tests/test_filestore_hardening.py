@@ -1,5 +1,6 @@
-"""FileStore hardening (issue #9): no lock leaked by a failed write, bounded waits, a
-lease the wall clock cannot cut short, fencing numbers, and a directory it can trust."""
+"""FileStore under faults and hostile directories: no lock leaked by a failed write,
+bounded waits, a lease the wall clock cannot cut short, fencing numbers, and a directory
+it can trust."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def disk_full_for_lease(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "replace", replace)
 
 
-# -- item 5: a failed lease write leaks nothing ------------------------------------------
+# -- a failed lease write leaks nothing ------------------------------------------------------
 
 
 def test_a_failed_lease_write_leaks_no_lock(tmp_path: Path, disk_full_for_lease: None) -> None:
@@ -102,7 +103,7 @@ def test_after_a_failed_lease_write_the_lock_is_taken_at_once(
     assert flock_is_free_in_another_process(file_of(store, "lock.0"))
 
 
-# -- item 7: waits are bounded, and the wall clock cannot cut a lease short ---------------
+# -- waits are bounded, and the wall clock cannot cut a lease short --------------------------
 
 
 @pytest.fixture
@@ -226,7 +227,7 @@ def test_a_waiters_patience_carries_over_to_a_fresh_lock_object(tmp_path: Path) 
     stuck.release()
 
 
-# -- item 6: fences, held(), fence-first ordering -----------------------------------------
+# -- fences, held(), fence-first ordering ----------------------------------------------------
 
 _FENCE_OF_ONE_ACQUISITION = """
 import sys
@@ -333,7 +334,7 @@ def test_set_orders_by_fence_before_fetched_at(tmp_path: Path) -> None:
     assert peer.set(KEY, Token("later", 7300.0, 100.0, fence=6)) is True
 
 
-# -- item 14: a directory it can trust, and no symbolic link followed ---------------------
+# -- a directory it can trust, and no symbolic link followed ---------------------------------
 
 
 @pytest.mark.parametrize("mode", [0o777, 0o775, 0o770, 0o757, 0o1777], ids=oct)
