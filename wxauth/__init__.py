@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
 from ._auth import WxAuth
+from ._config import ManagerStats
 from ._decorator import with_access_token
 from ._errors import (
     EXPIRED_ERRCODES,
@@ -23,7 +24,7 @@ from ._errors import (
     WxAuthError,
     raise_for_errcode,
 )
-from ._manager import ManagerStats, TokenManager
+from ._manager import TokenManager
 from ._redact import install_log_redaction as _install_log_redaction
 from ._secret import Secret
 from ._token import Token

@@ -50,17 +50,7 @@ from .sources import (
 from .stores._base import StoreLock, TokenStore
 from .stores._memory import default_store
 
-__all__ = [
-    "AHEAD_RETRY_DELAY",
-    "BACKGROUND_LEAD",
-    "DEFAULT_MAX_FETCHES_PER_DAY",
-    "DEFAULT_MAX_FETCHES_PER_MINUTE",
-    "DEFAULT_POLL_INTERVAL",
-    "DEFAULT_REFRESH_MARGIN",
-    "DEFAULT_TIMEOUT",
-    "ManagerStats",
-    "TokenManager",
-]
+__all__ = ["TokenManager"]
 
 logger = logging.getLogger("wxauth")
 
