@@ -455,8 +455,8 @@ def test_managers_sharing_a_store_share_one_token_and_one_flight(
 ) -> None:
     """A WxAuth and a TokenManager of one app built on one store make one fetch, even
     when their first calls race: the single flight is per app and store, not per
-    manager. (Each manager with no store= gets a private one; the README says to share
-    one manager or one store per app.)"""
+    manager. (Managers with no store= share the process-wide default store, and so a
+    flight too; this one is explicit.)"""
     store = wxauth.MemoryStore()
     auth = wxauth.WxAuth(APPID, SECRET, store=store)
     tokens = wxauth.TokenManager(APPID, SECRET, store=store)
