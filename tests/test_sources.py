@@ -3,17 +3,17 @@ per-application tokens, custom callables, and the local refresh budget."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 import requests
 import responses
+from _loopback import Scripted
 
 import wxauth
 from wxauth.sources import parse_token_answer
@@ -308,47 +308,6 @@ def test_the_rejection_seen_by_one_manager_reaches_the_one_that_fetches(
 
 
 # -- loopback servers with scripted answers -----------------------------------------------------
-
-
-class Scripted(ThreadingHTTPServer):
-    """A server on 127.0.0.1 whose every request is answered by ``script(handler)``.
-
-    It records the paths it was asked for. ``stop`` is set when the test ends: scripts
-    that wait or trickle watch it, and closing the server joins every handler thread."""
-
-    daemon_threads = False  # server_close() joins the handler threads
-
-    def __init__(self, script: Callable[[BaseHTTPRequestHandler], None]) -> None:
-        super().__init__(("127.0.0.1", 0), _ScriptedHandler)
-        self.script = script
-        self.hits: list[str] = []
-        self.stop = threading.Event()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _ScriptedHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 10  # a client that never sends its request does not hold the test up
-    server: Scripted
-
-    def do_GET(self) -> None:
-        self._run()
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self._run()
-
-    def _run(self) -> None:
-        self.server.hits.append(self.path)
-        with contextlib.suppress(OSError):  # the client hung up: what a deadline is for
-            self.server.script(self)
-        self.close_connection = True  # no keep-alive: closing the server joins at once
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # request lines carry the secret
 
 
 @pytest.fixture
