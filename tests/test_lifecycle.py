@@ -3,11 +3,11 @@ that its own token requests would need its own token."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 import requests
+from _gated import GatedSource
 
 import wxauth
 from wxauth.testing import FakeWeChat
@@ -15,34 +15,10 @@ from wxauth.testing import FakeWeChat
 APPID, SECRET = "wxlifecycle001", "the-lifecycle-secret"
 
 
-class GatedSource(wxauth.TokenSource):
-    """A token source whose fetches wait for the test to let them finish."""
-
-    name = "gated"
-
-    def __init__(self) -> None:
-        self.appid = APPID
-        self.started = threading.Event()
-        self.release = threading.Event()
-        self.finished = threading.Event()
-
-    @property
-    def key(self) -> str:
-        return f"token:gated:{self.appid}"
-
-    def fetch(self, ctx: wxauth.FetchContext) -> tuple[str, float]:
-        self.started.set()
-        try:
-            assert self.release.wait(20)
-            return "gated-token", 7200.0
-        finally:
-            self.finished.set()
-
-
 def test_close_during_a_background_fetch_returns_promptly_and_writes_nothing() -> None:
     """close() does not wait for a fetch in flight, and that fetch's token is not
     written to the store after close() returned."""
-    source = GatedSource()
+    source = GatedSource(APPID)
     store = wxauth.MemoryStore()
     tokens = wxauth.TokenManager(APPID, source=source, store=store, background_refresh=True)
     tokens.start_background()

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from _gated import GatedSource
 
 import wxauth
 from wxauth import FileStore, RedisStore, Token, TokenStore
@@ -127,36 +128,12 @@ def test_hosts_an_hour_apart_take_turns(fake: FakeWeChat, open_store: Opener) ->
             assert stored.value == value
 
 
-class GatedSource(wxauth.TokenSource):
-    """A token source whose fetches wait for the test to let them finish."""
-
-    name = "gated"
-
-    def __init__(self) -> None:
-        self.appid = APPID
-        self.started = threading.Event()
-        self.release = threading.Event()
-        self.count = 0
-
-    @property
-    def key(self) -> str:
-        return f"token:gated:{self.appid}"
-
-    def fetch(self, ctx: wxauth.FetchContext) -> tuple[str, float]:
-        self.count += 1
-        value = f"gated-token-{self.count}"
-        self.started.set()
-        assert self.release.wait(20)
-        return value, 7200.0
-
-
 def test_a_fetch_that_outlived_its_lease_does_not_overwrite(open_store: Opener) -> None:
     """A fetch kept alive past its lease lets another process fetch; when the first one
     finally ends, it does not write its older token over the newer one. Its caller
     still gets the token it fetched (valid for now)."""
-    slow_source, fast_source = GatedSource(), GatedSource()
+    slow_source, fast_source = GatedSource(APPID), GatedSource(APPID, first=101)
     fast_source.release.set()
-    fast_source.count = 100
     slow = wxauth.TokenManager(APPID, source=slow_source, store=open_store())
     slow.lease = 0.3
     fast = wxauth.TokenManager(APPID, source=fast_source, store=open_store())
