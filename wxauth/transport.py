@@ -31,7 +31,14 @@ from requests.structures import CaseInsensitiveDict
 from ._protocol import MAX_ANSWER_BYTES, TokenRequest, scrub, shown_location
 from ._secret import reveal
 
-__all__ = ["HTTPAnswer", "RequestsTransport", "TokenRequest", "Transport", "TransportError"]
+__all__ = [
+    "AsyncTransport",
+    "HTTPAnswer",
+    "RequestsTransport",
+    "TokenRequest",
+    "Transport",
+    "TransportError",
+]
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,15 @@ class Transport(Protocol):
     """Sends token requests. See the module docstring for the duties."""
 
     def send(self, request: TokenRequest, *, timeout: float) -> HTTPAnswer:
+        """Send ``request``; return the answer, or raise :class:`TransportError`."""
+        ...
+
+
+class AsyncTransport(Protocol):
+    """Sends token requests from ``async`` code, with the same duties, without blocking
+    the event loop (``wxauth.httpx.AsyncHttpxTransport`` is the httpx one)."""
+
+    async def send(self, request: TokenRequest, *, timeout: float) -> HTTPAnswer:
         """Send ``request``; return the answer, or raise :class:`TransportError`."""
         ...
 
