@@ -1,6 +1,6 @@
 """The guards that keep an outage or a fight over the AppSecret from turning into
-a request storm or a burnt quota. Both keep their state in the store, so every process
-that shares the store shares the guard.
+a request storm or a burnt quota. Each keeps its state in a meta record of the store,
+so every process that shares the store shares the guard.
 
 - :class:`FailureBackoff`: after consecutive failed fetches (a network outage, HTTP 5xx,
   ``-1 system busy``, a refused credential), the next try waits a growing pause, capped
@@ -14,6 +14,11 @@ that shares the store shares the guard.
   rejected within minutes, something else is retiring our tokens (another system
   fetching with the same AppSecret). Refetching on every call would burn the day's 2000
   fetches, so the next refetch waits, with growing delays.
+
+The guards are rules with no I/O: each method takes the record's text as the store
+returned it (``None`` when there is none) and returns the text to write back, if any.
+The sync and the async manager do the store I/O around them, so both follow the same
+rules from the same code.
 
 Pauses are measured on the manager's clock and, for the failure backoff, on the wall
 clock too: the pause ends as soon as either has moved past it (a test that moves a fake
@@ -39,12 +44,12 @@ from ._errors import (
 )
 from ._token import Token
 from ._window import DAY, StoreWindow
-from .stores._base import TokenStore
 
 __all__ = [
     "BUDGET_WINDOW",
     "FAILURE_BACKOFF_FIRST",
     "FAILURE_BACKOFF_MAX",
+    "RECORD_TTL",
     "REJECTION_DELAY_FIRST",
     "REJECTION_DELAY_MAX",
     "REJECTION_WINDOW",
@@ -66,13 +71,13 @@ REJECTION_WINDOW = 300.0
 REJECTION_DELAY_FIRST = 30.0
 #: ...up to this many seconds (about 50 fetches a day when every token is rejected).
 REJECTION_DELAY_MAX = 1800.0
-_RECORD_TTL = 86400.0
+#: How long the guards' records are kept in the store (seconds).
+RECORD_TTL = 86400.0
 #: The sliding window of ``max_fetches_per_minute``, in seconds.
 BUDGET_WINDOW = 60.0
 
 
-def _read(store: TokenStore, key: str) -> dict[str, Any]:
-    raw = store.get_meta(key)
+def _parse(raw: str | None) -> dict[str, Any]:
     if not raw:
         return {}
     try:
@@ -82,8 +87,8 @@ def _read(store: TokenStore, key: str) -> dict[str, Any]:
     return record if isinstance(record, dict) else {}
 
 
-def _write(store: TokenStore, key: str, record: dict[str, Any]) -> None:
-    store.set_meta(key, json.dumps(record, separators=(",", ":")), ttl=_RECORD_TTL)
+def _dump(record: dict[str, Any]) -> str:
+    return json.dumps(record, separators=(",", ":"))
 
 
 def _num(record: dict[str, Any], name: str, default: float = 0.0) -> float:
@@ -94,10 +99,13 @@ def _num(record: dict[str, Any], name: str, default: float = 0.0) -> float:
 
 
 class FailureBackoff:
-    """Consecutive failed fetches of one token, and the pause they impose."""
+    """Consecutive failed fetches of one token (record under :attr:`key`), and the
+    pause they impose."""
 
-    def __init__(self, store: TokenStore, key: str, clock: Callable[[], float]) -> None:
-        self.store = store
+    #: The record to write after a fetch succeeded: the streak of failures is over.
+    RECOVERED = "{}"
+
+    def __init__(self, key: str, clock: Callable[[], float]) -> None:
         self.key = key
         self.clock = clock
 
@@ -108,10 +116,10 @@ class FailureBackoff:
             return 0.0
         return float(min(FAILURE_BACKOFF_FIRST * 2.0 ** (failures - 2), FAILURE_BACKOFF_MAX))
 
-    def check(self) -> int:
+    def check(self, raw: str | None) -> int:
         """Return how many fetches in a row have failed; raise the last failure's error
         (a fresh copy, saying when the next try comes) while the pause runs."""
-        record = _read(self.store, self.key)
+        record = _parse(raw)
         failures = int(_num(record, "n"))
         if failures <= 0:
             return 0
@@ -133,9 +141,9 @@ class FailureBackoff:
             errcode=errcode if isinstance(errcode, int) else None,
         )
 
-    def failed(self, previous: int, error: WxAuthError) -> None:
-        """Count one more failed fetch (after ``previous`` ones) and start its pause.
-        Error messages are already free of secrets and tokens."""
+    def failed(self, previous: int, error: WxAuthError) -> str:
+        """The record after one more failed fetch (after ``previous`` ones), which
+        starts its pause. Error messages are already free of secrets and tokens."""
         failures = previous + 1
         pause = self.pause(failures)
         record: dict[str, Any] = {
@@ -149,11 +157,39 @@ class FailureBackoff:
         else:
             record.update(kind="fetch", message=str(error).split(" [", 1)[0])
             record["errcode"] = getattr(error, "errcode", None)
-        _write(self.store, self.key, record)
+        return _dump(record)
 
-    def recovered(self) -> None:
-        """A fetch succeeded: the streak of failures is over."""
-        _write(self.store, self.key, {})
+
+class FetchBudget:
+    """Tokens fetched per minute and per China-time day (record under :attr:`key`),
+    and the refusal past them."""
+
+    def __init__(
+        self, key: str, appid: str, *, per_minute: int | None, per_day: int | None
+    ) -> None:
+        self.key = key
+        self.appid = appid
+        self.per_minute = per_minute
+        self.per_day = per_day
+        self.window = StoreWindow(
+            key,
+            sliding=() if per_minute is None else ((per_minute, BUDGET_WINDOW),),
+            per_day=per_day,
+        )
+
+    def check(self, raw: str | None, now: float) -> None:
+        """Raise :class:`~wxauth.RefreshBudgetError` if one more fetch is not allowed."""
+        retry_after = self.window.retry_after(raw, now)
+        if retry_after is None:
+            return
+        if self.per_day is not None and self.window.count_today(raw, now) >= self.per_day:
+            raise RefreshBudgetError(self.appid, self.per_day, DAY, retry_after)
+        assert self.per_minute is not None
+        raise RefreshBudgetError(self.appid, self.per_minute, BUDGET_WINDOW, retry_after)
+
+    def spent(self, raw: str | None, now: float) -> str:
+        """The record with one more fetched token counted."""
+        return self.window.recorded(raw, now)
 
 
 def _tag(value: str) -> str:
@@ -161,30 +197,30 @@ def _tag(value: str) -> str:
 
 
 class RejectionStreak:
-    """Replacement tokens that WeChat rejected soon after their fetch."""
+    """Replacement tokens that WeChat rejected soon after their fetch (record under
+    :attr:`key`)."""
 
-    def __init__(self, store: TokenStore, key: str, appid: str) -> None:
-        self.store = store
+    def __init__(self, key: str, appid: str) -> None:
         self.key = key
         self.appid = appid
 
-    def hold(self, rejected: Token, now: float) -> bool:
-        """Whether to keep ``rejected`` for now instead of dropping it. Called with the
-        stored token a caller reports rejected, before it is dropped."""
-        record = _read(self.store, self.key)
+    def hold(self, raw: str | None, rejected: Token, now: float) -> tuple[bool, str | None]:
+        """Whether to keep ``rejected`` for now instead of dropping it, and the record
+        to write (``None``: unchanged). Called with the stored token a caller reports
+        rejected, before it is dropped."""
+        record = _parse(raw)
         tag = _tag(rejected.value)
         if record.get("held") == tag:
             left = _num(record, "not_before") - now
-            return 0 < left <= REJECTION_DELAY_MAX
+            return 0 < left <= REJECTION_DELAY_MAX, None
         streak = int(_num(record, "streak"))
         since_drop = rejected.fetched_at - _num(record, "dropped_at", float("-inf"))
         age = now - rejected.fetched_at
         if streak < 1 or not 0 <= since_drop < REJECTION_WINDOW or not age < REJECTION_WINDOW:
-            return False  # the first rejection of this token: heal at once
+            return False, None  # the first rejection of this token: heal at once
         streak += 1
         delay = min(REJECTION_DELAY_FIRST * 2 ** (streak - 2), REJECTION_DELAY_MAX)
         record.update(streak=streak, held=tag, not_before=now + delay)
-        _write(self.store, self.key, record)
         logger.warning(
             "appid=%s: WeChat rejected the token fetched %.0fs ago to replace a rejected "
             "one (%d rejections in a row). Something else is probably fetching tokens for "
@@ -196,47 +232,11 @@ class RejectionStreak:
             streak,
             delay,
         )
-        return True
+        return True, _dump(record)
 
-    def dropped(self, rejected: Token, now: float) -> None:
-        """``rejected`` was dropped: the next token fetched replaces it."""
-        record = _read(self.store, self.key)
+    def dropped(self, raw: str | None, rejected: Token, now: float) -> str:
+        """The record after ``rejected`` was dropped: the next token fetched replaces
+        it."""
+        record = _parse(raw)
         streak = int(_num(record, "streak")) if record.get("held") == _tag(rejected.value) else 1
-        _write(self.store, self.key, {"streak": streak, "dropped_at": now})
-
-
-class FetchBudget:
-    """Tokens fetched per minute and per China-time day, and the refusal past them."""
-
-    def __init__(
-        self,
-        store: TokenStore,
-        key: str,
-        appid: str,
-        *,
-        per_minute: int | None,
-        per_day: int | None,
-    ) -> None:
-        self.appid = appid
-        self.per_minute = per_minute
-        self.per_day = per_day
-        self.window = StoreWindow(
-            store,
-            key,
-            sliding=() if per_minute is None else ((per_minute, BUDGET_WINDOW),),
-            per_day=per_day,
-        )
-
-    def check(self, now: float) -> None:
-        """Raise :class:`~wxauth.RefreshBudgetError` if one more fetch is not allowed."""
-        retry_after = self.window.retry_after(now)
-        if retry_after is None:
-            return
-        if self.per_day is not None and self.window.count_today(now) >= self.per_day:
-            raise RefreshBudgetError(self.appid, self.per_day, DAY, retry_after)
-        assert self.per_minute is not None
-        raise RefreshBudgetError(self.appid, self.per_minute, BUDGET_WINDOW, retry_after)
-
-    def spend(self, now: float) -> None:
-        """Count one fetched token."""
-        self.window.record(now)
+        return _dump({"streak": streak, "dropped_at": now})

@@ -33,7 +33,7 @@ from ._config import (
 )
 from ._errors import StoreError, TokenFetchError, WxAuthError
 from ._flight import fetching, flight_slot
-from ._guards import FailureBackoff, FetchBudget, RejectionStreak
+from ._guards import RECORD_TTL, FailureBackoff, FetchBudget, RejectionStreak
 from ._local import LocalCopy
 from ._redact import redact_token
 from ._secret import Secret
@@ -158,14 +158,13 @@ class TokenManager:
             float(lock_timeout) if lock_timeout is not None else default_lock_timeout
         )
         self._budget = FetchBudget(
-            store,
             f"{key}:fetches",
             self.appid,
             per_minute=max_fetches_per_minute,
             per_day=max_fetches_per_day,
         )
-        self._failures = FailureBackoff(store, f"{key}:failures", self._clock)
-        self._streak = RejectionStreak(store, f"{key}:rejections", self.appid)
+        self._failures = FailureBackoff(f"{key}:failures", self._clock)
+        self._streak = RejectionStreak(f"{key}:rejections", self.appid)
         self._rejected: str | None = None
         self._ahead_retry_at = float("-inf")
         # A shared store is read on every request otherwise: keep the token in this
@@ -279,14 +278,19 @@ class TokenManager:
         stored = self.store.get(self._key)
         if stored is None or stored.value != token:
             return False
-        if self._streak.hold(stored, self._clock()):
+        streak = self._streak
+        held, record = streak.hold(self.store.get_meta(streak.key), stored, self._clock())
+        if record is not None:
+            self.store.set_meta(streak.key, record, ttl=RECORD_TTL)
+        if held:
             return False
         dropped = self.store.delete_if(self._key, token)
         if dropped:
             # Whichever process wins the lock next must know which token was rejected
             # (the stable source escalates only if WeChat hands that one back).
             self.store.set_meta(f"{self._key}:rejected", token, ttl=REJECTED_MEMORY)
-            self._streak.dropped(stored, self._clock())
+            record = streak.dropped(self.store.get_meta(streak.key), stored, self._clock())
+            self.store.set_meta(streak.key, record, ttl=RECORD_TTL)
             self.stats.invalidations += 1
             logger.info("invalidated the token of appid=%s (%s)", self.appid, redact_token(token))
         return dropped
@@ -383,8 +387,10 @@ class TokenManager:
                 logger.warning("%s; the token lock will expire after its lease", exc)
 
     def _fetch(self, lock: StoreLock, now: float, *, stopped: Callable[[], bool] | None) -> Token:
-        failures = self._failures.check()  # raises while a failure backoff runs
-        self._budget.check(now)
+        store = self.store
+        # Raises while a failure backoff runs, or past the budget.
+        failures = self._failures.check(store.get_meta(self._failures.key))
+        self._budget.check(store.get_meta(self._budget.key), now)
         ctx = FetchContext(
             session=self.session,
             timeout=self.timeout,
@@ -402,7 +408,7 @@ class TokenManager:
             value, expires_in = self.source.fetch(ctx)
         except WxAuthError as exc:
             self.stats.failures += 1
-            self._failures.failed(failures, exc)
+            store.set_meta(self._failures.key, self._failures.failed(failures, exc), ttl=RECORD_TTL)
             raise
         except BaseException:
             self.stats.failures += 1
@@ -433,9 +439,13 @@ class TokenManager:
                 logger.info("appid=%s: closed during a background fetch; not stored", self.appid)
                 return
             try:
-                self._budget.spend(token.fetched_at)
+                budget = self._budget
+                spent = budget.spent(self.store.get_meta(budget.key), token.fetched_at)
+                self.store.set_meta(budget.key, spent, ttl=RECORD_TTL)
                 if failures:
-                    self._failures.recovered()
+                    self.store.set_meta(
+                        self._failures.key, FailureBackoff.RECOVERED, ttl=RECORD_TTL
+                    )
                 if lock.held():
                     self.store.set(self._key, token)
                 else:

@@ -1,12 +1,14 @@
-"""Store-backed counters: how many times something happened lately, shared by every
-process that shares the store.
+"""Window counters over a store's meta record: how many times something happened lately,
+shared by every process that shares the store.
 
-A :class:`StoreWindow` keeps one small meta record per key with the recent event stamps
-(for limits over a sliding window, "10 a minute", "one per 30 s") and a count per
-WeChat day (for limits that reset at midnight China time, as WeChat's own quotas do:
-"500 a day"). It is read and written by the holder of the store lock only, so the
-read-count-write needs no atomicity of its own. A damaged or missing record only costs
-the bookkeeping: it reads as "nothing happened".
+A :class:`StoreWindow` reads and writes one small record (the text a store keeps under
+``key`` with :meth:`~wxauth.stores.TokenStore.set_meta`): the recent event stamps, for
+limits over a sliding window ("10 a minute", "one per 30 s"), and a count per WeChat
+day, for limits that reset at midnight China time as WeChat's own quotas do ("500 a
+day"). The rules are pure functions of that text and the time; the caller does the
+store I/O (synchronously, or awaited from async code), as the holder of the store lock,
+so the read-count-write needs no atomicity of its own. A damaged or missing record only
+costs the bookkeeping: it reads as "nothing happened".
 """
 
 from __future__ import annotations
@@ -15,14 +17,21 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .stores._base import TokenStore
-
-__all__ = ["CHINA_UTC_OFFSET", "DAY", "StoreWindow", "china_day", "next_china_midnight"]
+__all__ = [
+    "CHINA_UTC_OFFSET",
+    "DAY",
+    "RECORD_TTL",
+    "StoreWindow",
+    "china_day",
+    "next_china_midnight",
+]
 
 #: WeChat's quotas reset at midnight China Standard Time (UTC+8).
 CHINA_UTC_OFFSET = 8 * 3600
 #: Seconds in a day.
 DAY = 86400.0
+#: How long a window record is kept in the store (seconds).
+RECORD_TTL = 2 * DAY
 
 
 def china_day(now: float) -> int:
@@ -37,21 +46,19 @@ def next_china_midnight(now: float) -> float:
 
 @dataclass(frozen=True)
 class StoreWindow:
-    """Counts events under one meta key and says when a limit is reached.
+    """Counts events in the record under ``key`` and says when a limit is reached.
 
     ``sliding`` holds ``(limit, seconds)`` pairs: at most ``limit`` events in any
     ``seconds``; ``per_day`` at most that many per China-time day (``None``: no daily
     limit).
     """
 
-    store: TokenStore
     key: str
     sliding: Sequence[tuple[int, float]] = ()
     per_day: int | None = None
 
-    def _read(self, now: float) -> tuple[list[float], int]:
+    def _read(self, raw: str | None, now: float) -> tuple[list[float], int]:
         """The stamps still inside the longest sliding window, and today's count."""
-        raw = self.store.get_meta(self.key)
         stamps: list[float] = []
         count = 0
         if raw:
@@ -67,9 +74,9 @@ class StoreWindow:
         # as long as the step: it would lock the limit for that long.
         return [t for t in stamps if now - horizon < t <= now], count
 
-    def retry_after(self, now: float) -> float | None:
+    def retry_after(self, raw: str | None, now: float) -> float | None:
         """Seconds until one more event is allowed, or ``None`` if it is allowed now."""
-        stamps, count = self._read(now)
+        stamps, count = self._read(raw, now)
         waits = [
             min(inside) + seconds - now
             for limit, seconds in self.sliding
@@ -79,13 +86,14 @@ class StoreWindow:
             waits.append(next_china_midnight(now) - now)
         return max(waits) if waits else None
 
-    def count_today(self, now: float) -> int:
-        """How many events were recorded in the current China-time day."""
-        return self._read(now)[1]
+    def count_today(self, raw: str | None, now: float) -> int:
+        """How many events the record counts in the current China-time day."""
+        return self._read(raw, now)[1]
 
-    def record(self, now: float) -> None:
-        """Count one event at ``now``."""
-        stamps, count = self._read(now)
+    def recorded(self, raw: str | None, now: float) -> str:
+        """The record with one more event at ``now``: write it back under :attr:`key`
+        (for :data:`RECORD_TTL` seconds)."""
+        stamps, count = self._read(raw, now)
         stamps.append(now)
         record = {"stamps": stamps, "day": china_day(now), "count": count + 1}
-        self.store.set_meta(self.key, json.dumps(record, separators=(",", ":")), ttl=2 * DAY)
+        return json.dumps(record, separators=(",", ":"))

@@ -40,7 +40,7 @@ from ._protocol import (
     wecom_token_request,
 )
 from ._secret import Secret, reveal
-from ._window import StoreWindow
+from ._window import RECORD_TTL, StoreWindow
 from .stores._base import TokenStore
 from .transport import RequestsTransport, Transport, TransportError
 
@@ -321,15 +321,15 @@ class StableTokenSource(AppSecretSource):
     def _take_force(self, ctx: FetchContext) -> bool:
         """Spend one force refresh if the spacing and the daily budget allow it."""
         window = StoreWindow(
-            ctx.store,
             f"{self.key}:force",
             sliding=((1, STABLE_FORCE_SPACING),),
             per_day=STABLE_FORCE_DAILY_LIMIT,
         )
         now = ctx.clock()
-        if window.retry_after(now) is not None:
+        raw = ctx.store.get_meta(window.key)
+        if window.retry_after(raw, now) is not None:
             return False
-        window.record(now)
+        ctx.store.set_meta(window.key, window.recorded(raw, now), ttl=RECORD_TTL)
         return True
 
 
