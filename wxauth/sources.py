@@ -21,7 +21,7 @@ import hashlib
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -58,11 +58,16 @@ __all__ = [
     "CallableTokenSource",
     "ClassicTokenSource",
     "FetchContext",
+    "FlowStep",
+    "ReadMeta",
     "StableTokenSource",
+    "TokenFlow",
     "TokenProvider",
     "TokenSource",
     "WeComTokenSource",
+    "WriteMeta",
     "call_token_endpoint",
+    "drive",
     "fetch_token_answer",
     "make_source",
     "parse_token_answer",
@@ -145,6 +150,13 @@ class TokenSource(ABC):
     def fetch(self, ctx: FetchContext) -> tuple[str, float]:
         """Fetch a new token; return ``(access_token, expires_in)``."""
 
+    def flow(self, *, rejected: str | None, clock: Callable[[], float]) -> TokenFlow | None:
+        """The fetch as a generator of steps with no I/O (:data:`FlowStep`), which the
+        sync and the async manager both drive; ``None`` (the default) when the source
+        only has :meth:`fetch` (the async manager then runs that in a worker thread).
+        ``rejected`` is the token a caller last reported rejected, if any."""
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(appid={self.appid!r})"
 
@@ -207,6 +219,50 @@ def _attempt(
     return read_token_answer(request, answer.status, answer.headers, answer.body)
 
 
+@dataclass(frozen=True)
+class ReadMeta:
+    """A step of a :meth:`TokenSource.flow`: read the store's meta record ``key``; the
+    flow is sent its text (or ``None``)."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class WriteMeta:
+    """A step of a :meth:`TokenSource.flow`: write ``value`` under the meta key ``key``
+    for ``ttl`` seconds; the flow is sent ``None``."""
+
+    key: str
+    value: str
+    ttl: float
+
+
+#: What a flow yields: a token request (it is sent the decoded answer, after the
+#: bounded retry), or a meta record to read or write.
+FlowStep = TokenRequest | ReadMeta | WriteMeta
+#: A source's fetch as a generator of steps, returning ``(access_token, expires_in)``.
+TokenFlow = Generator[FlowStep, Any, tuple[str, float]]
+
+
+def drive(flow: TokenFlow, ctx: FetchContext) -> tuple[str, float]:
+    """Run a :meth:`TokenSource.flow` with ``ctx``'s transport and store: the sync
+    driver (``wxauth.AsyncTokenManager`` has the async one)."""
+    reply: Any = None
+    while True:
+        try:
+            step = flow.send(reply)
+        except StopIteration as done:
+            result: tuple[str, float] = done.value
+            return result
+        if isinstance(step, TokenRequest):
+            reply = fetch_token_answer(ctx, step)
+        elif isinstance(step, ReadMeta):
+            reply = ctx.store.get_meta(step.key)
+        else:
+            ctx.store.set_meta(step.key, step.value, ttl=step.ttl)
+            reply = None
+
+
 def call_token_endpoint(
     ctx: FetchContext,
     method: str,
@@ -250,6 +306,11 @@ class AppSecretSource(TokenSource):
     def key(self) -> str:
         return f"token:{self.name}:{self.appid}{_endpoint_tag(self.api_base, DEFAULT_API_BASE)}"
 
+    def fetch(self, ctx: FetchContext) -> tuple[str, float]:
+        flow = self.flow(rejected=ctx.rejected, clock=ctx.clock)
+        assert flow is not None
+        return drive(flow, ctx)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(appid={self.appid!r}, api_base={self.api_base!r})"
 
@@ -265,9 +326,9 @@ class ClassicTokenSource(AppSecretSource):
     name = "classic"
     path = "/cgi-bin/token"
 
-    def fetch(self, ctx: FetchContext) -> tuple[str, float]:
-        request = classic_token_request(self.appid, self._secret, self.api_base)
-        return parse_token_answer(fetch_token_answer(ctx, request), self.path)
+    def flow(self, *, rejected: str | None, clock: Callable[[], float]) -> TokenFlow:
+        answer = yield classic_token_request(self.appid, self._secret, self.api_base)
+        return parse_token_answer(answer, self.path)
 
 
 #: WeChat allows a force refresh of a stable token at most this often (seconds)...
@@ -295,15 +356,19 @@ class StableTokenSource(AppSecretSource):
     name = "stable"
     path = "/cgi-bin/stable_token"
 
-    def _request(self, ctx: FetchContext, *, force: bool) -> tuple[str, float]:
-        request = stable_token_request(self.appid, self._secret, self.api_base, force=force)
-        return parse_token_answer(fetch_token_answer(ctx, request), self.path)
-
-    def fetch(self, ctx: FetchContext) -> tuple[str, float]:
-        token, expires_in = self._request(ctx, force=False)
-        if ctx.rejected is None or token != ctx.rejected:
+    def flow(self, *, rejected: str | None, clock: Callable[[], float]) -> TokenFlow:
+        request = stable_token_request(self.appid, self._secret, self.api_base, force=False)
+        token, expires_in = parse_token_answer((yield request), self.path)
+        if rejected is None or token != rejected:
             return token, expires_in
-        if not self._take_force(ctx):
+        window = StoreWindow(
+            f"{self.key}:force",
+            sliding=((1, STABLE_FORCE_SPACING),),
+            per_day=STABLE_FORCE_DAILY_LIMIT,
+        )
+        now = clock()
+        raw = yield ReadMeta(window.key)
+        if window.retry_after(raw, now) is not None:
             logger.warning(
                 "stable_token handed back the rejected token of appid=%s and the force "
                 "refresh budget (one per %.0fs, %d a day) is spent; using it as is",
@@ -312,25 +377,13 @@ class StableTokenSource(AppSecretSource):
                 STABLE_FORCE_DAILY_LIMIT,
             )
             return token, expires_in
+        yield WriteMeta(window.key, window.recorded(raw, now), RECORD_TTL)
         logger.warning(
             "stable_token handed back the rejected token of appid=%s; forcing a refresh",
             self.appid,
         )
-        return self._request(ctx, force=True)
-
-    def _take_force(self, ctx: FetchContext) -> bool:
-        """Spend one force refresh if the spacing and the daily budget allow it."""
-        window = StoreWindow(
-            f"{self.key}:force",
-            sliding=((1, STABLE_FORCE_SPACING),),
-            per_day=STABLE_FORCE_DAILY_LIMIT,
-        )
-        now = ctx.clock()
-        raw = ctx.store.get_meta(window.key)
-        if window.retry_after(raw, now) is not None:
-            return False
-        ctx.store.set_meta(window.key, window.recorded(raw, now), ttl=RECORD_TTL)
-        return True
+        request = stable_token_request(self.appid, self._secret, self.api_base, force=True)
+        return parse_token_answer((yield request), self.path)
 
 
 #: Where the WeCom (企业微信) APIs live.
@@ -369,8 +422,12 @@ class WeComTokenSource(TokenSource):
         return self._key
 
     def fetch(self, ctx: FetchContext) -> tuple[str, float]:
-        request = wecom_token_request(self.appid, self._secret, self.api_base)
-        return parse_token_answer(fetch_token_answer(ctx, request), self.path)
+        flow = self.flow(rejected=ctx.rejected, clock=ctx.clock)
+        return drive(flow, ctx)
+
+    def flow(self, *, rejected: str | None, clock: Callable[[], float]) -> TokenFlow:
+        answer = yield wecom_token_request(self.appid, self._secret, self.api_base)
+        return parse_token_answer(answer, self.path)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(corpid={self.appid!r}, api_base={self.api_base!r})"
