@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ._secret import Secret, reveal
+from .sources import TokenSource, secret_digest
+from .stores._base import TokenStore
+from .stores._memory import default_store
 
 __all__ = [
     "AHEAD_RETRY_DELAY",
@@ -19,6 +22,7 @@ __all__ = [
     "check_credential",
     "check_options",
     "lease_for",
+    "store_and_key",
 ]
 
 #: Seconds before expiry at which a token is refreshed ahead (capped at half its life).
@@ -108,3 +112,25 @@ def lease_for(timeout: float, retries: int, backoff: float) -> tuple[float, floa
     worst_fetch = timeout * (retries + 1) + backoff * (2 ** (retries + 1))
     lease = worst_fetch + 5.0
     return lease, lease + worst_fetch + 5.0
+
+
+def store_and_key(
+    store: TokenStore | None,
+    source: TokenSource,
+    secret: Secret | None,
+    spec: object,
+) -> tuple[TokenStore, str]:
+    """The store a manager keeps its token in, and the key there.
+
+    Without ``store=``, managers share the process-wide default store, under the
+    source's key plus a digest of the secret: managers of the same app (appid, secret,
+    endpoint) share one token, and a manager with a wrong secret never gets the right
+    one's. A bare callable (``spec``) is a source of its own."""
+    key = source.key
+    if store is not None:
+        return store, key
+    if secret is not None:
+        key = f"{key}#{secret_digest(secret)}"
+    elif not isinstance(spec, TokenSource):
+        key = f"{key}#fn{id(source):x}"
+    return default_store(), key

@@ -30,6 +30,7 @@ from ._config import (
     check_credential,
     check_options,
     lease_for,
+    store_and_key,
 )
 from ._errors import StoreError, TokenFetchError, WxAuthError
 from ._flight import fetching, flight_slot
@@ -45,10 +46,8 @@ from .sources import (
     FetchContext,
     TokenSource,
     make_source,
-    secret_digest,
 )
 from .stores._base import StoreLock, TokenStore
-from .stores._memory import default_store
 
 __all__ = ["TokenManager"]
 
@@ -131,14 +130,7 @@ class TokenManager:
         self.source: TokenSource = make_source(
             source, appid, secret, None if api_base == DEFAULT_API_BASE else api_base
         )
-        key = self.source.key
-        if store is None:
-            store = default_store()
-            if secret is not None:
-                key = f"{key}#{secret_digest(secret)}"
-            elif not isinstance(source, TokenSource):
-                # A bare callable: each one is its own source of tokens.
-                key = f"{key}#fn{id(self.source):x}"
+        store, key = store_and_key(store, self.source, secret, source)
         self._key = key
         self.store: TokenStore = store
         self.refresh_margin = float(refresh_margin)

@@ -18,10 +18,11 @@ secret in clear.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -434,7 +435,8 @@ class WeComTokenSource(TokenSource):
 
 
 class CallableTokenSource(TokenSource):
-    """Tokens from your own code: ``func()`` returns ``(access_token, expires_in)``.
+    """Tokens from your own code: ``func()`` returns ``(access_token, expires_in)``
+    (an ``async def`` function is awaited by :class:`~wxauth.AsyncTokenManager`).
 
     For companies whose tokens come from an internal central token service. Whatever
     ``func`` raises that is not a :class:`~wxauth.WxAuthError` is reported as a
@@ -445,7 +447,11 @@ class CallableTokenSource(TokenSource):
     name = "custom"
 
     def __init__(
-        self, appid: str, func: Callable[[], tuple[str, float]], *, key: str | None = None
+        self,
+        appid: str,
+        func: Callable[[], tuple[str, float]] | Callable[[], Awaitable[tuple[str, float]]],
+        *,
+        key: str | None = None,
     ) -> None:
         if not callable(func):
             raise TypeError("CallableTokenSource needs a callable returning (token, expires_in)")
@@ -464,11 +470,41 @@ class CallableTokenSource(TokenSource):
         except WxAuthError:
             raise
         except Exception as exc:
-            failure = TokenFetchError(
-                f"the token callable for appid={self.appid} raised {type(exc).__name__}"
-            )
+            failure = self._failure(exc)
         if failure is not None:
             raise failure
+        return self._read(result)
+
+    async def afetch(self) -> tuple[str, float]:
+        """:meth:`fetch` for ``async`` code: an ``async def`` callable (or one that
+        returns an awaitable) is awaited; a plain one runs in a worker thread, since it
+        may block (needs anyio, from ``wxauth[httpx]``)."""
+        failure: TokenFetchError | None = None
+        try:
+            if inspect.iscoroutinefunction(self.func):
+                result: Any = await self.func()
+            else:
+                import anyio.to_thread
+
+                result = await anyio.to_thread.run_sync(self.func)
+                if inspect.isawaitable(result):
+                    result = await result
+        except WxAuthError:
+            raise
+        except Exception as exc:
+            failure = self._failure(exc)
+        if failure is not None:
+            raise failure
+        return self._read(result)
+
+    def _failure(self, exc: Exception) -> TokenFetchError:
+        # The exception's message is not copied: it might hold a credential.
+        return TokenFetchError(
+            f"the token callable for appid={self.appid} raised {type(exc).__name__}"
+        )
+
+    @staticmethod
+    def _read(result: Any) -> tuple[str, float]:
         try:
             token, expires_in = result
         except (TypeError, ValueError):
