@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "REJECTED_MEMORY",
     "ManagerStats",
+    "background_margin",
     "check_credential",
     "check_options",
     "lease_for",
@@ -134,3 +135,10 @@ def store_and_key(
     elif not isinstance(spec, TokenSource):
         key = f"{key}#fn{id(source):x}"
     return default_store(), key
+
+
+def background_margin(refresh_margin: float, lifetime: float) -> float:
+    """How far before expiry a background refresher renews a token of ``lifetime``
+    seconds: the refresh margin plus :data:`BACKGROUND_LEAD`, but at most three
+    quarters of its life."""
+    return min(refresh_margin + BACKGROUND_LEAD, lifetime * 0.75)

@@ -19,7 +19,6 @@ import requests
 from ._background import Refresher
 from ._config import (
     AHEAD_RETRY_DELAY,
-    BACKGROUND_LEAD,
     DEFAULT_MAX_FETCHES_PER_DAY,
     DEFAULT_MAX_FETCHES_PER_MINUTE,
     DEFAULT_POLL_INTERVAL,
@@ -27,6 +26,7 @@ from ._config import (
     DEFAULT_TIMEOUT,
     REJECTED_MEMORY,
     ManagerStats,
+    background_margin,
     check_credential,
     check_options,
     lease_for,
@@ -462,7 +462,7 @@ class TokenManager:
     def background_margin(self, token: Token) -> float:
         """How far before expiry the background refresher renews ``token``: the refresh
         margin plus :data:`BACKGROUND_LEAD`, but at most three quarters of its life."""
-        return min(self.refresh_margin + BACKGROUND_LEAD, token.lifetime * 0.75)
+        return background_margin(self.refresh_margin, token.lifetime)
 
     def _background_step(self, stopped: Callable[[], bool]) -> float:
         """One look by the refresher; return the seconds until the next one is due."""
