@@ -30,15 +30,28 @@ plus 5 seconds, so a live holder is never overtaken.
 from __future__ import annotations
 
 import logging
-import math
-import secrets
 from collections.abc import Callable
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors import StoreError
 from .._token import Token
 from ._base import LockContext, StoreLock, TokenStore, poll_until
+from ._redis_common import (
+    ACQUIRE,
+    DELETE_IF,
+    POLL_FIRST,
+    POLL_MAX,
+    RELEASE,
+    SET_UNLESS_NEWER,
+    RedisKeys,
+    as_text,
+    error_message,
+    import_redis,
+    ms,
+    new_owner,
+    parse_token,
+    set_args,
+)
 
 if TYPE_CHECKING:
     import redis
@@ -49,92 +62,8 @@ logger = logging.getLogger("wxauth")
 
 _T = TypeVar("_T")
 
-#: First and longest pause between two tries of a contended lock, in seconds.
-_POLL_FIRST = 0.002
-_POLL_MAX = 0.05
 
-# KEYS[1] token key; ARGV[1] token JSON, ARGV[2] its fetched_at, ARGV[3] TTL in ms,
-# ARGV[4] its fence. Refuses when the stored token is newer: a larger fence, or the
-# same fence and a later fetched_at (Token.is_older_than).
-_SET_UNLESS_NEWER = """
-local current = redis.call('GET', KEYS[1])
-if current then
-  local ok, record = pcall(cjson.decode, current)
-  if ok and type(record) == 'table' then
-    local fence = tonumber(record['fence']) or 0
-    local new_fence = tonumber(ARGV[4])
-    local stored = tonumber(record['fetched_at'])
-    if fence > new_fence then
-      return 0
-    end
-    if fence == new_fence and stored and stored > tonumber(ARGV[2]) then
-      return 0
-    end
-  end
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-return 1
-"""
-
-# KEYS[1] lock key, KEYS[2] fence counter, KEYS[3] token key; ARGV[1] owner id,
-# ARGV[2] lease in ms. Takes the lock and returns the new fence, or 0 when it is held.
-# The fence never falls below the stored token's: an evicted or lost counter (a Redis
-# restart without persistence, maxmemory eviction) cannot hand out an old number.
-_ACQUIRE = """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return 0
-end
-local fence = redis.call('INCR', KEYS[2])
-local current = redis.call('GET', KEYS[3])
-if current then
-  local ok, record = pcall(cjson.decode, current)
-  if ok and type(record) == 'table' then
-    local stored = tonumber(record['fence']) or 0
-    if stored >= fence then
-      fence = stored + 1
-      redis.call('SET', KEYS[2], fence)
-    end
-  end
-end
-return fence
-"""
-
-# KEYS[1] token key; ARGV[1] the value the caller saw rejected.
-_DELETE_IF = """
-local current = redis.call('GET', KEYS[1])
-if not current then
-  return 0
-end
-local ok, record = pcall(cjson.decode, current)
-if ok and type(record) == 'table' and record['value'] == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  return 1
-end
-return 0
-"""
-
-# KEYS[1] lock key; ARGV[1] the owner id of the releasing holder.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
-
-def _import_redis() -> ModuleType:
-    try:
-        import redis
-    except ImportError:
-        raise ImportError("RedisStore needs redis-py: pip install 'wxauth[redis]'") from None
-    return redis
-
-
-def _ms(seconds: float) -> int:
-    return max(1, math.ceil(seconds * 1000))
-
-
-class RedisStore(TokenStore):
+class RedisStore(RedisKeys, TokenStore):
     """Keep tokens in Redis, shared by every process on every host that uses it.
 
     ``RedisStore(redis.Redis(...), prefix="wxauth:")`` on redis-py (install
@@ -154,32 +83,18 @@ class RedisStore(TokenStore):
     shared = True
 
     def __init__(self, client: redis.Redis, *, prefix: str = "wxauth:") -> None:
-        self._redis_error: type[Exception] = _import_redis().exceptions.RedisError
+        self._redis_error: type[Exception] = import_redis().exceptions.RedisError
         self.client = client
         self.prefix = prefix
-        self._set_unless_newer = client.register_script(_SET_UNLESS_NEWER)
-        self._delete_if = client.register_script(_DELETE_IF)
-        self._release = client.register_script(_RELEASE)
-        self._acquire = client.register_script(_ACQUIRE)
+        self._set_unless_newer = client.register_script(SET_UNLESS_NEWER)
+        self._delete_if = client.register_script(DELETE_IF)
+        self._release = client.register_script(RELEASE)
+        self._acquire = client.register_script(ACQUIRE)
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "wxauth:", **options: Any) -> RedisStore:
         """Build a store on ``redis.Redis.from_url(url, **options)``."""
-        return cls(_import_redis().Redis.from_url(url, **options), prefix=prefix)
-
-    # -- helpers ---------------------------------------------------------------------
-
-    def _token_key(self, key: str) -> str:
-        return f"{self.prefix}token:{key}"
-
-    def _meta_key(self, key: str) -> str:
-        return f"{self.prefix}meta:{key}"
-
-    def _lock_key(self, key: str) -> str:
-        return f"{self.prefix}lock:{key}"
-
-    def _fence_key(self, key: str) -> str:
-        return f"{self.prefix}fence:{key}"
+        return cls(import_redis().Redis.from_url(url, **options), prefix=prefix)
 
     def _call(self, what: str, key: str, op: Callable[[], _T]) -> _T:
         """Run one Redis operation, turning redis-py's errors into StoreError.
@@ -190,30 +105,21 @@ class RedisStore(TokenStore):
         try:
             return op()
         except self._redis_error as exc:
-            message = f"Redis store failed to {what} for key {key!r}: {type(exc).__name__}: {exc}"
+            message = error_message(what, key, exc)
         raise StoreError(message)
 
     # -- TokenStore ------------------------------------------------------------------
 
     def get(self, key: str) -> Token | None:
         """Return the stored token, or ``None``."""
-        data = self._call("read the token", key, lambda: self.client.get(self._token_key(key)))
-        if data is None:
-            return None
-        try:
-            return Token.from_json(data)
-        except ValueError:
-            return None  # a cache: an unreadable entry is a missing one
+        return parse_token(
+            self._call("read the token", key, lambda: self.client.get(self._token_key(key)))
+        )
 
     def set(self, key: str, token: Token) -> bool:
         """Write ``token`` unless the stored one is newer (fence first, then
         ``fetched_at``; atomic, Lua); the key expires after the token's lifetime."""
-        args: list[str | int] = [
-            token.to_json(),
-            repr(token.fetched_at),
-            _ms(token.lifetime),
-            token.fence,
-        ]
+        args = set_args(token)
         written = self._call(
             "write the token",
             key,
@@ -241,22 +147,19 @@ class RedisStore(TokenStore):
         data = self._call("read a meta record", key, lambda: self.client.get(self._meta_key(key)))
         if data is None:
             return None
-        return data.decode("utf-8") if isinstance(data, bytes) else str(data)
+        return as_text(data)
 
     def set_meta(self, key: str, value: str, *, ttl: float) -> None:
         """Store a meta record with a TTL of ``ttl`` seconds."""
         self._call(
             "write a meta record",
             key,
-            lambda: self.client.set(self._meta_key(key), value, px=_ms(ttl)),
+            lambda: self.client.set(self._meta_key(key), value, px=ms(ttl)),
         )
 
     def close(self) -> None:
         """Close the client's connections."""
         self.client.close()
-
-    def __repr__(self) -> str:
-        return f"RedisStore(prefix={self.prefix!r})"
 
 
 class _RedisLock(LockContext):
@@ -266,7 +169,7 @@ class _RedisLock(LockContext):
     def __init__(self, store: RedisStore, key: str, lease: float) -> None:
         self._store = store
         self._key = key
-        self._lease_ms = _ms(lease)
+        self._lease_ms = ms(lease)
         self._owner: str | None = None
         self._fence = 0
 
@@ -284,19 +187,17 @@ class _RedisLock(LockContext):
         current = store._call(
             "check the token lock", self._key, lambda: store.client.get(store._lock_key(self._key))
         )
-        if isinstance(current, bytes):
-            current = current.decode("ascii", "replace")
-        return current == owner
+        return current is not None and as_text(current) == owner
 
     def _try_acquire(self) -> bool:
-        owner = secrets.token_hex(16)
+        owner = new_owner()
         store = self._store
         key = self._key
         fence = store._call(
             "take the token lock",
             key,
             lambda: store._acquire(
-                keys=[store._lock_key(key), store._fence_key(key), store._token_key(key)],
+                keys=store._acquire_keys(key),
                 args=[owner, self._lease_ms],
             ),
         )
@@ -311,7 +212,7 @@ class _RedisLock(LockContext):
             raise RuntimeError("this RedisStore lock is already held by its owner")
         if not blocking:
             return self._try_acquire()
-        return poll_until(self._try_acquire, timeout, first=_POLL_FIRST, cap=_POLL_MAX)
+        return poll_until(self._try_acquire, timeout, first=POLL_FIRST, cap=POLL_MAX)
 
     def release(self) -> None:
         """Release the lock if this holder still owns it; a holder whose lease ran out

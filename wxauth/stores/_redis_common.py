@@ -1,0 +1,177 @@
+"""What :class:`~wxauth.stores.RedisStore` and :class:`~wxauth.stores.AsyncRedisStore`
+share, so that a sync and an async service on one Redis share one token: the key
+layout, the Lua scripts, the lock's polling pace, and how a redis-py error becomes a
+:class:`~wxauth.StoreError`. Pure: no I/O, and redis-py is imported only on use.
+
+The layout and the reasons for each script are described in
+:mod:`wxauth.stores._redis`.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from types import ModuleType
+
+from .._token import Token
+
+__all__ = [
+    "ACQUIRE",
+    "DELETE_IF",
+    "POLL_FIRST",
+    "POLL_MAX",
+    "RELEASE",
+    "SET_UNLESS_NEWER",
+    "RedisKeys",
+    "as_text",
+    "error_message",
+    "import_redis",
+    "ms",
+    "new_owner",
+    "parse_token",
+    "set_args",
+]
+
+#: First and longest pause between two tries of a contended lock, in seconds.
+POLL_FIRST = 0.002
+POLL_MAX = 0.05
+
+# KEYS[1] token key; ARGV[1] token JSON, ARGV[2] its fetched_at, ARGV[3] TTL in ms,
+# ARGV[4] its fence. Refuses when the stored token is newer: a larger fence, or the
+# same fence and a later fetched_at (Token.is_older_than).
+SET_UNLESS_NEWER = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, record = pcall(cjson.decode, current)
+  if ok and type(record) == 'table' then
+    local fence = tonumber(record['fence']) or 0
+    local new_fence = tonumber(ARGV[4])
+    local stored = tonumber(record['fetched_at'])
+    if fence > new_fence then
+      return 0
+    end
+    if fence == new_fence and stored and stored > tonumber(ARGV[2]) then
+      return 0
+    end
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1
+"""
+
+# KEYS[1] lock key, KEYS[2] fence counter, KEYS[3] token key; ARGV[1] owner id,
+# ARGV[2] lease in ms. Takes the lock and returns the new fence, or 0 when it is held.
+# The fence never falls below the stored token's: an evicted or lost counter (a Redis
+# restart without persistence, maxmemory eviction) cannot hand out an old number.
+ACQUIRE = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 0
+end
+local fence = redis.call('INCR', KEYS[2])
+local current = redis.call('GET', KEYS[3])
+if current then
+  local ok, record = pcall(cjson.decode, current)
+  if ok and type(record) == 'table' then
+    local stored = tonumber(record['fence']) or 0
+    if stored >= fence then
+      fence = stored + 1
+      redis.call('SET', KEYS[2], fence)
+    end
+  end
+end
+return fence
+"""
+
+# KEYS[1] token key; ARGV[1] the value the caller saw rejected.
+DELETE_IF = """
+local current = redis.call('GET', KEYS[1])
+if not current then
+  return 0
+end
+local ok, record = pcall(cjson.decode, current)
+if ok and type(record) == 'table' and record['value'] == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
+
+# KEYS[1] lock key; ARGV[1] the owner id of the releasing holder.
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def import_redis(user: str = "RedisStore") -> ModuleType:
+    """redis-py, or an ``ImportError`` saying which extra to install."""
+    try:
+        import redis
+    except ImportError:
+        raise ImportError(f"{user} needs redis-py: pip install 'wxauth[redis]'") from None
+    return redis
+
+
+def ms(seconds: float) -> int:
+    """``seconds`` as whole milliseconds for ``PX``, rounded up, at least 1."""
+    return max(1, math.ceil(seconds * 1000))
+
+
+def new_owner() -> str:
+    """A random owner id for one acquisition of a lock."""
+    return secrets.token_hex(16)
+
+
+def as_text(data: bytes | str) -> str:
+    """A reply as ``str``, whether the client decodes responses or not."""
+    return data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
+
+
+def parse_token(data: bytes | str | None) -> Token | None:
+    """The token in a ``GET`` reply; ``None`` for a missing or unreadable record (a
+    cache: an unreadable entry is a missing one, and the next write replaces it)."""
+    if data is None:
+        return None
+    try:
+        return Token.from_json(data)
+    except ValueError:
+        return None
+
+
+def set_args(token: Token) -> list[str | int]:
+    """``ARGV`` of :data:`SET_UNLESS_NEWER` for ``token``."""
+    return [token.to_json(), repr(token.fetched_at), ms(token.lifetime), token.fence]
+
+
+def error_message(what: str, key: str, exc: Exception) -> str:
+    """The message of the :class:`~wxauth.StoreError` for a failed operation: the
+    operation, the key and redis-py's own message (an address or a server error,
+    never a command's arguments)."""
+    return f"Redis store failed to {what} for key {key!r}: {type(exc).__name__}: {exc}"
+
+
+class RedisKeys:
+    """The key layout under ``prefix`` (a mixin of both Redis stores)."""
+
+    prefix: str
+
+    def _token_key(self, key: str) -> str:
+        return f"{self.prefix}token:{key}"
+
+    def _meta_key(self, key: str) -> str:
+        return f"{self.prefix}meta:{key}"
+
+    def _lock_key(self, key: str) -> str:
+        return f"{self.prefix}lock:{key}"
+
+    def _fence_key(self, key: str) -> str:
+        return f"{self.prefix}fence:{key}"
+
+    def _acquire_keys(self, key: str) -> list[str]:
+        """``KEYS`` of :data:`ACQUIRE`: the lock, the fence counter, the token."""
+        return [self._lock_key(key), self._fence_key(key), self._token_key(key)]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(prefix={self.prefix!r})"
