@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 import logging
-import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
@@ -14,6 +11,7 @@ import requests
 from requests.cookies import extract_cookies_to_jar
 
 from ._errors import CredentialError, WxAuthError
+from ._hosts import Origin, token_origins, url_origin
 from ._manager import TokenManager
 from ._protocol import set_access_token
 from ._redact import redact_token
@@ -25,93 +23,6 @@ __all__ = ["WxAuth", "set_access_token"]
 logger = logging.getLogger("wxauth")
 
 _PARAM = "access_token"
-
-#: WeChat's API hosts: ``api.weixin.qq.com`` and its regional and backup domains.
-_WECHAT_API_HOSTS = (
-    "api.weixin.qq.com",
-    "api2.weixin.qq.com",
-    "sh.api.weixin.qq.com",
-    "sz.api.weixin.qq.com",
-    "hk.api.weixin.qq.com",
-)
-#: WeCom's API host.
-_WECOM_API_HOST = "qyapi.weixin.qq.com"
-
-#: ``(scheme, host, port)``: what must match for a request to get the token.
-_Origin = tuple[str, str, int]
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-_HOST_NAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
-#: Scheme and authority: everything before the path, query or fragment.
-_PREFIX = re.compile(r"[^:/?#]+://[^/?#]*")
-
-
-@functools.lru_cache(maxsize=64)
-def _origin_of(scheme_and_authority: str) -> _Origin | None:
-    try:
-        parts = urlsplit(scheme_and_authority)
-        port = parts.port
-    except ValueError:  # a port that is not a number, a malformed IPv6 literal
-        return None
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").rstrip(".")  # urlsplit lower-cases it
-    if scheme not in _DEFAULT_PORTS or not host:
-        return None
-    return scheme, host, _DEFAULT_PORTS[scheme] if port is None else port
-
-
-def _origin(
-    url: str, _prefix: Callable[[str], re.Match[str] | None] = _PREFIX.match
-) -> _Origin | None:
-    """The ``(scheme, host, port)`` a request to ``url`` goes to; ``None`` if it is
-    not an http(s) URL."""
-    # Only the part before the path is parsed, and cached: request URLs differ in
-    # their queries, the origins they go to are few.
-    match = _prefix(url)
-    return None if match is None else _origin_of(match.group())
-
-
-def _parse_host(entry: object) -> _Origin:
-    """One ``extra_hosts`` entry: a host name (https, port 443) or an origin."""
-    if not isinstance(entry, str):
-        raise TypeError(f"extra_hosts entries must be str, not {type(entry).__name__}")
-    text = entry.strip()
-    url = text if "://" in text else f"https://{text}"
-    shown = "an entry with user info" if "@" in text else repr(entry)
-    problem = f"extra_hosts takes host names or scheme://host[:port] origins, not {shown}"
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
-        raise ValueError(problem) from None
-    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
-        raise ValueError(problem)
-    origin = _origin_of(f"{parts.scheme}://{parts.netloc}")
-    if origin is None:
-        raise ValueError(f"{problem} (the scheme must be http or https)")
-    host = origin[1]
-    if not _HOST_NAME.fullmatch(host):
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            raise ValueError(problem) from None
-    return origin
-
-
-def _api_origins(source: object, api_base: str | None) -> frozenset[_Origin]:
-    """The origins whose requests get the token, from the source's ``api_base`` (or
-    ``api_base``, for a source without one); WeChat's API hosts when neither is known."""
-    base = getattr(source, "api_base", None)
-    if not isinstance(base, str):
-        base = api_base
-    if base is None:
-        hosts = (*_WECHAT_API_HOSTS, _WECOM_API_HOST)
-        return frozenset(("https", host, 443) for host in hosts)
-    origin = _origin(base)
-    if origin is None:
-        raise ValueError("api_base must be an http:// or https:// URL")
-    if origin == ("https", _WECHAT_API_HOSTS[0], 443):
-        return frozenset(("https", host, 443) for host in _WECHAT_API_HOSTS)
-    return frozenset({origin})
 
 
 def _without_param(url: str, param: str) -> str:
@@ -186,12 +97,10 @@ class WxAuth(requests.auth.AuthBase):
                     "source=), or manager="
                 )
             self.manager = TokenManager(appid, secret, **manager_options)
-        if isinstance(extra_hosts, str):
-            extra_hosts = (extra_hosts,)
         api_base = manager_options.get("api_base")
-        self._hosts: frozenset[_Origin] = _api_origins(
-            self.manager.source, api_base if isinstance(api_base, str) else None
-        ) | {_parse_host(entry) for entry in extra_hosts}
+        self._hosts: frozenset[Origin] = token_origins(
+            self.manager.source, api_base if isinstance(api_base, str) else None, extra_hosts
+        )
 
     def get_token(self) -> str:
         """The current access token (see :meth:`TokenManager.get_token`)."""
@@ -203,7 +112,7 @@ class WxAuth(requests.auth.AuthBase):
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         url = r.url or ""
-        if _origin(url) not in self._hosts:
+        if url_origin(url) not in self._hosts:
             return r  # not a WeChat API host: the token is none of its business
         token = self.manager.get_token()
         r.url = set_access_token(url, token)
@@ -226,7 +135,7 @@ class WxAuth(requests.auth.AuthBase):
         # requests copies the hooks onto the requests of a redirect it follows: the
         # answer of another host is not ours to heal (a re-send would carry the token).
         request_url = response.request.url if response.request is not None else None
-        if _origin(request_url or response.url or "") not in self._hosts:
+        if url_origin(request_url or response.url or "") not in self._hosts:
             return response
         if response.is_redirect:
             self._scrub_location(response)
@@ -296,7 +205,7 @@ class WxAuth(requests.auth.AuthBase):
         if _PARAM not in unquote(location):
             return
         target = urljoin(response.url or "", location)
-        if _origin(target) in self._hosts:
+        if url_origin(target) in self._hosts:
             return
         response.headers["Location"] = _without_param(location, _PARAM)
         logger.warning(
