@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ._secret import Secret, reveal
-from .sources import TokenSource, secret_digest
+from .sources import CallableTokenSource, TokenSource, secret_digest
 from .stores._base import TokenStore
 from .stores._memory import default_store
 
@@ -115,26 +115,24 @@ def lease_for(timeout: float, retries: int, backoff: float) -> tuple[float, floa
     return lease, lease + worst_fetch + 5.0
 
 
-def store_and_key(
-    store: TokenStore | None,
-    source: TokenSource,
-    secret: Secret | None,
-    spec: object,
-) -> tuple[TokenStore, str]:
+def store_and_key(store: TokenStore | None, source: TokenSource) -> tuple[TokenStore, str]:
     """The store a manager keeps its token in, and the key there.
 
     Without ``store=``, managers share the process-wide default store, under the
-    source's key plus a digest of the secret: managers of the same app (appid, secret,
-    endpoint) share one token, and a manager with a wrong secret never gets the right
-    one's. A bare callable (``spec``) is a source of its own."""
+    source's key plus a digest of its secret (or, for a callable, the callable's
+    identity): managers of the same app (appid, secret, endpoint) share one token,
+    whether sync or async, and a manager with a wrong secret never gets the right
+    one's."""
+    if store is None:
+        store = default_store()
     key = source.key
-    if store is not None:
-        return store, key
-    if secret is not None:
-        key = f"{key}#{secret_digest(secret)}"
-    elif not isinstance(spec, TokenSource):
-        key = f"{key}#fn{id(source):x}"
-    return default_store(), key
+    if store is default_store():
+        secret = getattr(source, "_secret", None)
+        if isinstance(secret, Secret):
+            key = f"{key}#{secret_digest(secret)}"
+        elif isinstance(source, CallableTokenSource):
+            key = f"{key}#fn{id(source.func):x}"
+    return store, key
 
 
 def background_margin(refresh_margin: float, lifetime: float) -> float:

@@ -69,6 +69,10 @@ class TokenManager:
         share one token.
     :param session: the :class:`requests.Session` used for token fetches (default: a
         private one).
+    :param transport: what sends token requests instead: any
+        :class:`~wxauth.transport.Transport` (``wxauth.httpx.HttpxTransport`` for an
+        ``httpx.Client``); default a :class:`~wxauth.transport.RequestsTransport` on
+        ``session``.
     :param refresh_margin: fetch a successor this many seconds before expiry; never more
         than half of a token's lifetime.
     :param timeout: seconds for one token request, start to last byte.
@@ -101,6 +105,7 @@ class TokenManager:
         api_base: str = DEFAULT_API_BASE,
         store: TokenStore | None = None,
         session: requests.Session | None = None,
+        transport: Transport | None = None,
         refresh_margin: float = DEFAULT_REFRESH_MARGIN,
         timeout: float = DEFAULT_TIMEOUT,
         clock: Callable[[], float] | None = None,
@@ -130,7 +135,7 @@ class TokenManager:
         self.source: TokenSource = make_source(
             source, appid, secret, None if api_base == DEFAULT_API_BASE else api_base
         )
-        store, key = store_and_key(store, self.source, secret, source)
+        store, key = store_and_key(store, self.source)
         self._key = key
         self.store: TokenStore = store
         self.refresh_margin = float(refresh_margin)
@@ -144,6 +149,7 @@ class TokenManager:
         self._clock: Callable[[], float] = clock or time.time
         self._session = session
         self._own_session: requests.Session | None = None
+        self._transport = transport
         #: How long the store lock is leased to a fetcher (then another may take over).
         self.lease, default_lock_timeout = lease_for(self.timeout, self.retries, self.backoff)
         self.lock_timeout: float = (
@@ -392,6 +398,7 @@ class TokenManager:
             # In an outage, one request per try: the failure backoff paces them.
             retries=self.retries if failures == 0 else 0,
             backoff=self.backoff,
+            transport=self._transport,
         )
         self.stats.fetches += 1
         if stopped is not None:
