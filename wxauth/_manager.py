@@ -48,6 +48,7 @@ from .sources import (
     make_source,
 )
 from .stores._base import StoreLock, TokenStore
+from .transport import Transport
 
 __all__ = ["TokenManager"]
 
