@@ -9,6 +9,8 @@ threads ask, and never logged.
 
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from ._auth import WxAuth
 from ._config import ManagerStats
@@ -53,6 +55,7 @@ except _PackageNotFoundError:  # running from a source tree that was never insta
 
 __all__ = [
     "EXPIRED_ERRCODES",
+    "AsyncTokenManager",
     "CallableTokenSource",
     "ClassicTokenSource",
     "CredentialError",
@@ -86,3 +89,22 @@ __all__ = [
 # urllib3 logs every request line at DEBUG, query string included: the classic token
 # endpoint's secret and every API call's token would land in the user's logs.
 _install_log_redaction()
+
+
+if _TYPE_CHECKING:
+    from ._async_manager import AsyncTokenManager
+
+
+def __getattr__(name: str) -> _Any:
+    # AsyncTokenManager needs anyio (``pip install 'wxauth[httpx]'``): imported on
+    # first use, so ``import wxauth`` works with the core dependencies alone.
+    if name == "AsyncTokenManager":
+        try:
+            from ._async_manager import AsyncTokenManager
+        except ImportError as exc:  # pragma: no cover - anyio is installed in the tests
+            raise ImportError(
+                f"wxauth.AsyncTokenManager needs anyio and httpx: pip install 'wxauth[httpx]' "
+                f"({exc})"
+            ) from None
+        return AsyncTokenManager
+    raise AttributeError(f"module 'wxauth' has no attribute {name!r}")

@@ -136,7 +136,14 @@ def with_access_token(
     still retries (off the loop), but its first token was fetched on the calling
     thread, and a ``RuntimeWarning`` says how to declare it async.
     """
-    provider: TokenProvider = source.manager if isinstance(source, WxAuth) else source
+    # A manager whose get_token() is a coroutine (AsyncTokenManager), or an auth that
+    # carries one (wxauth.httpx.WxAuth): async functions await it on the loop.
+    native: Any = getattr(source, "async_manager", None)
+    if inspect.iscoroutinefunction(getattr(source, "get_token", None)):
+        native, source = source, _AsyncOnly(source)
+    provider: TokenProvider = (
+        cast(Any, source).manager if isinstance(source, WxAuth) or native is not None else source
+    )
     if not callable(getattr(provider, "get_token", None)) or not callable(
         getattr(provider, "invalidate", None)
     ):
@@ -193,6 +200,9 @@ def with_access_token(
         return wrapped(*args, **kwargs)
 
     async def get_token_async() -> str:
+        if native is not None:
+            token: str = await native.get_token()
+            return token
         if fast is not None:
             cached = fast.cached_token()
             if cached is not None:
@@ -225,7 +235,10 @@ def with_access_token(
             if code_or_none is None:
                 return result
             code = code_or_none
-        await asyncio.to_thread(provider.invalidate, token)
+        if native is not None:
+            await native.invalidate(token)
+        else:
+            await asyncio.to_thread(provider.invalidate, token)
         fresh = await get_token_async()
         if fresh == token:  # held back by the manager: the first answer stands
             if failure is not None:
@@ -239,7 +252,14 @@ def with_access_token(
         by_position = _may_come_by_position(func, param)
         # Known at decoration time (a method's binding does not change it); asking on
         # every call cost a third of a microsecond.
-        call = call_async if _is_async_callable(func) else call_sync
+        is_async = _is_async_callable(func)
+        if not is_async and isinstance(provider, _AsyncOnly):
+            raise TypeError(
+                f"with_access_token({type(native).__name__}) decorates async functions "
+                f"only; {getattr(func, '__qualname__', func)!r} is not one (use a "
+                "TokenManager for plain functions)"
+            )
+        call = call_async if is_async else call_sync
 
         @wrapt.decorator
         def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
@@ -250,3 +270,17 @@ def with_access_token(
         return cast(F, wrapper(func))
 
     return decorate
+
+
+class _AsyncOnly:
+    """The sync side of an async manager given to :func:`with_access_token`: there is
+    none, so only async functions may be decorated with it."""
+
+    def __init__(self, manager: Any) -> None:
+        self.manager = self
+
+    def get_token(self) -> str:
+        raise TypeError("an async manager's token is awaited, not fetched in a thread")
+
+    def invalidate(self, token: str) -> bool:
+        raise TypeError("an async manager's token is awaited, not fetched in a thread")

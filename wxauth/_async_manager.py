@@ -1,0 +1,683 @@
+"""``AsyncTokenManager``: the token manager for ``async`` code, on anyio.
+
+The rules are the sync manager's, from the same code where they are not I/O: the
+token requests and answers (:mod:`wxauth._protocol`), the sources' flows
+(:meth:`~wxauth.sources.TokenSource.flow`), the guards (failure backoff, fetch budget,
+rejection streak), the settings, the store key, the local copy. What differs is only the
+I/O: an :class:`~wxauth.transport.AsyncTransport` (httpx by default), an
+:class:`~wxauth.stores.AsyncTokenStore`, and single flight across the tasks of an event
+loop. Nothing here blocks the loop: no ``time.sleep``, no blocking socket or lock.
+Runs under asyncio and trio alike.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import copy
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ._config import (
+    AHEAD_RETRY_DELAY,
+    DEFAULT_MAX_FETCHES_PER_DAY,
+    DEFAULT_MAX_FETCHES_PER_MINUTE,
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_REFRESH_MARGIN,
+    DEFAULT_TIMEOUT,
+    REJECTED_MEMORY,
+    ManagerStats,
+    background_margin,
+    check_credential,
+    check_options,
+    lease_for,
+    store_and_key,
+)
+from ._errors import StoreError, TokenFetchError, WxAuthError
+from ._guards import RECORD_TTL, FailureBackoff, FetchBudget, RejectionStreak
+from ._local import LocalCopy
+from ._protocol import Failure, TokenRequest, read_token_answer
+from ._redact import redact_token
+from ._secret import Secret
+from ._token import Token
+from .sources import (
+    DEFAULT_API_BASE,
+    DEFAULT_BACKOFF,
+    DEFAULT_RETRIES,
+    CallableTokenSource,
+    FetchContext,
+    ReadMeta,
+    TokenFlow,
+    TokenSource,
+    make_source,
+)
+from .stores._async import AsyncStoreLock, AsyncTokenStore, as_async
+from .stores._base import TokenStore
+from .stores._memory import MemoryStore
+from .transport import AsyncTransport, TransportError
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ._manager import TokenManager
+
+__all__ = ["AsyncTokenManager", "afetch_token_answer"]
+
+logger = logging.getLogger("wxauth")
+
+
+async def afetch_token_answer(
+    transport: AsyncTransport,
+    request: TokenRequest,
+    *,
+    timeout: float,
+    retries: int,
+    backoff: float,
+) -> dict[str, Any]:
+    """:func:`wxauth.sources.fetch_token_answer` for ``async`` code: send ``request``
+    with the bounded retry, waiting with ``anyio.sleep``."""
+    attempt = 0
+    while True:
+        try:
+            answer = await transport.send(request, timeout=timeout)
+        except TransportError as exc:
+            outcome: dict[str, Any] | Failure = Failure(
+                TokenFetchError(f"{request.path} {exc.message}"), exc.retryable
+            )
+        else:
+            outcome = read_token_answer(request, answer.status, answer.headers, answer.body)
+        if not isinstance(outcome, Failure):
+            return outcome
+        if not outcome.retryable or attempt >= retries:
+            raise outcome.error
+        delay = backoff * (2**attempt)
+        logger.warning("%s; retrying in %.2fs", outcome.error, delay)
+        await anyio.sleep(delay)
+        attempt += 1
+
+
+class _Flight:
+    """One fetch in progress in an event loop; the tasks that arrive meanwhile wait."""
+
+    __slots__ = ("cancelled", "done", "error", "token")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.token: Token | None = None
+        self.error: BaseException | None = None
+        #: The leader was cancelled: the waiters try again (one of them leads).
+        self.cancelled = False
+
+
+class _Slot:
+    """Single-flight state of one token in one store, shared by the async managers of
+    this process (a thread lock guards only the bookkeeping, never a wait)."""
+
+    __slots__ = ("__weakref__", "flight", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.flight: _Flight | None = None
+
+
+_SLOTS: weakref.WeakValueDictionary[tuple[int, str], _Slot] = weakref.WeakValueDictionary()
+_SLOTS_LOCK = threading.Lock()
+# The store keys the current task (and the tasks it starts) is fetching: a token
+# request that needs the token being fetched would wait for itself.
+_FETCHING: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+    "wxauth_fetching", default=frozenset()
+)
+
+
+def _slot(store: AsyncTokenStore, key: str) -> _Slot:
+    ident = id(store.sync_store if store.sync_store is not None else store)
+    with _SLOTS_LOCK:
+        slot = _SLOTS.get((ident, key))
+        if slot is None:
+            slot = _SLOTS[(ident, key)] = _Slot()
+        return slot
+
+
+class AsyncTokenManager:
+    """Fetches, caches and refreshes the access token of one app, for ``async`` code.
+
+    The options are those of :class:`~wxauth.TokenManager` that apply, plus ``client``
+    (the ``httpx.AsyncClient`` token requests go through; default a private one, closed
+    by :meth:`aclose`) or ``transport`` (any :class:`~wxauth.transport.AsyncTransport`).
+    ``store`` is any :class:`~wxauth.stores.TokenStore` (used through
+    :func:`~wxauth.stores.as_async`: a memory store directly, others in a worker thread)
+    or :class:`~wxauth.stores.AsyncTokenStore` (such as
+    :class:`~wxauth.stores.AsyncRedisStore`). Without ``store=``, it shares the
+    process-wide default store with every sync and async manager of the same app, so a
+    service that uses both holds one token.
+
+    ``await get_token()`` is safe from many tasks: one fetch per app is in flight in an
+    event loop (1000 tasks starting cold make one fetch), and with a shared store one
+    per store. A cancelled waiter does not cancel the fetch for the others; a cancelled
+    leader leaves no flight behind (the next caller fetches). ``background_refresh``
+    runs inside ``async with manager:`` only, in a task of its own.
+    """
+
+    def __init__(
+        self,
+        appid: str,
+        secret: str | Secret | None = None,
+        *,
+        api_base: str = DEFAULT_API_BASE,
+        store: TokenStore | AsyncTokenStore | None = None,
+        client: httpx.AsyncClient | None = None,
+        transport: AsyncTransport | None = None,
+        refresh_margin: float = DEFAULT_REFRESH_MARGIN,
+        timeout: float = DEFAULT_TIMEOUT,
+        clock: Callable[[], float] | None = None,
+        source: TokenSource | Callable[[], Any] | str | None = None,
+        retries: int = DEFAULT_RETRIES,
+        backoff: float = DEFAULT_BACKOFF,
+        lock_timeout: float | None = None,
+        max_fetches_per_minute: int | None = DEFAULT_MAX_FETCHES_PER_MINUTE,
+        max_fetches_per_day: int | None = DEFAULT_MAX_FETCHES_PER_DAY,
+        background_refresh: bool = False,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+    ) -> None:
+        if isinstance(secret, str):
+            secret = Secret(secret)  # no clear local, should a line below raise
+        self.appid = check_credential("appid", appid)
+        if secret is not None or source is None or isinstance(source, str):
+            check_credential("secret", secret)
+        check_options(
+            refresh_margin=refresh_margin,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            max_fetches_per_minute=max_fetches_per_minute,
+            max_fetches_per_day=max_fetches_per_day,
+            poll_interval=poll_interval,
+        )
+        if client is not None and transport is not None:
+            raise ValueError("pass client= or transport=, not both")
+        self.source: TokenSource = make_source(
+            source, appid, secret, None if api_base == DEFAULT_API_BASE else api_base
+        )
+        sync_store: TokenStore | None = None if isinstance(store, AsyncTokenStore) else store
+        resolved, key = store_and_key(sync_store, self.source)
+        self.store: AsyncTokenStore = (
+            store if isinstance(store, AsyncTokenStore) else as_async(resolved)
+        )
+        self._key = key
+        self.refresh_margin = float(refresh_margin)
+        self.timeout = float(timeout)
+        self.retries = int(retries)
+        self.backoff = float(backoff)
+        self.max_fetches_per_minute = max_fetches_per_minute
+        self.max_fetches_per_day = max_fetches_per_day
+        self.poll_interval = float(poll_interval)
+        self.background_refresh = background_refresh
+        self.stats = ManagerStats()
+        self._clock: Callable[[], float] = clock or time.time
+        self._client = client
+        self._own_client: httpx.AsyncClient | None = None
+        self._transport = transport
+        self.lease, default_lock_timeout = lease_for(self.timeout, self.retries, self.backoff)
+        self.lock_timeout: float = (
+            float(lock_timeout) if lock_timeout is not None else default_lock_timeout
+        )
+        self._budget = FetchBudget(
+            f"{key}:fetches",
+            self.appid,
+            per_minute=max_fetches_per_minute,
+            per_day=max_fetches_per_day,
+        )
+        self._failures = FailureBackoff(f"{key}:failures", self._clock)
+        self._streak = RejectionStreak(f"{key}:rejections", self.appid)
+        self._rejected: str | None = None
+        self._ahead_retry_at = float("-inf")
+        self._local_copy = self.store.shared
+        self._local = LocalCopy()
+        self._slot = _slot(self.store, key)
+        self._task_group: Any = None
+
+    @classmethod
+    def from_sync(
+        cls,
+        manager: TokenManager,
+        *,
+        client: httpx.AsyncClient | None = None,
+        transport: AsyncTransport | None = None,
+    ) -> AsyncTokenManager:
+        """The async twin of ``manager``: the same source, store, key and settings, so
+        sync and async code of one service share one token and one budget."""
+        return cls(
+            manager.appid,
+            source=manager.source,
+            store=manager.store,
+            client=client,
+            transport=transport,
+            refresh_margin=manager.refresh_margin,
+            timeout=manager.timeout,
+            clock=manager.clock,
+            retries=manager.retries,
+            backoff=manager.backoff,
+            lock_timeout=manager.lock_timeout,
+            max_fetches_per_minute=manager.max_fetches_per_minute,
+            max_fetches_per_day=manager.max_fetches_per_day,
+            poll_interval=manager.poll_interval,
+        )
+
+    def to_sync(self, **options: Any) -> TokenManager:
+        """The sync twin of this manager (same source, store, key and settings); only
+        for a store with a synchronous side (not an ``AsyncRedisStore``: build a
+        :class:`~wxauth.TokenManager` on a :class:`~wxauth.stores.RedisStore` of the
+        same Redis instead)."""
+        sync_store = self.store.sync_store
+        if sync_store is None:
+            raise TypeError(
+                f"{self.store!r} has no synchronous side; give sync code a TokenManager "
+                "on a RedisStore of the same Redis (same prefix) to share the token"
+            )
+        from ._manager import TokenManager
+
+        return TokenManager(
+            self.appid,
+            source=self.source,
+            store=sync_store,
+            refresh_margin=self.refresh_margin,
+            timeout=self.timeout,
+            clock=self._clock,
+            retries=self.retries,
+            backoff=self.backoff,
+            lock_timeout=self.lock_timeout,
+            max_fetches_per_minute=self.max_fetches_per_minute,
+            max_fetches_per_day=self.max_fetches_per_day,
+            poll_interval=self.poll_interval,
+            **options,
+        )
+
+    @property
+    def key(self) -> str:
+        """The store key of this manager's token (never contains the secret)."""
+        return self._key
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The epoch-seconds clock this manager judges expiry with."""
+        return self._clock
+
+    def _transport_now(self) -> AsyncTransport:
+        if self._transport is not None:
+            return self._transport
+        from ._httpx_transport import AsyncHttpxTransport
+
+        client = self._client
+        if client is None:
+            if self._own_client is None:
+                import httpx
+
+                self._own_client = httpx.AsyncClient()
+            client = self._own_client
+        return AsyncHttpxTransport(client)
+
+    # -- the API ----------------------------------------------------------------------
+
+    def cached_token(self) -> str | None:
+        """The token if it is fresh and known without I/O; else ``None``."""
+        now = self._clock()
+        value = self._local.value(now)
+        if value is not None:
+            return value
+        current = self.store.peek_local(self._key)
+        if current is None or current.needs_refresh(now, self.refresh_margin):
+            return None
+        return current.value
+
+    async def get_token(self) -> str:
+        """Return a valid access token (see :meth:`wxauth.TokenManager.get_token`)."""
+        cached = self.cached_token()
+        if cached is not None:
+            return cached
+        return (await self.get()).value
+
+    async def get(self) -> Token:
+        """Like :meth:`get_token`, but return the :class:`~wxauth.Token`."""
+        current = await self.store.get(self._key)
+        if current is not None:
+            now = self._clock()
+            if not current.needs_refresh(now, self.refresh_margin):
+                self._keep(current)
+                return current
+            if now < self._ahead_retry_at and not current.is_expired(now):
+                return current  # a refresh ahead failed moments ago: do not hammer
+        return await self._refresh(current)
+
+    async def peek(self) -> Token | None:
+        """The stored token, if any, without fetching (may be expired)."""
+        return await self.store.get(self._key)
+
+    async def invalidate(self, token: str) -> bool:
+        """Drop the cached token only if it is still ``token``; say whether it did (see
+        :meth:`wxauth.TokenManager.invalidate`, including the hold of a replacement
+        token rejected again within minutes)."""
+        self._local.drop(token)
+        self._rejected = token
+        store = self.store
+        stored = await store.get(self._key)
+        if stored is None or stored.value != token:
+            return False
+        streak = self._streak
+        held, record = streak.hold(await store.get_meta(streak.key), stored, self._clock())
+        if record is not None:
+            await store.set_meta(streak.key, record, ttl=RECORD_TTL)
+        if held:
+            return False
+        dropped = await store.delete_if(self._key, token)
+        if dropped:
+            await store.set_meta(f"{self._key}:rejected", token, ttl=REJECTED_MEMORY)
+            record = streak.dropped(await store.get_meta(streak.key), stored, self._clock())
+            await store.set_meta(streak.key, record, ttl=RECORD_TTL)
+            self.stats.invalidations += 1
+            logger.info("invalidated the token of appid=%s (%s)", self.appid, redact_token(token))
+        return dropped
+
+    async def refresh(self) -> str:
+        """Fetch a new token now, whatever the cache holds, and return it."""
+        current = await self.store.get(self._key)
+        return (await self._refresh(current, force=True)).value
+
+    # -- single flight ------------------------------------------------------------------
+
+    def _keep(self, token: Token) -> None:
+        if self._local_copy:
+            self._local.keep(token, token.refresh_at(self.refresh_margin))
+
+    async def _refresh(
+        self,
+        current: Token | None,
+        *,
+        force: bool = False,
+        margin: float | None = None,
+        background: bool = False,
+    ) -> Token:
+        now = self._clock()
+        usable = current if current is not None and not current.is_expired(now) else None
+        fetching = _FETCHING.get()
+        if self._key in fetching:
+            raise WxAuthError(
+                f"fetching the token of appid={self.appid} needed that same token: the "
+                "client given to AsyncTokenManager must not carry a WxAuth of the same app"
+            )
+        while True:
+            slot = self._slot
+            with slot.lock:
+                flight, leader = slot.flight, slot.flight is None
+                if flight is None:
+                    flight = slot.flight = _Flight()
+            if leader:
+                break
+            if usable is not None and not force:
+                return usable  # a refresh-ahead is running: the old token still works
+            with anyio.fail_after(self.lock_timeout + self.lease):
+                await flight.done.wait()
+            if flight.cancelled:
+                continue  # its leader was cancelled: try again, perhaps as the leader
+            if flight.error is not None:
+                raise _copy(flight.error) from None
+            assert flight.token is not None
+            return flight.token
+        marker = _FETCHING.set(fetching | {self._key})
+        try:
+            token = await self._fetch_under_store_lock(
+                usable,
+                force=force,
+                margin=self.refresh_margin if margin is None else margin,
+                background=background,
+            )
+        except anyio.get_cancelled_exc_class():
+            flight.cancelled = True
+            raise
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        else:
+            flight.token = token
+            return token
+        finally:
+            _FETCHING.reset(marker)
+            with slot.lock:
+                if slot.flight is flight:
+                    slot.flight = None
+            flight.done.set()
+
+    async def _fetch_under_store_lock(
+        self, usable: Token | None, *, force: bool, margin: float, background: bool
+    ) -> Token:
+        lock = self.store.lock(self._key, lease=self.lease)
+        if usable is not None and not force:
+            if not await lock.acquire(blocking=False):
+                return usable  # another process refreshes: keep serving the valid token
+        elif not await lock.acquire(timeout=self.lock_timeout):
+            raise TokenFetchError(
+                f"gave up after {self.lock_timeout:.1f}s waiting for the token lock of "
+                f"appid={self.appid} held by another process"
+            )
+        try:
+            stored = await self.store.get(self._key)
+            now = self._clock()
+            if (
+                stored is not None
+                and not stored.needs_refresh(now, margin)
+                and (not force or (usable is not None and stored.value != usable.value))
+            ):
+                self._keep(stored)
+                return stored  # someone refreshed while we waited for the lock
+            try:
+                return await self._fetch(lock, now, background=background)
+            except WxAuthError as exc:
+                if background or force:
+                    raise
+                if usable is not None and not usable.is_expired(self._clock()):
+                    self._ahead_retry_at = self._clock() + AHEAD_RETRY_DELAY
+                    logger.warning(
+                        "refresh ahead for appid=%s failed (%s); serving the current "
+                        "token until it expires",
+                        self.appid,
+                        exc,
+                    )
+                    return usable
+                raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await lock.release()
+                except StoreError as exc:
+                    logger.warning("%s; the token lock will expire after its lease", exc)
+
+    async def _fetch(self, lock: AsyncStoreLock, now: float, *, background: bool) -> Token:
+        store = self.store
+        failures = self._failures.check(await store.get_meta(self._failures.key))
+        self._budget.check(await store.get_meta(self._budget.key), now)
+        rejected = self._rejected or await store.get_meta(f"{self._key}:rejected")
+        self.stats.fetches += 1
+        if background:
+            self.stats.background_fetches += 1
+        try:
+            value, expires_in = await self._run_source(rejected, 0 if failures else self.retries)
+        except WxAuthError as exc:
+            self.stats.failures += 1
+            record = self._failures.failed(failures, exc)
+            await store.set_meta(self._failures.key, record, ttl=RECORD_TTL)
+            raise
+        except BaseException:
+            self.stats.failures += 1
+            raise
+        token = Token.issued(value, expires_in, self._clock(), fence=lock.fence)
+        self._rejected = None
+        logger.info(
+            "fetched a token for appid=%s via %s (expires_in=%d%s)",
+            self.appid,
+            self.source.name,
+            int(expires_in),
+            ", in the background" if background else "",
+        )
+        with anyio.CancelScope(shield=True):  # a token WeChat issued is not thrown away
+            await self._store_fetched(token, lock, failures)
+        return token
+
+    async def _run_source(self, rejected: str | None, retries: int) -> tuple[str, float]:
+        source = self.source
+        flow = source.flow(rejected=rejected, clock=self._clock)
+        if flow is not None:
+            return await self._drive(flow, retries)
+        if isinstance(source, CallableTokenSource):
+            return await source.afetch()
+        # A source with only a sync fetch(): run it in a worker thread.
+        ctx = FetchContext(
+            session=_requests_session(),
+            timeout=self.timeout,
+            clock=self._clock,
+            store=self.store.sync_store or MemoryStore(),
+            rejected=rejected,
+            retries=retries,
+            backoff=self.backoff,
+        )
+        return await anyio.to_thread.run_sync(source.fetch, ctx)
+
+    async def _drive(self, flow: TokenFlow, retries: int) -> tuple[str, float]:
+        """The async driver of a source's flow (:func:`wxauth.sources.drive`'s twin)."""
+        reply: Any = None
+        while True:
+            try:
+                step = flow.send(reply)
+            except StopIteration as done:
+                result: tuple[str, float] = done.value
+                return result
+            if isinstance(step, TokenRequest):
+                reply = await afetch_token_answer(
+                    self._transport_now(),
+                    step,
+                    timeout=self.timeout,
+                    retries=retries,
+                    backoff=self.backoff,
+                )
+            elif isinstance(step, ReadMeta):
+                reply = await self.store.get_meta(step.key)
+            else:
+                await self.store.set_meta(step.key, step.value, ttl=step.ttl)
+                reply = None
+
+    async def _store_fetched(self, token: Token, lock: AsyncStoreLock, failures: int) -> None:
+        store = self.store
+        try:
+            budget = self._budget
+            spent = budget.spent(await store.get_meta(budget.key), token.fetched_at)
+            await store.set_meta(budget.key, spent, ttl=RECORD_TTL)
+            if failures:
+                await store.set_meta(self._failures.key, FailureBackoff.RECOVERED, ttl=RECORD_TTL)
+            if await lock.held():
+                await store.set(self._key, token)
+            else:
+                logger.warning(
+                    "the token lock of appid=%s ran out during the fetch and may have been "
+                    "taken over; not writing this token over the store's",
+                    self.appid,
+                )
+        except StoreError as exc:
+            logger.warning(
+                "fetched a token for appid=%s but could not store it (%s); using it in "
+                "this process",
+                self.appid,
+                exc,
+            )
+            self._local.keep(token, token.refresh_at(self.refresh_margin))
+            return
+        self._keep(token)
+
+    # -- background refresh and lifecycle ------------------------------------------------
+
+    async def _background_loop(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        """Renew ahead of the foreground margin until cancelled (by :meth:`aclose`)."""
+        task_status.started()
+        failures = 0
+        while True:
+            try:
+                delay = min(await self._background_step(), self.poll_interval)
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                delay = min(max(self.backoff, 1.0) * 2 ** (failures - 1), 60.0)
+                logger.warning(
+                    "background refresh for appid=%s failed (%s); retrying in %.0fs",
+                    self.appid,
+                    exc,
+                    delay,
+                )
+            await anyio.sleep(delay)
+
+    async def _background_step(self) -> float:
+        """One look: the seconds until the next one is due (the sync manager's rule)."""
+        current = await self.store.get(self._key)
+        now = self._clock()
+        if current is not None and not current.is_expired(now):
+            due = current.expires_at - background_margin(self.refresh_margin, current.lifetime)
+            if now < due:
+                self._keep(current)
+                return due - now
+        margin = (
+            0.0 if current is None else background_margin(self.refresh_margin, current.lifetime)
+        )
+        token = await self._refresh(current, margin=margin, background=True)
+        if current is not None and token.value == current.value:
+            return min(self.poll_interval, 1.0)  # another process holds the fetch
+        due = token.expires_at - background_margin(self.refresh_margin, token.lifetime)
+        return max(due - self._clock(), 0.0)
+
+    async def __aenter__(self) -> AsyncTokenManager:
+        if self.background_refresh:
+            self._task_group = anyio.create_task_group()
+            await self._task_group.__aenter__()
+            await self._task_group.start(self._background_loop)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the background refresh (if running) and close the private client."""
+        group, self._task_group = self._task_group, None
+        if group is not None:
+            group.cancel_scope.cancel()
+            await group.__aexit__(None, None, None)
+        if self._own_client is not None:
+            client, self._own_client = self._own_client, None
+            await client.aclose()
+
+    def __repr__(self) -> str:
+        source = getattr(self, "source", None)
+        return (
+            f"AsyncTokenManager(appid={getattr(self, 'appid', None)!r}, "
+            f"source={getattr(source, 'name', None)!r}, "
+            f"store={getattr(self, 'store', None)!r})"
+        )
+
+
+def _copy(error: BaseException) -> BaseException:
+    """A copy of a shared fetch's error for one waiter, without the leader's frames."""
+    try:
+        return copy.copy(error).with_traceback(None)
+    except Exception:
+        return error
+
+
+def _requests_session() -> Any:
+    import requests
+
+    return requests.Session()
