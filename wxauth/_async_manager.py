@@ -204,11 +204,15 @@ class AsyncTokenManager:
         self.source: TokenSource = make_source(
             source, appid, secret, None if api_base == DEFAULT_API_BASE else api_base
         )
-        sync_store: TokenStore | None = None if isinstance(store, AsyncTokenStore) else store
-        resolved, key = store_and_key(sync_store, self.source)
-        self.store: AsyncTokenStore = (
-            store if isinstance(store, AsyncTokenStore) else as_async(resolved)
-        )
+        self.store: AsyncTokenStore
+        if isinstance(store, AsyncTokenStore):
+            # The key a sync manager on the same data would use (one token for both).
+            inner = store.sync_store
+            key = self.source.key if inner is None else store_and_key(inner, self.source)[1]
+            self.store = store
+        else:
+            resolved, key = store_and_key(store, self.source)
+            self.store = as_async(resolved)
         self._key = key
         self.refresh_margin = float(refresh_margin)
         self.timeout = float(timeout)
