@@ -14,7 +14,9 @@ duties that make a token request safe whatever HTTP library carries it:
 Failures to send or to read are raised as :class:`TransportError` with a message free of
 secrets, and with no exception of the HTTP library chained to it (their messages and
 frames hold the URL, and the secret with it). :class:`RequestsTransport` is the one for
-:mod:`requests`; adding another HTTP library means writing another transport.
+:mod:`requests`; ``wxauth.httpx`` has the httpx ones. Adding another HTTP library means
+writing another transport, with the wording of its failures and its answer to a redirect
+taken from the helpers below, so that every transport reports alike.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import requests
 from requests.structures import CaseInsensitiveDict
 
 from ._protocol import MAX_ANSWER_BYTES, TokenRequest, scrub, shown_location
-from ._secret import reveal
+from ._secret import Secret, reveal
 
 __all__ = [
     "AsyncTransport",
@@ -83,20 +85,80 @@ class AsyncTransport(Protocol):
 _SLACK = 0.05
 
 
+# -- what every transport says: one wording and one redirect answer, whatever the library --
+
+
+def _detail(exc: BaseException, secrets: tuple[Secret, ...], *, named: bool = False) -> str:
+    """What ``exc`` says, scrubbed of ``secrets`` (with its class name if ``named``, or
+    if it says nothing)."""
+    text = str(exc)
+    if named or not text:
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return scrub(text, secrets)
+
+
+def _unbuildable(exc: Exception, request: TokenRequest) -> TransportError:
+    """The HTTP library refused to build the request (an invalid api_base, a body that
+    is not JSON...)."""
+    problem = _detail(exc, request.secrets, named=True)
+    return TransportError(f"could not be built into a request: {problem}", retryable=False)
+
+
+def _timed_out(exc: Exception, request: TokenRequest, timeout: float) -> TransportError:
+    """The library's own timeout fired before the answer's headers came."""
+    return TransportError(
+        f"timed out after {timeout}s: {_detail(exc, request.secrets)}", retryable=False
+    )
+
+
+def _unreachable(exc: Exception, request: TokenRequest) -> TransportError:
+    """The connection failed (refused, reset, DNS...): a bounded retry may help."""
+    return TransportError(f"could not be reached: {_detail(exc, request.secrets)}", retryable=True)
+
+
+def _unsendable(exc: Exception, request: TokenRequest) -> TransportError:
+    """Anything else the HTTP stack raised while sending."""
+    message = _detail(exc, request.secrets, named=True)
+    return TransportError(f"could not be sent: {message}", retryable=False)
+
+
+def _late(timeout: float) -> TransportError:
+    """The total deadline passed."""
+    return TransportError(f"did not finish within {timeout}s", retryable=False)
+
+
+def _failed_read(
+    exc: Exception, request: TokenRequest, timeout: float, deadline: float
+) -> TransportError:
+    """Reading the body failed: at the deadline (``time.monotonic()``; a read timeout
+    may fire a little early) it did not finish in time, before it the answer broke off."""
+    if time.monotonic() >= deadline - _SLACK:
+        return _late(timeout)
+    message = _detail(exc, request.secrets, named=True)
+    return TransportError(f"answer broke off: {message}", retryable=True)
+
+
+def _redirect_answer(status: int, headers: Mapping[str, str]) -> HTTPAnswer:
+    """A 3xx as every transport returns it: no body (it is never read) and the
+    ``Location`` only as far as it is safe to show (:func:`shown_location`)."""
+    shown = CaseInsensitiveDict(headers)
+    shown["Location"] = shown_location(shown.get("Location", ""))
+    return HTTPAnswer(status, shown)
+
+
+# -- requests ----------------------------------------------------------------------------
+
+
 class _LateError(Exception):
     """The deadline passed while the body was read (internal)."""
-
-
-class _BrokenError(Exception):
-    """The connection broke off while the body was read (internal)."""
 
 
 class _RedirectError(Exception):
     """Raised by the redirect hook out of ``Session.send`` (internal)."""
 
-    def __init__(self, status: int, headers: Mapping[str, str]) -> None:
-        super().__init__(status)
-        self.answer = HTTPAnswer(status, CaseInsensitiveDict(headers))
+    def __init__(self, answer: HTTPAnswer) -> None:
+        super().__init__(answer.status)
+        self.answer = answer
 
 
 def _refuse_redirect(response: requests.Response, *args: Any, **kwargs: Any) -> None:
@@ -104,9 +166,9 @@ def _refuse_redirect(response: requests.Response, *args: Any, **kwargs: Any) -> 
     ``Session.send`` reads a redirect's whole body before it returns, and no deadline
     would bound that read."""
     if 300 <= response.status_code < 400:
-        headers = {"Location": shown_location(response.headers.get("Location", ""))}
+        answer = _redirect_answer(response.status_code, response.headers)
         response.close()
-        raise _RedirectError(response.status_code, headers)
+        raise _RedirectError(answer)
 
 
 class RequestsTransport:
@@ -117,9 +179,11 @@ class RequestsTransport:
     def __init__(self, session: requests.Session) -> None:
         self.session = session
 
-    def _prepare(self, request: TokenRequest) -> tuple[requests.PreparedRequest | None, str]:
-        """Build the request with the session's defaults: ``(prepared, "")``, or
-        ``(None, why)`` with the reason scrubbed.
+    def _prepare(
+        self, request: TokenRequest
+    ) -> tuple[requests.PreparedRequest | None, TransportError | None]:
+        """Build the request with the session's defaults: ``(prepared, None)``, or
+        ``(None, failure)``.
 
         The only frame where the credentials are in clear. It returns before the
         request is sent, so it (and the frames of requests below it) is on no
@@ -135,9 +199,9 @@ class RequestsTransport:
                 )
             )
         except Exception as exc:  # an invalid api_base, a body that is not JSON...
-            return None, scrub(f"{type(exc).__name__}: {exc}", request.secrets)
+            return None, _unbuildable(exc, request)
         prepared.hooks["response"].append(_refuse_redirect)  # after the session's hooks
-        return prepared, ""
+        return prepared, None
 
     def send(self, request: TokenRequest, *, timeout: float) -> HTTPAnswer:
         """Send ``request`` as ``Session.request()`` would (with the environment's
@@ -153,11 +217,9 @@ class RequestsTransport:
         self, request: TokenRequest, timeout: float
     ) -> tuple[HTTPAnswer | None, TransportError | None]:
         deadline = time.monotonic() + timeout
-        prepared, problem = self._prepare(request)
+        prepared, failure = self._prepare(request)
         if prepared is None:
-            return None, TransportError(
-                f"could not be built into a request: {problem}", retryable=False
-            )
+            return None, failure
         session = self.session
         try:
             settings = session.merge_environment_settings(prepared.url, {}, True, None, None)
@@ -166,26 +228,19 @@ class RequestsTransport:
         except _RedirectError as exc:
             return exc.answer, None
         except requests.Timeout as exc:
-            message = scrub(str(exc), request.secrets)
-            return None, TransportError(f"timed out after {timeout}s: {message}", retryable=False)
+            return None, _timed_out(exc, request, timeout)
         except requests.RequestException as exc:
-            message = scrub(str(exc), request.secrets)
-            return None, TransportError(f"could not be reached: {message}", retryable=True)
+            return None, _unreachable(exc, request)
         except Exception as exc:  # anything else from the HTTP stack: its frames hold the URL
-            message = scrub(f"{type(exc).__name__}: {exc}", request.secrets)
-            return None, TransportError(f"could not be sent: {message}", retryable=False)
+            return None, _unsendable(exc, request)
         with response:
-            headers = CaseInsensitiveDict(response.headers)
             if 300 <= response.status_code < 400:  # a session whose send() skips our hook
-                headers["Location"] = shown_location(headers.get("Location", ""))
-                return HTTPAnswer(response.status_code, headers), None
+                return _redirect_answer(response.status_code, response.headers), None
             try:
                 body = _read_body(response, deadline)
-            except _LateError:
-                return None, TransportError(f"did not finish within {timeout}s", retryable=False)
-            except _BrokenError as exc:
-                message = scrub(str(exc), request.secrets)
-                return None, TransportError(f"answer broke off: {message}", retryable=True)
+            except Exception as exc:  # _LateError, ChunkedEncodingError, ReadTimeoutError...
+                return None, _failed_read(exc, request, timeout, deadline)
+            headers = CaseInsensitiveDict(response.headers)
         return HTTPAnswer(response.status_code, headers, body), None
 
     def __repr__(self) -> str:
@@ -195,7 +250,7 @@ class RequestsTransport:
 def _read_body(response: requests.Response, deadline: float) -> bytes:
     """Read the (streamed) body by ``deadline`` (``time.monotonic()``), decoded like
     ``response.content``, and at most ``MAX_ANSWER_BYTES + 1`` bytes of it; raise
-    :class:`_LateError` or :class:`_BrokenError`.
+    :class:`_LateError` at the deadline, or what requests raised.
 
     The body is read a byte at a time: a buffered read of n bytes waits until n bytes
     came, however late, while a 1-byte read returns as soon as the server sent
@@ -208,23 +263,16 @@ def _read_body(response: requests.Response, deadline: float) -> bytes:
     settimeout = getattr(sock, "settimeout", None)
     applied = math.inf
     body = bytearray()
-    try:
-        chunks = response.iter_content(chunk_size=1)
-        while len(body) <= MAX_ANSWER_BYTES:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise _LateError
-            if settimeout is not None and remaining < applied - 0.01:
-                settimeout(remaining)
-                applied = remaining
-            chunk = next(chunks, None)
-            if chunk is None:
-                break
-            body += chunk
-    except _LateError:
-        raise
-    except Exception as exc:  # ChunkedEncodingError, ConnectionError(ReadTimeoutError)...
-        if time.monotonic() >= deadline - _SLACK:
-            raise _LateError from None
-        raise _BrokenError(f"{type(exc).__name__}: {exc}") from None
+    chunks = response.iter_content(chunk_size=1)
+    while len(body) <= MAX_ANSWER_BYTES:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _LateError
+        if settimeout is not None and remaining < applied - 0.01:
+            settimeout(remaining)
+            applied = remaining
+        chunk = next(chunks, None)
+        if chunk is None:
+            break
+        body += chunk
     return bytes(body)
