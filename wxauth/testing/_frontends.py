@@ -1,11 +1,13 @@
 """How tests reach a :class:`~wxauth.testing.FakeWeChat`, and how it lets go of them.
 
 The model itself (:mod:`._fake`) knows no transport. :meth:`FrontEnds.intercept` wraps it
-in a :class:`~wxauth.testing.WeChatInterceptor` (in process, on ``responses``) and
-:meth:`FrontEnds.serve` in an :class:`~wxauth.testing.EmulatorServer` (loopback HTTP);
-both load lazily, so importing :mod:`wxauth.testing` imports neither ``responses`` nor
-``http.server``. :meth:`FrontEnds.close` releases every wait a front end is in (injected
-hangs, token latency) and stops the servers that registered with the fake.
+in a :class:`~wxauth.testing.WeChatInterceptor` (in process, on ``responses``),
+:meth:`FrontEnds.httpx_transport` in an ``EmulatorTransport`` (in process, an httpx
+transport) and :meth:`FrontEnds.serve` in an :class:`~wxauth.testing.EmulatorServer`
+(loopback HTTP); all load lazily, so importing :mod:`wxauth.testing` imports neither
+``responses``, ``httpx`` nor ``http.server``. :meth:`FrontEnds.close` releases every
+wait a front end is in (injected hangs, token latency) and stops the servers that
+registered with the fake.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ._state import EmulatorState
 
 if TYPE_CHECKING:
     from ._fake import FakeWeChat
+    from ._httpx import EmulatorTransport
     from ._responses import WeChatInterceptor
     from ._server import EmulatorServer
 
@@ -46,6 +49,18 @@ class FrontEnds(EmulatorState):
         from ._responses import WeChatInterceptor
 
         return WeChatInterceptor(self._as_fake(), client_ip=client_ip, passthru=passthru)
+
+    def httpx_transport(self, *, client_ip: str = "127.0.0.1") -> EmulatorTransport:
+        """An ``httpx.MockTransport`` that answers every request with this fake (needs
+        ``httpx``): ``httpx.Client(transport=fake.httpx_transport())``, or ``AsyncClient``.
+
+        Whatever the URL's host, the emulator answers; nothing reaches the network. An
+        injected ``hang`` raises ``httpx.ReadTimeout`` at once; ``token_latency`` is
+        awaited with ``anyio.sleep`` by an async client, so its event loop runs on.
+        """
+        from ._httpx import EmulatorTransport
+
+        return EmulatorTransport(self._as_fake(), client_ip=client_ip)
 
     @contextlib.contextmanager
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
