@@ -4,9 +4,9 @@ The classic token endpoint takes the secret in the query string, and every WeCha
 takes the token there, so anything that logs a URL leaks them: urllib3 logs every
 request line at DEBUG, and requests puts the whole URL into ``ConnectionError``
 messages. :func:`redact_url_text` scrubs such text; :class:`RedactingFilter` applies it
-to urllib3's log records and is installed when wxauth is imported;
-:func:`redact_url_passwords` and :class:`RedactingArgumentParser` keep a store URL's
-password out of the command line's messages.
+to the log records of urllib3, requests, httpx and httpcore and is installed when
+wxauth is imported; :func:`redact_url_passwords` and :class:`RedactingArgumentParser`
+keep a store URL's password out of the command line's messages.
 """
 
 from __future__ import annotations
@@ -52,6 +52,13 @@ URL_LOGGERS = (
     "urllib3.poolmanager",
     "urllib3.connection",
     "requests",
+    # httpx logs every request line at INFO ("HTTP Request: GET https://...?secret=...");
+    # httpcore's DEBUG traces name requests and connections.
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
 )
 
 
