@@ -13,7 +13,14 @@ import pytest
 
 import wxauth
 
-PUBLIC_MODULES = ["wxauth", "wxauth.stores", "wxauth.sources", "wxauth.transport", "wxauth.testing"]
+PUBLIC_MODULES = [
+    "wxauth",
+    "wxauth.httpx",
+    "wxauth.stores",
+    "wxauth.sources",
+    "wxauth.transport",
+    "wxauth.testing",
+]
 
 
 @pytest.mark.parametrize("name", PUBLIC_MODULES)
