@@ -12,18 +12,15 @@ Runs under asyncio and trio alike.
 
 from __future__ import annotations
 
-import contextvars
-import copy
 import logging
-import threading
 import time
-import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ._async_flight import FETCHING, Flight, afetch_token_answer, copy_error, slot_of
 from ._config import (
     AHEAD_RETRY_DELAY,
     DEFAULT_MAX_FETCHES_PER_DAY,
@@ -42,7 +39,7 @@ from ._config import (
 from ._errors import StoreError, TokenFetchError, WxAuthError
 from ._guards import RECORD_TTL, FailureBackoff, FetchBudget, RejectionStreak
 from ._local import LocalCopy
-from ._protocol import Failure, TokenRequest, read_token_answer
+from ._protocol import TokenRequest
 from ._redact import redact_token
 from ._secret import Secret
 from ._token import Token
@@ -60,88 +57,16 @@ from .sources import (
 from .stores._async import AsyncStoreLock, AsyncTokenStore, as_async
 from .stores._base import TokenStore
 from .stores._memory import MemoryStore
-from .transport import AsyncTransport, TransportError
+from .transport import AsyncTransport
 
 if TYPE_CHECKING:
     import httpx
 
     from ._manager import TokenManager
 
-__all__ = ["AsyncTokenManager", "afetch_token_answer"]
+__all__ = ["AsyncTokenManager"]
 
 logger = logging.getLogger("wxauth")
-
-
-async def afetch_token_answer(
-    transport: AsyncTransport,
-    request: TokenRequest,
-    *,
-    timeout: float,
-    retries: int,
-    backoff: float,
-) -> dict[str, Any]:
-    """:func:`wxauth.sources.fetch_token_answer` for ``async`` code: send ``request``
-    with the bounded retry, waiting with ``anyio.sleep``."""
-    attempt = 0
-    while True:
-        try:
-            answer = await transport.send(request, timeout=timeout)
-        except TransportError as exc:
-            outcome: dict[str, Any] | Failure = Failure(
-                TokenFetchError(f"{request.path} {exc.message}"), exc.retryable
-            )
-        else:
-            outcome = read_token_answer(request, answer.status, answer.headers, answer.body)
-        if not isinstance(outcome, Failure):
-            return outcome
-        if not outcome.retryable or attempt >= retries:
-            raise outcome.error
-        delay = backoff * (2**attempt)
-        logger.warning("%s; retrying in %.2fs", outcome.error, delay)
-        await anyio.sleep(delay)
-        attempt += 1
-
-
-class _Flight:
-    """One fetch in progress in an event loop; the tasks that arrive meanwhile wait."""
-
-    __slots__ = ("cancelled", "done", "error", "token")
-
-    def __init__(self) -> None:
-        self.done = anyio.Event()
-        self.token: Token | None = None
-        self.error: BaseException | None = None
-        #: The leader was cancelled: the waiters try again (one of them leads).
-        self.cancelled = False
-
-
-class _Slot:
-    """Single-flight state of one token in one store, shared by the async managers of
-    this process (a thread lock guards only the bookkeeping, never a wait)."""
-
-    __slots__ = ("__weakref__", "flight", "lock")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.flight: _Flight | None = None
-
-
-_SLOTS: weakref.WeakValueDictionary[tuple[int, str], _Slot] = weakref.WeakValueDictionary()
-_SLOTS_LOCK = threading.Lock()
-# The store keys the current task (and the tasks it starts) is fetching: a token
-# request that needs the token being fetched would wait for itself.
-_FETCHING: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
-    "wxauth_fetching", default=frozenset()
-)
-
-
-def _slot(store: AsyncTokenStore, key: str) -> _Slot:
-    ident = id(store.sync_store if store.sync_store is not None else store)
-    with _SLOTS_LOCK:
-        slot = _SLOTS.get((ident, key))
-        if slot is None:
-            slot = _SLOTS[(ident, key)] = _Slot()
-        return slot
 
 
 class AsyncTokenManager:
@@ -243,7 +168,7 @@ class AsyncTokenManager:
         self._ahead_retry_at = float("-inf")
         self._local_copy = self.store.shared
         self._local = LocalCopy()
-        self._slot = _slot(self.store, key)
+        self._slot = slot_of(self.store, key)
         self._task_group: Any = None
 
     @classmethod
@@ -408,7 +333,7 @@ class AsyncTokenManager:
     ) -> Token:
         now = self._clock()
         usable = current if current is not None and not current.is_expired(now) else None
-        fetching = _FETCHING.get()
+        fetching = FETCHING.get()
         if self._key in fetching:
             raise WxAuthError(
                 f"fetching the token of appid={self.appid} needed that same token: the "
@@ -419,7 +344,7 @@ class AsyncTokenManager:
             with slot.lock:
                 flight, leader = slot.flight, slot.flight is None
                 if flight is None:
-                    flight = slot.flight = _Flight()
+                    flight = slot.flight = Flight()
             if leader:
                 break
             if usable is not None and not force:
@@ -429,10 +354,10 @@ class AsyncTokenManager:
             if flight.cancelled:
                 continue  # its leader was cancelled: try again, perhaps as the leader
             if flight.error is not None:
-                raise _copy(flight.error) from None
+                raise copy_error(flight.error) from None
             assert flight.token is not None
             return flight.token
-        marker = _FETCHING.set(fetching | {self._key})
+        marker = FETCHING.set(fetching | {self._key})
         try:
             token = await self._fetch_under_store_lock(
                 usable,
@@ -450,7 +375,7 @@ class AsyncTokenManager:
             flight.token = token
             return token
         finally:
-            _FETCHING.reset(marker)
+            FETCHING.reset(marker)
             with slot.lock:
                 if slot.flight is flight:
                     slot.flight = None
@@ -671,14 +596,6 @@ class AsyncTokenManager:
             f"source={getattr(source, 'name', None)!r}, "
             f"store={getattr(self, 'store', None)!r})"
         )
-
-
-def _copy(error: BaseException) -> BaseException:
-    """A copy of a shared fetch's error for one waiter, without the leader's frames."""
-    try:
-        return copy.copy(error).with_traceback(None)
-    except Exception:
-        return error
 
 
 def _requests_session() -> Any:

@@ -1,0 +1,105 @@
+"""The I/O halves of :class:`~wxauth.AsyncTokenManager` that are not policy: sending a
+token request with the bounded retry, and single flight across the tasks of an event
+loop (the twins of :func:`wxauth.sources.fetch_token_answer` and :mod:`wxauth._flight`).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import copy
+import logging
+import threading
+import weakref
+from typing import Any
+
+import anyio
+
+from ._errors import TokenFetchError
+from ._protocol import Failure, TokenRequest, read_token_answer
+from ._token import Token
+from .stores._async import AsyncTokenStore
+from .transport import AsyncTransport, TransportError
+
+__all__ = ["FETCHING", "Flight", "Slot", "afetch_token_answer", "copy_error", "slot_of"]
+
+logger = logging.getLogger("wxauth")
+
+
+async def afetch_token_answer(
+    transport: AsyncTransport,
+    request: TokenRequest,
+    *,
+    timeout: float,
+    retries: int,
+    backoff: float,
+) -> dict[str, Any]:
+    """:func:`wxauth.sources.fetch_token_answer` for ``async`` code: send ``request``
+    with the bounded retry, waiting with ``anyio.sleep``."""
+    attempt = 0
+    while True:
+        try:
+            answer = await transport.send(request, timeout=timeout)
+        except TransportError as exc:
+            outcome: dict[str, Any] | Failure = Failure(
+                TokenFetchError(f"{request.path} {exc.message}"), exc.retryable
+            )
+        else:
+            outcome = read_token_answer(request, answer.status, answer.headers, answer.body)
+        if not isinstance(outcome, Failure):
+            return outcome
+        if not outcome.retryable or attempt >= retries:
+            raise outcome.error
+        delay = backoff * (2**attempt)
+        logger.warning("%s; retrying in %.2fs", outcome.error, delay)
+        await anyio.sleep(delay)
+        attempt += 1
+
+
+class Flight:
+    """One fetch in progress in an event loop; the tasks that arrive meanwhile wait."""
+
+    __slots__ = ("cancelled", "done", "error", "token")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.token: Token | None = None
+        self.error: BaseException | None = None
+        #: The leader was cancelled: the waiters try again (one of them leads).
+        self.cancelled = False
+
+
+class Slot:
+    """Single-flight state of one token in one store, shared by the async managers of
+    this process (a thread lock guards only the bookkeeping, never a wait)."""
+
+    __slots__ = ("__weakref__", "flight", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.flight: Flight | None = None
+
+
+SLOTS: weakref.WeakValueDictionary[tuple[int, str], Slot] = weakref.WeakValueDictionary()
+SLOTS_LOCK = threading.Lock()
+# The store keys the current task (and the tasks it starts) is fetching: a token
+# request that needs the token being fetched would wait for itself.
+FETCHING: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+    "wxauth_fetching", default=frozenset()
+)
+
+
+def slot_of(store: AsyncTokenStore, key: str) -> Slot:
+    ident = id(store.sync_store if store.sync_store is not None else store)
+    with SLOTS_LOCK:
+        slot = SLOTS.get((ident, key))
+        if slot is None:
+            slot = SLOTS[(ident, key)] = Slot()
+        return slot
+
+
+def copy_error(error: BaseException) -> BaseException:
+    """A copy of a shared fetch's error for one waiter, without the leader's frames."""
+    try:
+        return copy.copy(error).with_traceback(None)
+    except Exception:
+        return error
