@@ -664,12 +664,6 @@ async def test_waiters_of_a_cancelled_leader_fetch_for_themselves(
     fake.assert_token_fetches(1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="wxauth/_async_manager.py _refresh: a waiter waits under anyio.fail_after("
-    "lock_timeout + lease) and lets its TimeoutError out; the sync Flight.wait raises "
-    "TokenFetchError('gave up after ...s waiting for a token fetch')",
-)
 @pytest.mark.parametrize(
     "anyio_backend",
     [pytest.param(("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)}), id="trio")],
@@ -695,13 +689,6 @@ async def test_a_waiter_that_gives_up_raises_token_fetch_error() -> None:
             tg.cancel_scope.cancel()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="wxauth/_async_flight.py: Slot/Flight are process-wide (keyed by store and key) "
-    "but Flight.done is an anyio.Event of the leader's event loop; a waiter in another "
-    "thread's loop is not woken by done.set() (asyncio: it sleeps on until its own timer "
-    "fires; trio: set() from a foreign thread raises)",
-)
 async def test_managers_in_two_event_loops_share_a_fetch(
     fake: FakeWeChat, anyio_backend: str
 ) -> None:
@@ -1021,14 +1008,6 @@ async def test_no_secret_in_the_locals_of_a_failed_fetch(
             assert not leaks(text + str(link) + repr(link), [SECRET]), text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="wxauth/_httpx_transport.py AsyncHttpxTransport: a token request cut by a "
-    "cancellation (a caller's deadline) lets the Cancelled exception out with httpx's "
-    "frames on its traceback (AsyncClient.send, _send_handling_auth, "
-    "_send_handling_redirects, _send_single_request), whose local `request` reprs as "
-    "the URL, ?secret= included",
-)
 @pytest.mark.parametrize("source", ["classic", "wecom"])
 async def test_no_secret_in_the_locals_of_a_fetch_cut_by_a_deadline(
     fake: FakeWeChat, wire: Wire, source: str

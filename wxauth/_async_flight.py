@@ -79,7 +79,7 @@ class Slot:
         self.flight: Flight | None = None
 
 
-SLOTS: weakref.WeakValueDictionary[tuple[int, str], Slot] = weakref.WeakValueDictionary()
+SLOTS: weakref.WeakValueDictionary[tuple[int, str, int], Slot] = weakref.WeakValueDictionary()
 SLOTS_LOCK = threading.Lock()
 # The store keys the current task (and the tasks it starts) is fetching: a token
 # request that needs the token being fetched would wait for itself.
@@ -89,11 +89,17 @@ FETCHING: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
 
 
 def slot_of(store: AsyncTokenStore, key: str) -> Slot:
-    ident = id(store.sync_store if store.sync_store is not None else store)
+    """The single-flight slot of ``key`` in ``store`` for the event loop of this thread
+    (a flight's ``Event`` belongs to one loop: loops in other threads get their own)."""
+    ident = (
+        id(store.sync_store if store.sync_store is not None else store),
+        key,
+        threading.get_ident(),
+    )
     with SLOTS_LOCK:
-        slot = SLOTS.get((ident, key))
+        slot = SLOTS.get(ident)
         if slot is None:
-            slot = SLOTS[(ident, key)] = Slot()
+            slot = SLOTS[ident] = Slot()
         return slot
 
 

@@ -168,7 +168,6 @@ class AsyncTokenManager:
         self._ahead_retry_at = float("-inf")
         self._local_copy = self.store.shared
         self._local = LocalCopy()
-        self._slot = slot_of(self.store, key)
         self._task_group: Any = None
 
     @classmethod
@@ -340,7 +339,9 @@ class AsyncTokenManager:
                 "client given to AsyncTokenManager must not carry a WxAuth of the same app"
             )
         while True:
-            slot = self._slot
+            # One flight per event loop (its Event belongs to that loop); managers in
+            # other threads' loops are kept apart by the store lock.
+            slot = slot_of(self.store, self._key)
             with slot.lock:
                 flight, leader = slot.flight, slot.flight is None
                 if flight is None:
@@ -349,8 +350,11 @@ class AsyncTokenManager:
                 break
             if usable is not None and not force:
                 return usable  # a refresh-ahead is running: the old token still works
-            with anyio.fail_after(self.lock_timeout + self.lease):
+            waited = self.lock_timeout + self.lease
+            with anyio.move_on_after(waited):
                 await flight.done.wait()
+            if not flight.done.is_set():
+                raise TokenFetchError(f"gave up after {waited:.1f}s waiting for a token fetch")
             if flight.cancelled:
                 continue  # its leader was cancelled: try again, perhaps as the leader
             if flight.error is not None:

@@ -216,8 +216,15 @@ class AsyncHttpxTransport:
 
     async def send(self, request: TokenRequest, *, timeout: float) -> HTTPAnswer:
         """Send ``request`` with the client, never following a redirect, and read the
-        body by the deadline; raise :class:`~wxauth.transport.TransportError`."""
-        answer, failure = await self._exchange(request, timeout)
+        body by the deadline; raise :class:`~wxauth.transport.TransportError`.
+
+        A cancellation (a caller's deadline) propagates, without the frames of httpx
+        it passed through: their locals hold the ``httpx.Request``, whose repr is the
+        URL with the secret in its query."""
+        try:
+            answer, failure = await self._exchange(request, timeout)
+        except anyio.get_cancelled_exc_class() as cancelled:
+            raise cancelled.with_traceback(None)  # noqa: B904 - the same exception
         if failure is not None:
             raise failure  # outside every except block: nothing is chained to it
         assert answer is not None
