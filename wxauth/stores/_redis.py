@@ -37,20 +37,16 @@ from .._errors import StoreError
 from .._token import Token
 from ._base import LockContext, StoreLock, TokenStore, poll_until
 from ._redis_common import (
-    ACQUIRE,
-    DELETE_IF,
     POLL_FIRST,
     POLL_MAX,
-    RELEASE,
-    SET_UNLESS_NEWER,
     RedisKeys,
+    RedisLockState,
     as_text,
+    check_lease,
     error_message,
     import_redis,
-    ms,
     new_owner,
     parse_token,
-    set_args,
 )
 
 if TYPE_CHECKING:
@@ -81,15 +77,10 @@ class RedisStore(RedisKeys, TokenStore):
     """
 
     shared = True
+    client: redis.Redis
 
     def __init__(self, client: redis.Redis, *, prefix: str = "wxauth:") -> None:
-        self._redis_error: type[Exception] = import_redis().exceptions.RedisError
-        self.client = client
-        self.prefix = prefix
-        self._set_unless_newer = client.register_script(SET_UNLESS_NEWER)
-        self._delete_if = client.register_script(DELETE_IF)
-        self._release = client.register_script(RELEASE)
-        self._acquire = client.register_script(ACQUIRE)
+        self._bind(client, prefix, "RedisStore")
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "wxauth:", **options: Any) -> RedisStore:
@@ -112,104 +103,62 @@ class RedisStore(RedisKeys, TokenStore):
 
     def get(self, key: str) -> Token | None:
         """Return the stored token, or ``None``."""
-        return parse_token(
-            self._call("read the token", key, lambda: self.client.get(self._token_key(key)))
-        )
+        return parse_token(self._call("read the token", key, lambda: self._read_token(key)))
 
     def set(self, key: str, token: Token) -> bool:
         """Write ``token`` unless the stored one is newer (fence first, then
         ``fetched_at``; atomic, Lua); the key expires after the token's lifetime."""
-        args = set_args(token)
-        written = self._call(
-            "write the token",
-            key,
-            lambda: self._set_unless_newer(keys=[self._token_key(key)], args=args),
-        )
-        return bool(written)
+        return bool(self._call("write the token", key, lambda: self._write_token(key, token)))
 
     def delete_if(self, key: str, value: str) -> bool:
         """Delete the token only if its value is ``value`` (atomic, Lua)."""
-        deleted = self._call(
-            "invalidate the token",
-            key,
-            lambda: self._delete_if(keys=[self._token_key(key)], args=[value]),
-        )
-        return bool(deleted)
+        return bool(self._call("invalidate the token", key, lambda: self._drop_token(key, value)))
 
     def lock(self, key: str, *, lease: float) -> StoreLock:
         """Return the lease lock of ``key`` (``SET NX PX lease``, released by owner)."""
-        if lease <= 0:
-            raise ValueError("lease must be > 0")
-        return _RedisLock(self, key, float(lease))
+        return _RedisLock(self, key, check_lease(lease))
 
     def get_meta(self, key: str) -> str | None:
         """Return the meta record of ``key``, or ``None`` once its TTL has run out."""
-        data = self._call("read a meta record", key, lambda: self.client.get(self._meta_key(key)))
-        if data is None:
-            return None
-        return as_text(data)
+        data = self._call("read a meta record", key, lambda: self._read_meta(key))
+        return None if data is None else as_text(data)
 
     def set_meta(self, key: str, value: str, *, ttl: float) -> None:
         """Store a meta record with a TTL of ``ttl`` seconds."""
-        self._call(
-            "write a meta record",
-            key,
-            lambda: self.client.set(self._meta_key(key), value, px=ms(ttl)),
-        )
+        self._call("write a meta record", key, lambda: self._write_meta(key, value, ttl))
 
     def close(self) -> None:
         """Close the client's connections."""
         self.client.close()
 
 
-class _RedisLock(LockContext):
-    """The lease lock of one key in a :class:`RedisStore` (one acquisition at a time
-    per object; make one object per caller, as the manager does)."""
+class _RedisLock(RedisLockState, LockContext):
+    """The lease lock of one key in a :class:`RedisStore`."""
 
     def __init__(self, store: RedisStore, key: str, lease: float) -> None:
+        super().__init__(store, key, lease)
         self._store = store
-        self._key = key
-        self._lease_ms = ms(lease)
-        self._owner: str | None = None
-        self._fence = 0
-
-    @property
-    def fence(self) -> int:
-        """The fence of the current acquisition (``INCR`` of a per-key counter)."""
-        return self._fence
 
     def held(self) -> bool:
         """Whether Redis still names this holder as the lock's owner (one ``GET``)."""
-        owner = self._owner
-        if owner is None:
+        if self._owner is None:
             return False
-        store = self._store
-        current = store._call(
-            "check the token lock", self._key, lambda: store.client.get(store._lock_key(self._key))
+        key = self._key
+        return self._is_owner(
+            self._store._call("check the token lock", key, lambda: self._store._read_lock(key))
         )
-        return current is not None and as_text(current) == owner
 
     def _try_acquire(self) -> bool:
         owner = new_owner()
-        store = self._store
-        key = self._key
-        fence = store._call(
-            "take the token lock",
-            key,
-            lambda: store._acquire(
-                keys=store._acquire_keys(key),
-                args=[owner, self._lease_ms],
-            ),
+        key, lease_ms = self._key, self._lease_ms
+        fence = self._store._call(
+            "take the token lock", key, lambda: self._store._take_lock(key, owner, lease_ms)
         )
-        if fence:
-            self._owner, self._fence = owner, int(fence)
-            return True
-        return False
+        return self._took(owner, fence)
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         """Take the lock; poll (2 ms doubling to 50 ms) while another holder has it."""
-        if self._owner is not None:
-            raise RuntimeError("this RedisStore lock is already held by its owner")
+        self._check_free()
         if not blocking:
             return self._try_acquire()
         return poll_until(self._try_acquire, timeout, first=POLL_FIRST, cap=POLL_MAX)
@@ -217,22 +166,12 @@ class _RedisLock(LockContext):
     def release(self) -> None:
         """Release the lock if this holder still owns it; a holder whose lease ran out
         and was taken over releases nothing."""
-        owner = self._owner
-        if owner is None:
-            raise RuntimeError("release of a RedisStore lock that is not held")
-        self._owner = None
-        self._fence = 0
-        store = self._store
+        owner, key = self._give_up(), self._key
         try:
-            store._call(
-                "release the token lock",
-                self._key,
-                lambda: store._release(keys=[store._lock_key(self._key)], args=[owner]),
+            self._store._call(
+                "release the token lock", key, lambda: self._store._release_lock(key, owner)
             )
         except StoreError as exc:
             # The caller already has its token (or its error); the lock frees itself
             # when the lease runs out, so this is worth a warning, not a failure.
             logger.warning("%s; the lock will expire after its lease", exc)
-
-    def __repr__(self) -> str:
-        return f"<RedisStore lock key={self._key!r} held={self._owner is not None}>"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import secrets
 from types import ModuleType
+from typing import Any
 
 from .._token import Token
 
@@ -23,7 +24,9 @@ __all__ = [
     "RELEASE",
     "SET_UNLESS_NEWER",
     "RedisKeys",
+    "RedisLockState",
     "as_text",
+    "check_lease",
     "error_message",
     "import_redis",
     "ms",
@@ -152,10 +155,30 @@ def error_message(what: str, key: str, exc: Exception) -> str:
     return f"Redis store failed to {what} for key {key!r}: {type(exc).__name__}: {exc}"
 
 
+def check_lease(lease: float) -> float:
+    """``lease`` as a float, or ``ValueError`` if it is not positive."""
+    if lease <= 0:
+        raise ValueError("lease must be > 0")
+    return float(lease)
+
+
 class RedisKeys:
-    """The key layout under ``prefix`` (a mixin of both Redis stores)."""
+    """The key layout under ``prefix``, the client, and each Redis command of a store
+    (a mixin of both Redis stores). A command returns the client's reply, or with
+    ``redis.asyncio`` an awaitable of it: the stores run it, each in its own way."""
 
     prefix: str
+    client: Any
+
+    def _bind(self, client: Any, prefix: str, user: str) -> None:
+        """Keep ``client`` and ``prefix``, and register the Lua scripts on ``client``."""
+        self._redis_error: type[Exception] = import_redis(user).exceptions.RedisError
+        self.client = client
+        self.prefix = prefix
+        self._set_unless_newer = client.register_script(SET_UNLESS_NEWER)
+        self._delete_if = client.register_script(DELETE_IF)
+        self._release = client.register_script(RELEASE)
+        self._acquire = client.register_script(ACQUIRE)
 
     def _token_key(self, key: str) -> str:
         return f"{self.prefix}token:{key}"
@@ -169,9 +192,78 @@ class RedisKeys:
     def _fence_key(self, key: str) -> str:
         return f"{self.prefix}fence:{key}"
 
-    def _acquire_keys(self, key: str) -> list[str]:
-        """``KEYS`` of :data:`ACQUIRE`: the lock, the fence counter, the token."""
-        return [self._lock_key(key), self._fence_key(key), self._token_key(key)]
+    # -- the commands ----------------------------------------------------------------
+
+    def _read_token(self, key: str) -> Any:
+        return self.client.get(self._token_key(key))
+
+    def _write_token(self, key: str, token: Token) -> Any:
+        return self._set_unless_newer(keys=[self._token_key(key)], args=set_args(token))
+
+    def _drop_token(self, key: str, value: str) -> Any:
+        return self._delete_if(keys=[self._token_key(key)], args=[value])
+
+    def _read_meta(self, key: str) -> Any:
+        return self.client.get(self._meta_key(key))
+
+    def _write_meta(self, key: str, value: str, ttl: float) -> Any:
+        return self.client.set(self._meta_key(key), value, px=ms(ttl))
+
+    def _read_lock(self, key: str) -> Any:
+        return self.client.get(self._lock_key(key))
+
+    def _take_lock(self, key: str, owner: str, lease_ms: int) -> Any:
+        keys = [self._lock_key(key), self._fence_key(key), self._token_key(key)]
+        return self._acquire(keys=keys, args=[owner, lease_ms])
+
+    def _release_lock(self, key: str, owner: str) -> Any:
+        return self._release(keys=[self._lock_key(key)], args=[owner])
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(prefix={self.prefix!r})"
+
+
+class RedisLockState:
+    """What the lease lock of one key keeps, in both Redis stores: the key, the lease,
+    and the owner id and fence of the current acquisition (one acquisition at a time
+    per object; make one object per caller, as the manager does)."""
+
+    def __init__(self, store: RedisKeys, key: str, lease: float) -> None:
+        self._label = type(store).__name__
+        self._key = key
+        self._lease = lease
+        self._lease_ms = ms(lease)
+        self._owner: str | None = None
+        self._fence = 0
+
+    @property
+    def fence(self) -> int:
+        """The fence of the current acquisition (``INCR`` of a per-key counter)."""
+        return self._fence
+
+    def _check_free(self) -> None:
+        if self._owner is not None:
+            raise RuntimeError(f"this {self._label} lock is already held by its owner")
+
+    def _took(self, owner: str, fence: Any) -> bool:
+        """Record the reply of :data:`ACQUIRE` (the new fence, ``0``: held by another)."""
+        if fence:
+            self._owner, self._fence = owner, int(fence)
+            return True
+        return False
+
+    def _give_up(self) -> str:
+        """Forget the current acquisition before releasing it; return its owner id."""
+        owner = self._owner
+        if owner is None:
+            raise RuntimeError(f"release of a {self._label} lock that is not held")
+        self._owner = None
+        self._fence = 0
+        return owner
+
+    def _is_owner(self, current: bytes | str | None) -> bool:
+        """Whether the lock key's value names this holder."""
+        return current is not None and as_text(current) == self._owner
+
+    def __repr__(self) -> str:
+        return f"<{self._label} lock key={self._key!r} held={self._owner is not None}>"
