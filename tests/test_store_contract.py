@@ -3,7 +3,8 @@
 ``store`` and ``peer`` are two handles on the same data: for a shared store a second
 instance, as another process would open it; for the private :class:`MemoryStore` the
 same instance. Tests about other processes (a holder killed, a lease overrun) apply to
-shared stores only, and say so when they skip.
+shared stores only, and say so when they skip. ``tests/test_async_store_contract.py``
+runs these same cases against the async stores.
 """
 
 from __future__ import annotations
@@ -18,18 +19,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from _store_contract_helpers import KEY, OTHER, StoreFactory, token
 
 import wxauth
 from wxauth import FileStore, MemoryStore, RedisStore, Token, TokenStore
-
-KEY = "token:classic:wxcontract0001"
-OTHER = "token:classic:wxcontract0002"
-
-StoreFactory = Callable[[], TokenStore]
-
-
-def token(value: str = "T-1", fetched_at: float = 1_800_000_000.0, life: float = 7200.0) -> Token:
-    return Token(value=value, expires_at=fetched_at + life, fetched_at=fetched_at)
 
 
 @pytest.fixture(params=["memory", "file", pytest.param("redis", marks=pytest.mark.redis)])
