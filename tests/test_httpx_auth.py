@@ -576,3 +576,68 @@ async def test_no_whole_token_in_any_log_line(
         await client.send("GET", MENU_URL)
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert not leaks(text, [SECRET, *fake.issued_tokens])
+
+
+# -- redirects and lifecycle ----------------------------------------------------------------
+
+
+class Redirecting(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """The emulator, except that an API path redirects to another host, which then
+    answers 40001 (as a hostile or broken host would)."""
+
+    def __init__(self, fake: FakeWeChat) -> None:
+        self.inner = fake.httpx_transport()
+        self.elsewhere: list[str] = []
+
+    def _answer(self, request: httpx.Request) -> httpx.Response | None:
+        if request.url.host == "elsewhere.example":
+            self.elsewhere.append(str(request.url))
+            return httpx.Response(200, json={"errcode": 40001, "errmsg": "invalid credential"})
+        if request.url.path == "/cgi-bin/jump":
+            return httpx.Response(302, headers={"Location": "https://elsewhere.example/x"})
+        return None
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._answer(request) or self.inner.handle_request(request)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return self._answer(request) or await self.inner.handle_async_request(request)
+
+
+async def test_an_answer_from_another_host_after_a_redirect_is_not_healed(
+    fake: FakeWeChat,
+) -> None:
+    """With follow_redirects=True, the 40001 of the host a redirect led to neither drops
+    the good token nor makes wxauth fetch and send a fresh one there."""
+    transport = Redirecting(fake)
+    auth = WxAuth(APPID, SECRET, client=httpx.AsyncClient(transport=transport))
+    async with httpx.AsyncClient(auth=auth, transport=transport, follow_redirects=True) as client:
+        r = await client.get("https://api.weixin.qq.com/cgi-bin/jump")
+    assert r.json()["errcode"] == 40001
+    assert transport.elsewhere == ["https://elsewhere.example/x"]  # no token went there
+    assert fake.token_fetches == 1
+    assert auth.async_manager.stats.invalidations == 0
+    await auth.async_manager.aclose()
+
+
+async def test_aclose_from_another_task_stops_the_background_refresh(
+    fake: FakeWeChat, wire: Wire
+) -> None:
+    """A shutdown task may call aclose() while the manager is open in another task's
+    ``async with``: the refresh task ends, and the block still exits cleanly."""
+    manager = wxauth.AsyncTokenManager(
+        APPID,
+        SECRET,
+        client=httpx.AsyncClient(transport=wire),
+        clock=fake.clock,
+        background_refresh=True,
+        poll_interval=0.01,
+    )
+    async with manager:
+        scope = manager._background_scope
+        assert scope is not None
+        assert not scope.cancel_called
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(manager.aclose)
+        assert scope.cancel_called  # the refresh task's own scope, not this task's
+    assert manager._task_group is None  # left by the task that entered it

@@ -169,6 +169,8 @@ class AsyncTokenManager:
         self._local_copy = self.store.shared
         self._local = LocalCopy()
         self._task_group: Any = None
+        self._entered_in = -1
+        self._background_scope: anyio.CancelScope | None = None
 
     @classmethod
     def from_sync(
@@ -532,23 +534,26 @@ class AsyncTokenManager:
     # -- background refresh and lifecycle ------------------------------------------------
 
     async def _background_loop(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        """Renew ahead of the foreground margin until cancelled (by :meth:`aclose`)."""
-        task_status.started()
-        failures = 0
-        while True:
-            try:
-                delay = min(await self._background_step(), self.poll_interval)
-                failures = 0
-            except Exception as exc:
-                failures += 1
-                delay = min(max(self.backoff, 1.0) * 2 ** (failures - 1), 60.0)
-                logger.warning(
-                    "background refresh for appid=%s failed (%s); retrying in %.0fs",
-                    self.appid,
-                    exc,
-                    delay,
-                )
-            await anyio.sleep(delay)
+        """Renew ahead of the foreground margin until :meth:`aclose` cancels this task's
+        own scope (never the scope of the task that opened the manager)."""
+        with anyio.CancelScope() as scope:
+            self._background_scope = scope
+            task_status.started()
+            failures = 0
+            while True:
+                try:
+                    delay = min(await self._background_step(), self.poll_interval)
+                    failures = 0
+                except Exception as exc:
+                    failures += 1
+                    delay = min(max(self.backoff, 1.0) * 2 ** (failures - 1), 60.0)
+                    logger.warning(
+                        "background refresh for appid=%s failed (%s); retrying in %.0fs",
+                        self.appid,
+                        exc,
+                        delay,
+                    )
+                await anyio.sleep(delay)
 
     async def _background_step(self) -> float:
         """One look: the seconds until the next one is due (the sync manager's rule)."""
@@ -570,9 +575,10 @@ class AsyncTokenManager:
 
     async def __aenter__(self) -> AsyncTokenManager:
         if self.background_refresh:
-            self._task_group = anyio.create_task_group()
-            await self._task_group.__aenter__()
-            await self._task_group.start(self._background_loop)
+            group = anyio.create_task_group()
+            await group.__aenter__()
+            self._task_group, self._entered_in = group, anyio.get_current_task().id
+            await group.start(self._background_loop)
         return self
 
     async def __aexit__(
@@ -582,12 +588,22 @@ class AsyncTokenManager:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+        group, self._task_group = self._task_group, None
+        if group is not None:  # aclose() ran in another task: exit the group here
+            await group.__aexit__(None, None, None)
 
     async def aclose(self) -> None:
-        """Stop the background refresh (if running) and close the private client."""
-        group, self._task_group = self._task_group, None
-        if group is not None:
-            group.cancel_scope.cancel()
+        """Stop the background refresh (if running) and close the private client.
+
+        Safe from any task: the refresh task is cancelled at once through its own
+        scope; its task group is left (as anyio requires) by the task that entered it,
+        here or in ``__aexit__``."""
+        scope, self._background_scope = self._background_scope, None
+        if scope is not None:
+            scope.cancel()
+        group = self._task_group
+        if group is not None and anyio.get_current_task().id == self._entered_in:
+            self._task_group = None
             await group.__aexit__(None, None, None)
         if self._own_client is not None:
             client, self._own_client = self._own_client, None

@@ -16,6 +16,13 @@ httpx's own documentation asks of a flow that does I/O, both ``sync_auth_flow`` 
 the async one its :class:`~wxauth.AsyncTokenManager` twin on the same store and key, so
 one ``WxAuth`` used by a ``Client`` and an ``AsyncClient`` holds one token. No lock is
 held across a ``yield`` of either flow.
+
+Redirects: httpx follows them (with ``follow_redirects=True``; its default is not to)
+inside one step of the flow, so an auth cannot edit the requests in between. A redirect
+carries the token only if its ``Location`` does; an answer from another host after a
+redirect is never read and never heals (it cannot make wxauth drop a good token). Keep
+``follow_redirects=False`` on clients that carry ``WxAuth`` if the API hosts you call
+may redirect elsewhere.
 """
 
 from __future__ import annotations
@@ -152,7 +159,9 @@ class WxAuth(httpx.Auth):
         token = manager.get_token()
         _with_token(request, token)
         response = yield request
-        if not _readable_error_body(response):
+        # After a redirect (follow_redirects=True), the answer may come from another
+        # host: it is not ours to read or heal.
+        if not self._applies(response.request) or not _readable_error_body(response):
             return
         response.read()
         code = expired_errcode_in(response.headers.get("Content-Type", ""), response.content)
@@ -185,7 +194,9 @@ class WxAuth(httpx.Auth):
         token = await manager.get_token()
         _with_token(request, token)
         response = yield request
-        if not _readable_error_body(response):
+        # After a redirect (follow_redirects=True), the answer may come from another
+        # host: it is not ours to read or heal.
+        if not self._applies(response.request) or not _readable_error_body(response):
             return
         await response.aread()
         code = expired_errcode_in(response.headers.get("Content-Type", ""), response.content)
