@@ -1,6 +1,6 @@
 """What wxauth costs per call, with a null transport (no network at all).
 
-Run: ``python benchmarks/overhead.py`` (about a minute and a half on 2 cores) or
+Run: ``python benchmarks/overhead.py`` (about two minutes on 2 cores) or
 ``python benchmarks/overhead.py --quick`` (a few seconds, rougher figures).
 
 Cases (each measured side by side in one run, in alternating blocks A B B A A B ...,
@@ -18,6 +18,14 @@ the figure is the median over blocks):
 - ``requests-file-nocopy`` / ``requests-redis-nocopy`` (informational, no goal): the
   same with ``manager._local_copy = False``, which reads the store on every request as
   wxauth did before the local copy. They show what the local copy saves.
+- ``httpx-small`` / ``httpx-1mb``: the same with an ``httpx.Client``:
+  ``client.get(url, params={"access_token": t})`` against the same client with
+  ``auth=wxauth.httpx.WxAuth(...)``, on a null httpx transport. ``httpx-async-small`` /
+  ``httpx-async-1mb``: the same with an ``httpx.AsyncClient``, each block a loop of
+  awaited requests under asyncio. Figure: time ratio WxAuth / bare.
+- ``httpx-small-prebuilt`` (informational, no goal): the bare side sends a URL string
+  that already holds the token (no ``params=``), the cheapest request by hand; the
+  difference is what WxAuth adds in microseconds.
 - ``decorator``: a function called with an explicit token against the same function
   under ``@with_access_token`` on a warm cache. Figure: microseconds added per call.
 - ``get_token-Nt``: ``TokenManager.get_token()`` on a warm cache, called by N threads
@@ -25,7 +33,9 @@ the figure is the median over blocks):
 
 The transport is a requests adapter mounted on the Session: it builds a real
 ``requests.Response`` around an in-memory urllib3 ``HTTPResponse``, so ``Session.send``
-reads ``.content`` from a stream exactly as it does for an answer off the wire.
+reads ``.content`` from a stream exactly as it does for an answer off the wire. The
+httpx one returns an ``httpx.Response`` whose body is an unread stream of 64 KiB chunks
+(httpcore's read size), so the client reads it as it reads a socket's.
 
 Prints a table, then one JSON line per case.
 """
@@ -33,6 +43,7 @@ Prints a table, then one JSON line per case.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import gc
 import io
@@ -43,9 +54,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 import urllib3
@@ -55,6 +66,9 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
 
 from wxauth import FileStore, RedisStore, Token, TokenManager, TokenStore, WxAuth, with_access_token
+
+if TYPE_CHECKING:
+    import httpx
 
 APPID = "wx0123456789abcdef"
 SECRET = "0123456789abcdef0123456789abcdef"
@@ -259,7 +273,7 @@ def ratio_case(
     manager = warm_manager(store)
     if not local_copy:
         manager._local_copy = False
-        manager._local = None
+        manager._local.clear()
     auth = bench_auth(manager)
     session, _ = null_session(body, trust_env)
     params = {"access_token": TOKEN}
@@ -400,19 +414,274 @@ def human_size(size: int) -> str:
     return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size} B"
 
 
+# -- httpx ---------------------------------------------------------------------------
+
+#: httpcore reads a socket 64 KiB at a time; the null httpx transport hands out the body
+#: in chunks of that size.
+HTTPX_CHUNK = 64 * 1024
+
+
+def httpx_available() -> bool:
+    try:
+        import httpx  # noqa: F401
+
+        import wxauth.httpx  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def null_httpx_transport(body: bytes, content_type: str = JSON_TYPE) -> Any:
+    """An httpx transport (sync and async) that answers every request with ``body``.
+
+    The answer is an ``httpx.Response`` around an unread byte stream that yields the body
+    in :data:`HTTPX_CHUNK` pieces, with the headers as httpcore gives them (a list of byte
+    pairs), so the client reads and joins it as it does an answer from a socket. The
+    chunks are cut once, up front: a real transport's copy costs both sides alike."""
+    import httpx
+
+    chunks = tuple(body[i : i + HTTPX_CHUNK] for i in range(0, len(body), HTTPX_CHUNK))
+    headers = [
+        (b"Content-Type", content_type.encode()),
+        (b"Content-Length", str(len(body)).encode()),
+    ]
+
+    class ChunkStream(httpx.SyncByteStream, httpx.AsyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            return iter(chunks)
+
+        async def __aiter__(self) -> Any:
+            for chunk in chunks:
+                yield chunk
+
+    class NullHttpxTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
+        sent = 0
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            self.sent += 1
+            return httpx.Response(200, headers=headers, stream=ChunkStream())
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            self.sent += 1
+            return httpx.Response(200, headers=headers, stream=ChunkStream())
+
+    return NullHttpxTransport()
+
+
+def httpx_auth(manager: TokenManager) -> Any:
+    """``wxauth.httpx.WxAuth`` on ``manager`` (and its async twin), for ``URL``'s host."""
+    from wxauth.httpx import WxAuth as HttpxWxAuth
+
+    return HttpxWxAuth(manager=manager, extra_hosts=("api.weixin.qq.com",))
+
+
+def check_same_httpx_request(bare: httpx.Response, wrapped: httpx.Response, body: bytes) -> None:
+    """Both sides send the same URL and read the whole body: the comparison is fair."""
+    assert str(bare.request.url) == str(wrapped.request.url), (bare.request.url, wrapped.url)
+    assert bare.content == body
+    assert wrapped.content == body
+    assert not wrapped.history
+
+
+def httpx_ratio_case(
+    name: str, body: bytes, n: int, blocks: int, *, prebuilt: bool = False
+) -> Result:
+    """``httpx.Client.get`` with the token in ``params`` (or, ``prebuilt``, already in
+    the URL string) against ``auth=wxauth.httpx.WxAuth``, on the null transport."""
+    import httpx
+
+    manager = warm_manager()
+    auth = httpx_auth(manager)
+    client = httpx.Client(transport=null_httpx_transport(body))
+    params = {"access_token": TOKEN}
+    url_with_token = str(httpx.URL(URL, params=params))
+
+    def bare() -> object:
+        if prebuilt:
+            return client.get(url_with_token)
+        return client.get(URL, params=params)
+
+    def wrapped() -> object:
+        return client.get(URL, auth=auth)
+
+    check_same_httpx_request(bare(), wrapped(), body)  # type: ignore[arg-type]
+    pairs = side_by_side(bare, wrapped, n, blocks)
+    client.close()
+    assert_warm(manager)
+    assert_warm(auth.async_manager)
+    if prebuilt:
+        return added_result(
+            name,
+            f"httpx.Client.get, {human_size(len(body))} JSON: auth=WxAuth against the token "
+            "already in the URL string: µs added per request",
+            pairs,
+            n,
+        )
+    return ratio_result(
+        name,
+        f"httpx.Client.get, {human_size(len(body))} JSON: auth=WxAuth / params",
+        pairs,
+        n,
+        1.05,
+    )
+
+
+async def async_time_block(func: Callable[[], Awaitable[object]], n: int) -> int:
+    """:func:`time_block` for a coroutine function: ``n`` awaited calls, in one task."""
+    gc.collect()
+    gc.disable()
+    try:
+        start = time.perf_counter_ns()
+        for _ in range(n):
+            await func()
+        return time.perf_counter_ns() - start
+    finally:
+        gc.enable()
+
+
+async def async_side_by_side(
+    bare: Callable[[], Awaitable[object]],
+    wrapped: Callable[[], Awaitable[object]],
+    n: int,
+    blocks: int,
+) -> list[tuple[int, int]]:
+    """:func:`side_by_side` for coroutine functions."""
+    await bare(), await wrapped()
+    pairs = []
+    for i in range(blocks):
+        if i % 2 == 0:
+            a = await async_time_block(bare, n)
+            b = await async_time_block(wrapped, n)
+        else:
+            b = await async_time_block(wrapped, n)
+            a = await async_time_block(bare, n)
+        pairs.append((a, b))
+    return pairs
+
+
+def httpx_async_ratio_case(name: str, body: bytes, n: int, blocks: int) -> Result:
+    """``httpx.AsyncClient.get`` with the token in ``params`` against
+    ``auth=wxauth.httpx.WxAuth`` (its async flow, the async manager), under asyncio."""
+    import httpx
+
+    manager = warm_manager()
+    auth = httpx_auth(manager)
+    params = {"access_token": TOKEN}
+
+    async def run() -> list[tuple[int, int]]:
+        async with httpx.AsyncClient(transport=null_httpx_transport(body)) as client:
+
+            async def bare() -> object:
+                return await client.get(URL, params=params)
+
+            async def wrapped() -> object:
+                return await client.get(URL, auth=auth)
+
+            check_same_httpx_request(await bare(), await wrapped(), body)  # type: ignore[arg-type]
+            return await async_side_by_side(bare, wrapped, n, blocks)
+
+    pairs = asyncio.run(run())
+    assert_warm(manager)
+    assert_warm(auth.async_manager)
+    return ratio_result(
+        name,
+        f"httpx.AsyncClient.get (asyncio), {human_size(len(body))} JSON: auth=WxAuth / params",
+        pairs,
+        n,
+        1.05,
+    )
+
+
+def ratio_result(
+    name: str, what: str, pairs: list[tuple[int, int]], n: int, goal: float | None
+) -> Result:
+    ratios = [b / a for a, b in pairs]
+    bare_us = statistics.median(a for a, _ in pairs) / n / 1000
+    wx_us = statistics.median(b for _, b in pairs) / n / 1000
+    return Result(
+        name,
+        what,
+        "ratio",
+        statistics.median(ratios),
+        goal,
+        f"bare {bare_us:.1f} µs, WxAuth {wx_us:.1f} µs; "
+        f"ratio spread {min(ratios):.3f}..{max(ratios):.3f} over {len(pairs)} blocks of {n}",
+    )
+
+
+def added_result(name: str, what: str, pairs: list[tuple[int, int]], n: int) -> Result:
+    added = [(b - a) / n / 1000 for a, b in pairs]
+    bare_us = statistics.median(a for a, _ in pairs) / n / 1000
+    ratio = statistics.median(b / a for a, b in pairs)
+    return Result(
+        name,
+        what,
+        "us_per_call",
+        statistics.median(added),
+        None,
+        f"bare {bare_us:.1f} µs, ratio {ratio:.3f}; spread {min(added):.1f}..{max(added):.1f} "
+        f"µs over {len(pairs)} blocks of {n}",
+    )
+
+
+def httpx_cases(small: bytes, big: bytes, k: Callable[[int], int], blocks: int) -> list[Result]:
+    """The httpx cases, or none (with a note) when httpx is not installed."""
+    if not httpx_available():
+        print("httpx cases skipped: needs httpx (pip install 'wxauth[httpx]')")
+        return []
+    return [
+        httpx_ratio_case("httpx-small", small, k(2000), blocks),
+        httpx_ratio_case("httpx-1mb", big, k(100), blocks),
+        httpx_async_ratio_case("httpx-async-small", small, k(2000), blocks),
+        httpx_async_ratio_case("httpx-async-1mb", big, k(100), blocks),
+        httpx_ratio_case("httpx-small-prebuilt", small, k(2000), blocks, prebuilt=True),
+    ]
+
+
+def get_token_cases(n: int, blocks: int) -> list[Result]:
+    """``get_token()`` from 1, 8 and 32 threads; the goal of the latter two is 2x the
+    first."""
+    single = get_token_case(1, n, blocks, None)
+    return [single] + [get_token_case(t, n, blocks, single.value) for t in (8, 32)]
+
+
 # -- profile -------------------------------------------------------------------------
 
 
-def profile(body: bytes, n: int) -> None:
-    """cProfile of the WxAuth side, sorted by own time: where the overhead goes."""
+def profile(body: bytes, n: int, client: str = "requests") -> None:
+    """cProfile of the WxAuth side, sorted by own time: where the overhead goes.
+    ``client``: ``requests``, ``httpx`` or ``httpx-async`` (under asyncio)."""
     manager = warm_manager()
-    auth = bench_auth(manager)
-    session, _ = null_session(body)
     profiler = cProfile.Profile()
-    profiler.enable()
-    for _ in range(n):
-        session.get(URL, auth=auth)
-    profiler.disable()
+    if client == "requests":
+        auth = bench_auth(manager)
+        session, _ = null_session(body)
+        profiler.enable()
+        for _ in range(n):
+            session.get(URL, auth=auth)
+        profiler.disable()
+    elif client == "httpx":
+        import httpx
+
+        with httpx.Client(transport=null_httpx_transport(body)) as http:
+            auth = httpx_auth(manager)
+            profiler.enable()
+            for _ in range(n):
+                http.get(URL, auth=auth)
+            profiler.disable()
+    else:
+        import httpx
+
+        async def run() -> None:
+            async with httpx.AsyncClient(transport=null_httpx_transport(body)) as http:
+                auth = httpx_auth(manager)
+                profiler.enable()
+                for _ in range(n):
+                    await http.get(URL, auth=auth)
+                profiler.disable()
+
+        asyncio.run(run())
+    assert_warm(manager)
     pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(25)
 
 
@@ -429,13 +698,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--profile",
-        choices=["small", "1mb"],
+        choices=[
+            "small",
+            "1mb",
+            "httpx-small",
+            "httpx-1mb",
+            "httpx-async-small",
+            "httpx-async-1mb",
+        ],
         help="print a cProfile of the WxAuth side of one case instead",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="GROUP",
+        help="run only this group of cases: requests, requests-stores, httpx, decorator, "
+        "get_token (repeatable)",
     )
     args = parser.parse_args(argv)
     small, big = small_body(), user_get_body()
     if args.profile:
-        profile(small if args.profile == "small" else big, 5000)
+        client, _, size = args.profile.rpartition("-")
+        profile(small if size == "small" else big, 5000, client or "requests")
         return 0
 
     scale = 0.1 if args.quick else 1.0
@@ -444,18 +728,30 @@ def main(argv: list[str] | None = None) -> int:
         return max(int(count * scale), 1)
 
     blocks = 10 if args.quick else 30
-    results = [
-        ratio_case("requests-small", small, k(2000), blocks, args.trust_env),
-        ratio_case("requests-1mb", big, k(100), blocks, args.trust_env),
+    groups: list[tuple[str, Callable[[], list[Result]]]] = [
+        (
+            "requests",
+            lambda: [
+                ratio_case("requests-small", small, k(2000), blocks, args.trust_env),
+                ratio_case("requests-1mb", big, k(100), blocks, args.trust_env),
+            ],
+        ),
+        ("requests-stores", lambda: shared_store_cases(small, k(1000), blocks, args.trust_env)),
+        ("httpx", lambda: httpx_cases(small, big, k, blocks)),
+        ("decorator", lambda: [decorator_case(k(50_000), blocks)]),
+        ("get_token", lambda: get_token_cases(k(100_000), blocks // 3)),
     ]
-    results += shared_store_cases(small, k(1000), blocks, args.trust_env)
-    results.append(decorator_case(k(50_000), blocks))
-    single = get_token_case(1, k(100_000), blocks // 3, None)
-    results.append(single)
-    for threads in (8, 32):
-        results.append(get_token_case(threads, k(100_000), blocks // 3, single.value))
+    results: list[Result] = []
+    for group, run in groups:
+        if not args.only or any(group.startswith(prefix) for prefix in args.only):
+            results += run()
 
-    print(f"wxauth overhead, Python {sys.version.split()[0]}, requests {requests.__version__}")
+    versions = f"requests {requests.__version__}"
+    if httpx_available():
+        import httpx
+
+        versions += f", httpx {httpx.__version__}"
+    print(f"wxauth overhead, Python {sys.version.split()[0]}, {versions}")
     print(f"{'case':<22} {'figure':>12} {'goal':>10} {'met':>5}  what")
     for r in results:
         unit = "x" if r.metric == "ratio" else " µs"
