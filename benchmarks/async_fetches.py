@@ -102,7 +102,7 @@ ASYNC_TASKS = 32
 PROCS = ("sync", "sync", "async", "async")
 PREFIX = "wxauth-bench:"
 #: The cold cases spawn their tasks in batches of this many, letting the loop run in
-#: between: spawning 1000 tasks in one go is a 10-35 ms stall of the spawner's own.
+#: between: spawning 1000 tasks in one go is an 8-37 ms stall of the spawner's own.
 SPAWN_BATCH = 100
 #: Rounds of the waiter-cost case.
 COST_ROUNDS = 7
