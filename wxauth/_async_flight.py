@@ -20,7 +20,15 @@ from ._token import Token
 from .stores._async import AsyncTokenStore
 from .transport import AsyncTransport, TransportError
 
-__all__ = ["FETCHING", "Flight", "Slot", "afetch_token_answer", "copy_error", "slot_of"]
+__all__ = [
+    "FETCHING",
+    "WAKE_BATCH",
+    "Flight",
+    "Slot",
+    "afetch_token_answer",
+    "copy_error",
+    "slot_of",
+]
 
 logger = logging.getLogger("wxauth")
 
@@ -55,17 +63,44 @@ async def afetch_token_answer(
         attempt += 1
 
 
-class Flight:
-    """One fetch in progress in an event loop; the tasks that arrive meanwhile wait."""
+#: Waiters woken per turn of the event loop when a fetch ends: a thousand tasks resumed
+#: in one turn would stall the loop for milliseconds.
+WAKE_BATCH = 64
 
-    __slots__ = ("cancelled", "done", "error", "token")
+
+class Flight:
+    """One fetch in progress in an event loop; the tasks that arrive meanwhile wait,
+    each on an event of its own, and are woken a batch per turn of the loop."""
+
+    __slots__ = ("cancelled", "done", "error", "token", "waiters")
 
     def __init__(self) -> None:
-        self.done = anyio.Event()
+        self.done = False
+        self.waiters: list[anyio.Event] = []
         self.token: Token | None = None
         self.error: BaseException | None = None
         #: The leader was cancelled: the waiters try again (one of them leads).
         self.cancelled = False
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait until the fetch ended (``True``) or ``timeout`` seconds passed."""
+        if not self.done:
+            event = anyio.Event()
+            self.waiters.append(event)
+            with anyio.move_on_after(timeout):
+                await event.wait()
+        return self.done
+
+    async def finish(self) -> None:
+        """Mark the fetch ended and wake its waiters, :data:`WAKE_BATCH` per turn of
+        the loop (call it shielded from cancellation)."""
+        self.done = True
+        waiters, self.waiters = self.waiters, []
+        for start in range(0, len(waiters), WAKE_BATCH):
+            if start:
+                await anyio.sleep(0)  # let the loop run what else is due
+            for event in waiters[start : start + WAKE_BATCH]:
+                event.set()
 
 
 class Slot:

@@ -353,9 +353,7 @@ class AsyncTokenManager:
             if usable is not None and not force:
                 return usable  # a refresh-ahead is running: the old token still works
             waited = self.lock_timeout + self.lease
-            with anyio.move_on_after(waited):
-                await flight.done.wait()
-            if not flight.done.is_set():
+            if not await flight.wait(waited):
                 raise TokenFetchError(f"gave up after {waited:.1f}s waiting for a token fetch")
             if flight.cancelled:
                 continue  # its leader was cancelled: try again, perhaps as the leader
@@ -385,7 +383,8 @@ class AsyncTokenManager:
             with slot.lock:
                 if slot.flight is flight:
                     slot.flight = None
-            flight.done.set()
+            with anyio.CancelScope(shield=True):
+                await flight.finish()
 
     async def _fetch_under_store_lock(
         self, usable: Token | None, *, force: bool, margin: float, background: bool
