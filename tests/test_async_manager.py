@@ -669,8 +669,9 @@ async def test_waiters_of_a_cancelled_leader_fetch_for_themselves(
     [pytest.param(("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)}), id="trio")],
 )
 async def test_a_waiter_that_gives_up_raises_token_fetch_error() -> None:
-    """A waiter whose leader outlasts lock_timeout + lease gives up with the sync side's
-    TokenFetchError, not a bare TimeoutError (virtual time: trio's MockClock)."""
+    """A fetch that outlasts lock_timeout + lease gives up, for its leader and for every
+    waiter, with the sync side's TokenFetchError, not a bare TimeoutError (virtual
+    time: trio's MockClock)."""
 
     async def stuck() -> tuple[str, float]:
         await anyio.sleep(3600)
@@ -679,14 +680,24 @@ async def test_a_waiter_that_gives_up_raises_token_fetch_error() -> None:
     manager = wxauth.AsyncTokenManager(
         "wxcentral", source=stuck, timeout=0.1, retries=0, lock_timeout=0.1
     )
+    led: list[BaseException] = []
+
+    async def lead() -> None:
+        try:
+            await manager.get_token()
+        except wxauth.TokenFetchError as exc:
+            led.append(exc)
+
     async with anyio.create_task_group() as tg:
-        tg.start_soon(manager.get_token)
+        tg.start_soon(lead)
         await anyio.wait_all_tasks_blocked()
         try:
             with pytest.raises(wxauth.TokenFetchError, match="gave up"):
                 await manager.get_token()
         finally:
             tg.cancel_scope.cancel()
+    assert len(led) == 1
+    assert "gave up" in str(led[0])
 
 
 async def test_managers_in_two_event_loops_share_a_fetch(

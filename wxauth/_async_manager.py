@@ -352,9 +352,7 @@ class AsyncTokenManager:
                 break
             if usable is not None and not force:
                 return usable  # a refresh-ahead is running: the old token still works
-            waited = self.lock_timeout + self.lease
-            if not await flight.wait(waited):
-                raise TokenFetchError(f"gave up after {waited:.1f}s waiting for a token fetch")
+            await flight.wait()
             if flight.cancelled:
                 continue  # its leader was cancelled: try again, perhaps as the leader
             if flight.error is not None:
@@ -363,12 +361,17 @@ class AsyncTokenManager:
             return flight.token
         marker = FETCHING.set(fetching | {self._key})
         try:
-            token = await self._fetch_under_store_lock(
-                usable,
-                force=force,
-                margin=self.refresh_margin if margin is None else margin,
-                background=background,
-            )
+            # The flight's deadline, for its leader and every waiter at once.
+            waited = self.lock_timeout + self.lease
+            with anyio.move_on_after(waited) as deadline:
+                token = await self._fetch_under_store_lock(
+                    usable,
+                    force=force,
+                    margin=self.refresh_margin if margin is None else margin,
+                    background=background,
+                )
+            if deadline.cancelled_caught:
+                raise TokenFetchError(f"gave up after {waited:.1f}s waiting for a token fetch")
         except anyio.get_cancelled_exc_class():
             flight.cancelled = True
             raise
