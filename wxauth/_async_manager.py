@@ -13,6 +13,7 @@ Runs under asyncio and trio alike.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._async_flight import FETCHING, Flight, afetch_token_answer, copy_error, slot_of
+from ._async_flight import FETCHING, Flight, Slot, afetch_token_answer, copy_error, slot_of
 from ._config import (
     AHEAD_RETRY_DELAY,
     DEFAULT_MAX_FETCHES_PER_DAY,
@@ -167,9 +168,12 @@ class AsyncTokenManager:
         self._rejected: str | None = None
         self._ahead_retry_at = float("-inf")
         self._local_copy = self.store.shared
+        self._in_memory = isinstance(self.store.sync_store, MemoryStore)
         self._local = LocalCopy()
         self._task_group: Any = None
         self._entered_in = -1
+        # The flight slot of the thread last seen (the registry takes a lock to look up).
+        self._slot_cache: tuple[int, Slot] | None = None
         self._background_scope: anyio.CancelScope | None = None
 
     @classmethod
@@ -274,7 +278,10 @@ class AsyncTokenManager:
 
     async def get(self) -> Token:
         """Like :meth:`get_token`, but return the :class:`~wxauth.Token`."""
-        current = await self.store.get(self._key)
+        if self._in_memory:  # read without I/O (and without a coroutine per call)
+            current = self.store.peek_local(self._key)
+        else:
+            current = await self.store.get(self._key)
         if current is not None:
             now = self._clock()
             if not current.needs_refresh(now, self.refresh_margin):
@@ -343,7 +350,13 @@ class AsyncTokenManager:
         while True:
             # One flight per event loop (its Event belongs to that loop); managers in
             # other threads' loops are kept apart by the store lock.
-            slot = slot_of(self.store, self._key)
+            thread = threading.get_ident()
+            cached = self._slot_cache
+            if cached is not None and cached[0] == thread:
+                slot = cached[1]
+            else:
+                slot = slot_of(self.store, self._key)
+                self._slot_cache = (thread, slot)
             with slot.lock:
                 flight, leader = slot.flight, slot.flight is None
                 if flight is None:
