@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -23,23 +22,18 @@ import anyio
 
 from ._async_flight import FETCHING, Flight, Slot, afetch_token_answer, copy_error, slot_of
 from ._config import (
-    AHEAD_RETRY_DELAY,
     DEFAULT_MAX_FETCHES_PER_DAY,
     DEFAULT_MAX_FETCHES_PER_MINUTE,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_REFRESH_MARGIN,
     DEFAULT_TIMEOUT,
     REJECTED_MEMORY,
-    ManagerStats,
     background_margin,
-    check_credential,
-    check_options,
-    lease_for,
     store_and_key,
 )
+from ._core import ManagerCore
 from ._errors import StoreError, TokenFetchError, WxAuthError
-from ._guards import RECORD_TTL, FailureBackoff, FetchBudget, RejectionStreak
-from ._local import LocalCopy
+from ._guards import RECORD_TTL, FailureBackoff
 from ._protocol import TokenRequest
 from ._redact import redact_token
 from ._secret import Secret
@@ -53,7 +47,6 @@ from .sources import (
     ReadMeta,
     TokenFlow,
     TokenSource,
-    make_source,
 )
 from .stores._async import AsyncStoreLock, AsyncTokenStore, as_async
 from .stores._base import TokenStore
@@ -70,7 +63,7 @@ __all__ = ["AsyncTokenManager"]
 logger = logging.getLogger("wxauth")
 
 
-class AsyncTokenManager:
+class AsyncTokenManager(ManagerCore):
     """Fetches, caches and refreshes the access token of one app, for ``async`` code.
 
     The options are those of :class:`~wxauth.TokenManager` that apply, plus ``client``
@@ -113,23 +106,23 @@ class AsyncTokenManager:
     ) -> None:
         if isinstance(secret, str):
             secret = Secret(secret)  # no clear local, should a line below raise
-        self.appid = check_credential("appid", appid)
-        if secret is not None or source is None or isinstance(source, str):
-            check_credential("secret", secret)
-        check_options(
+        self._setup(
+            appid,
+            secret,
+            api_base=api_base,
+            source=source,
             refresh_margin=refresh_margin,
             timeout=timeout,
+            clock=clock,
             retries=retries,
             backoff=backoff,
+            lock_timeout=lock_timeout,
             max_fetches_per_minute=max_fetches_per_minute,
             max_fetches_per_day=max_fetches_per_day,
             poll_interval=poll_interval,
         )
         if client is not None and transport is not None:
             raise ValueError("pass client= or transport=, not both")
-        self.source: TokenSource = make_source(
-            source, appid, secret, None if api_base == DEFAULT_API_BASE else api_base
-        )
         self.store: AsyncTokenStore
         if isinstance(store, AsyncTokenStore):
             # The key a sync manager on the same data would use (one token for both).
@@ -139,37 +132,12 @@ class AsyncTokenManager:
         else:
             resolved, key = store_and_key(store, self.source)
             self.store = as_async(resolved)
-        self._key = key
-        self.refresh_margin = float(refresh_margin)
-        self.timeout = float(timeout)
-        self.retries = int(retries)
-        self.backoff = float(backoff)
-        self.max_fetches_per_minute = max_fetches_per_minute
-        self.max_fetches_per_day = max_fetches_per_day
-        self.poll_interval = float(poll_interval)
+        self._use_key(key, shared=self.store.shared)
         self.background_refresh = background_refresh
-        self.stats = ManagerStats()
-        self._clock: Callable[[], float] = clock or time.time
         self._client = client
         self._own_client: httpx.AsyncClient | None = None
         self._transport = transport
-        self.lease, default_lock_timeout = lease_for(self.timeout, self.retries, self.backoff)
-        self.lock_timeout: float = (
-            float(lock_timeout) if lock_timeout is not None else default_lock_timeout
-        )
-        self._budget = FetchBudget(
-            f"{key}:fetches",
-            self.appid,
-            per_minute=max_fetches_per_minute,
-            per_day=max_fetches_per_day,
-        )
-        self._failures = FailureBackoff(f"{key}:failures", self._clock)
-        self._streak = RejectionStreak(f"{key}:rejections", self.appid)
-        self._rejected: str | None = None
-        self._ahead_retry_at = float("-inf")
-        self._local_copy = self.store.shared
         self._in_memory = isinstance(self.store.sync_store, MemoryStore)
-        self._local = LocalCopy()
         self._task_group: Any = None
         self._entered_in = -1
         # The flight slot of the thread last seen (the registry takes a lock to look up).
@@ -231,16 +199,6 @@ class AsyncTokenManager:
             poll_interval=self.poll_interval,
             **options,
         )
-
-    @property
-    def key(self) -> str:
-        """The store key of this manager's token (never contains the secret)."""
-        return self._key
-
-    @property
-    def clock(self) -> Callable[[], float]:
-        """The epoch-seconds clock this manager judges expiry with."""
-        return self._clock
 
     def _transport_now(self) -> AsyncTransport:
         if self._transport is not None:
@@ -327,10 +285,6 @@ class AsyncTokenManager:
 
     # -- single flight ------------------------------------------------------------------
 
-    def _keep(self, token: Token) -> None:
-        if self._local_copy:
-            self._local.keep(token, token.refresh_at(self.refresh_margin))
-
     async def _refresh(
         self,
         current: Token | None,
@@ -416,28 +370,17 @@ class AsyncTokenManager:
             )
         try:
             stored = await self.store.get(self._key)
-            now = self._clock()
-            if (
-                stored is not None
-                and not stored.needs_refresh(now, margin)
-                and (not force or (usable is not None and stored.value != usable.value))
-            ):
+            if self._settled_by_another(stored, usable, force=force, margin=margin):
+                assert stored is not None
                 self._keep(stored)
                 return stored  # someone refreshed while we waited for the lock
             try:
-                return await self._fetch(lock, now, background=background)
+                return await self._fetch(lock, self._clock(), background=background)
             except WxAuthError as exc:
                 if background or force:
                     raise
                 if usable is not None and not usable.is_expired(self._clock()):
-                    self._ahead_retry_at = self._clock() + AHEAD_RETRY_DELAY
-                    logger.warning(
-                        "refresh ahead for appid=%s failed (%s); serving the current "
-                        "token until it expires",
-                        self.appid,
-                        exc,
-                    )
-                    return usable
+                    return self._ahead_failed(usable, exc)
                 raise
         finally:
             with anyio.CancelScope(shield=True):
@@ -465,14 +408,7 @@ class AsyncTokenManager:
             self.stats.failures += 1
             raise
         token = Token.issued(value, expires_in, self._clock(), fence=lock.fence)
-        self._rejected = None
-        logger.info(
-            "fetched a token for appid=%s via %s (expires_in=%d%s)",
-            self.appid,
-            self.source.name,
-            int(expires_in),
-            ", in the background" if background else "",
-        )
+        self._fetched(expires_in, background)
         with anyio.CancelScope(shield=True):  # a token WeChat issued is not thrown away
             await self._store_fetched(token, lock, failures)
         return token
@@ -623,14 +559,6 @@ class AsyncTokenManager:
         if self._own_client is not None:
             client, self._own_client = self._own_client, None
             await client.aclose()
-
-    def __repr__(self) -> str:
-        source = getattr(self, "source", None)
-        return (
-            f"AsyncTokenManager(appid={getattr(self, 'appid', None)!r}, "
-            f"source={getattr(source, 'name', None)!r}, "
-            f"store={getattr(self, 'store', None)!r})"
-        )
 
 
 def _requests_session() -> Any:

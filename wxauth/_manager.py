@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 import weakref
 from collections.abc import Callable
 
@@ -18,24 +17,19 @@ import requests
 
 from ._background import Refresher
 from ._config import (
-    AHEAD_RETRY_DELAY,
     DEFAULT_MAX_FETCHES_PER_DAY,
     DEFAULT_MAX_FETCHES_PER_MINUTE,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_REFRESH_MARGIN,
     DEFAULT_TIMEOUT,
     REJECTED_MEMORY,
-    ManagerStats,
     background_margin,
-    check_credential,
-    check_options,
-    lease_for,
     store_and_key,
 )
+from ._core import ManagerCore
 from ._errors import StoreError, TokenFetchError, WxAuthError
 from ._flight import fetching, flight_slot
-from ._guards import RECORD_TTL, FailureBackoff, FetchBudget, RejectionStreak
-from ._local import LocalCopy
+from ._guards import RECORD_TTL, FailureBackoff
 from ._redact import redact_token
 from ._secret import Secret
 from ._token import Token
@@ -45,7 +39,6 @@ from .sources import (
     DEFAULT_RETRIES,
     FetchContext,
     TokenSource,
-    make_source,
 )
 from .stores._base import StoreLock, TokenStore
 from .transport import Transport
@@ -57,7 +50,7 @@ logger = logging.getLogger("wxauth")
 _LIVE_MANAGERS: weakref.WeakSet[TokenManager] = weakref.WeakSet()
 
 
-class TokenManager:
+class TokenManager(ManagerCore):
     """Fetches, caches and refreshes the access token of one app.
 
     :param appid: the AppID (``wx...``).
@@ -121,55 +114,27 @@ class TokenManager:
     ) -> None:
         if isinstance(secret, str):
             secret = Secret(secret)  # no clear local, should a line below raise
-        self.appid = check_credential("appid", appid)
-        if secret is not None or source is None or isinstance(source, str):
-            check_credential("secret", secret)
-        check_options(
+        self._setup(
+            appid,
+            secret,
+            api_base=api_base,
+            source=source,
             refresh_margin=refresh_margin,
             timeout=timeout,
+            clock=clock,
             retries=retries,
             backoff=backoff,
+            lock_timeout=lock_timeout,
             max_fetches_per_minute=max_fetches_per_minute,
             max_fetches_per_day=max_fetches_per_day,
             poll_interval=poll_interval,
         )
-        self.source: TokenSource = make_source(
-            source, appid, secret, None if api_base == DEFAULT_API_BASE else api_base
-        )
         store, key = store_and_key(store, self.source)
-        self._key = key
         self.store: TokenStore = store
-        self.refresh_margin = float(refresh_margin)
-        self.timeout = float(timeout)
-        self.retries = int(retries)
-        self.backoff = float(backoff)
-        self.max_fetches_per_minute = max_fetches_per_minute
-        self.max_fetches_per_day = max_fetches_per_day
-        self.poll_interval = float(poll_interval)
-        self.stats = ManagerStats()
-        self._clock: Callable[[], float] = clock or time.time
+        self._use_key(key, shared=store.shared)
         self._session = session
         self._own_session: requests.Session | None = None
         self._transport = transport
-        #: How long the store lock is leased to a fetcher (then another may take over).
-        self.lease, default_lock_timeout = lease_for(self.timeout, self.retries, self.backoff)
-        self.lock_timeout: float = (
-            float(lock_timeout) if lock_timeout is not None else default_lock_timeout
-        )
-        self._budget = FetchBudget(
-            f"{key}:fetches",
-            self.appid,
-            per_minute=max_fetches_per_minute,
-            per_day=max_fetches_per_day,
-        )
-        self._failures = FailureBackoff(f"{key}:failures", self._clock)
-        self._streak = RejectionStreak(f"{key}:rejections", self.appid)
-        self._rejected: str | None = None
-        self._ahead_retry_at = float("-inf")
-        # A shared store is read on every request otherwise: keep the token in this
-        # process until its refresh point (a rejection of it re-reads the store).
-        self._local_copy = store.shared
-        self._local = LocalCopy()
         self._background = background_refresh
         self._refresher: Refresher | None = None
         self._slot = flight_slot(self.store, self._key)
@@ -185,16 +150,6 @@ class TokenManager:
         self._write_lock = threading.Lock()
         self._refresher = None
         self._own_session = None
-
-    @property
-    def key(self) -> str:
-        """The store key of this manager's token (never contains the secret)."""
-        return self._key
-
-    @property
-    def clock(self) -> Callable[[], float]:
-        """The epoch-seconds clock this manager judges expiry with."""
-        return self._clock
 
     @property
     def session(self) -> requests.Session:
@@ -242,11 +197,6 @@ class TokenManager:
             if now < self._ahead_retry_at and not current.is_expired(now):
                 return current  # a refresh ahead failed moments ago: do not hammer
         return self._refresh(current)
-
-    def _keep(self, token: Token) -> None:
-        """Remember ``token`` in this process until its refresh point (shared stores)."""
-        if self._local_copy:
-            self._local.keep(token, token.refresh_at(self.refresh_margin))
 
     def cached_token(self) -> str | None:
         """The cached token if it is fresh and known without I/O; else ``None``. Never
@@ -354,28 +304,17 @@ class TokenManager:
             )
         try:
             stored = self.store.get(self._key)
-            now = self._clock()
-            if (
-                stored is not None
-                and not stored.needs_refresh(now, margin)
-                and (not force or (usable is not None and stored.value != usable.value))
-            ):
+            if self._settled_by_another(stored, usable, force=force, margin=margin):
+                assert stored is not None
                 self._keep(stored)
                 return stored  # someone refreshed while we waited for the lock
             try:
-                return self._fetch(lock, now, stopped=stopped)
+                return self._fetch(lock, self._clock(), stopped=stopped)
             except WxAuthError as exc:
                 if stopped is not None or force:
                     raise  # the refresher logs it and backs off; refresh() must say
                 if usable is not None and not usable.is_expired(self._clock()):
-                    self._ahead_retry_at = self._clock() + AHEAD_RETRY_DELAY
-                    logger.warning(
-                        "refresh ahead for appid=%s failed (%s); serving the "
-                        "current token until it expires",
-                        self.appid,
-                        exc,
-                    )
-                    return usable
+                    return self._ahead_failed(usable, exc)
                 raise
         finally:
             try:
@@ -414,14 +353,7 @@ class TokenManager:
             self.stats.failures += 1
             raise
         token = Token.issued(value, expires_in, self._clock(), fence=lock.fence)
-        self._rejected = None
-        logger.info(
-            "fetched a token for appid=%s via %s (expires_in=%d%s)",
-            self.appid,
-            self.source.name,
-            int(expires_in),
-            ", in the background" if stopped is not None else "",
-        )
+        self._fetched(expires_in, background=stopped is not None)
         self._store_fetched(token, lock, failures, stopped)
         return token
 
@@ -533,16 +465,6 @@ class TokenManager:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        # getattr: a crash reporter may render a manager whose __init__ raised half-way.
-        source = getattr(self, "source", None)
-        return (
-            f"TokenManager(appid={getattr(self, 'appid', None)!r}, "
-            f"source={getattr(source, 'name', None)!r}, "
-            f"store={getattr(self, 'store', None)!r}, "
-            f"refresh_margin={getattr(self, 'refresh_margin', None)!r})"
-        )
 
 
 def _reset_managers_after_fork() -> None:
