@@ -70,13 +70,15 @@ WAKE_BATCH = 64
 
 class Flight:
     """One fetch in progress in an event loop; the tasks that arrive meanwhile wait,
-    each on an event of its own, and are woken a batch per turn of the loop."""
+    :data:`WAKE_BATCH` to an event, and the events are set one per turn of the loop."""
 
-    __slots__ = ("cancelled", "done", "error", "token", "waiters")
+    __slots__ = ("cancelled", "done", "error", "seats", "token", "waiters")
 
     def __init__(self) -> None:
         self.done = False
         self.waiters: list[anyio.Event] = []
+        #: Waiters still to seat on the newest event before a new one is made.
+        self.seats = 0
         self.token: Token | None = None
         self.error: BaseException | None = None
         #: The leader was cancelled: the waiters try again (one of them leads).
@@ -85,21 +87,23 @@ class Flight:
     async def wait(self) -> None:
         """Wait until the fetch ended. No deadline of its own: the leader's fetch has one
         (a cancel scope per waiter cost a thousand waiters 4 µs each on the loop)."""
-        if not self.done:
-            event = anyio.Event()
-            self.waiters.append(event)
-            await event.wait()
+        if self.done:
+            return
+        if self.seats == 0:
+            self.waiters.append(anyio.Event())
+            self.seats = WAKE_BATCH
+        self.seats -= 1
+        await self.waiters[-1].wait()
 
     async def finish(self) -> None:
-        """Mark the fetch ended and wake its waiters, :data:`WAKE_BATCH` per turn of
-        the loop (call it shielded from cancellation)."""
+        """Mark the fetch ended and wake its waiters, one batch per turn of the loop
+        (call it shielded from cancellation)."""
         self.done = True
         waiters, self.waiters = self.waiters, []
-        for start in range(0, len(waiters), WAKE_BATCH):
-            if start:
+        for index, event in enumerate(waiters):
+            if index:
                 await anyio.sleep(0)  # let the loop run what else is due
-            for event in waiters[start : start + WAKE_BATCH]:
-                event.set()
+            event.set()
 
 
 class Slot:

@@ -229,9 +229,15 @@ class AsyncTokenManager(ManagerCore):
 
     async def get_token(self) -> str:
         """Return a valid access token (see :meth:`wxauth.TokenManager.get_token`)."""
-        cached = self.cached_token()
-        if cached is not None:
-            return cached
+        entry = self._local.entry
+        if entry is not None and self._clock() < entry[1]:
+            return entry[0].value
+        if self._in_memory:  # the warm path of get(), inlined: every call takes it
+            current = self.store.peek_local(self._key)
+            if current is not None and not current.needs_refresh(
+                self._clock(), self.refresh_margin
+            ):
+                return current.value
         return (await self.get()).value
 
     async def get(self) -> Token:
