@@ -34,6 +34,7 @@ from ._config import (
 from ._core import ManagerCore
 from ._errors import StoreError, TokenFetchError, WxAuthError
 from ._guards import RECORD_TTL, FailureBackoff
+from ._httpx_transport import AsyncHttpxTransport
 from ._protocol import TokenRequest
 from ._redact import redact_token
 from ._secret import Secret
@@ -137,6 +138,7 @@ class AsyncTokenManager(ManagerCore):
         self._client = client
         self._own_client: httpx.AsyncClient | None = None
         self._transport = transport
+        self._transport_given = transport is not None
         self._in_memory = isinstance(self.store.sync_store, MemoryStore)
         self._task_group: Any = None
         self._entered_in = -1
@@ -201,18 +203,16 @@ class AsyncTokenManager(ManagerCore):
         )
 
     def _transport_now(self) -> AsyncTransport:
-        if self._transport is not None:
-            return self._transport
-        from ._httpx_transport import AsyncHttpxTransport
-
-        client = self._client
-        if client is None:
-            if self._own_client is None:
+        """The transport token requests go through (made once; the private client on
+        first use, so a manager built outside an event loop does not make one)."""
+        if self._transport is None:
+            client = self._client
+            if client is None:
                 import httpx
 
-                self._own_client = httpx.AsyncClient()
-            client = self._own_client
-        return AsyncHttpxTransport(client)
+                client = self._own_client = httpx.AsyncClient()
+            self._transport = AsyncHttpxTransport(client)
+        return self._transport
 
     # -- the API ----------------------------------------------------------------------
 
@@ -562,6 +562,8 @@ class AsyncTokenManager(ManagerCore):
         if group is not None and anyio.get_current_task().id == self._entered_in:
             self._task_group = None
             await group.__aexit__(None, None, None)
+        if not self._transport_given:
+            self._transport = None  # made anew, on a new client if need be, on next use
         if self._own_client is not None:
             client, self._own_client = self._own_client, None
             await client.aclose()
