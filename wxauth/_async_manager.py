@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 
 from ._async_flight import FETCHING, Flight, Slot, afetch_token_answer, copy_error, slot_of
 from ._config import (
@@ -337,6 +338,10 @@ class AsyncTokenManager(ManagerCore):
             # The flight's deadline, for its leader and every waiter at once.
             waited = self.lock_timeout + self.lease
             with anyio.move_on_after(waited) as deadline:
+                # Yield once before the fetch's synchronous setup (store records, the
+                # request, the connection): it then runs in a turn of the loop of its
+                # own, not in the turn that started every task that asked at once.
+                await anyio.lowlevel.checkpoint()
                 token = await self._fetch_under_store_lock(
                     usable,
                     force=force,
