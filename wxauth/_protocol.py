@@ -28,6 +28,7 @@ from ._errors import (
     EXPIRED_ERRCODES,
     RETRYABLE_ERRCODES,
     TokenFetchError,
+    WeChatAPIError,
     WxAuthError,
     error_for_token_endpoint,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "set_access_token",
     "shown_location",
     "stable_token_request",
+    "ticket_request",
     "wecom_token_request",
 ]
 
@@ -85,6 +87,10 @@ class TokenRequest:
     json: Mapping[str, Any] | None = None
     secrets: tuple[Secret, ...] = ()
     retryable_errcodes: frozenset[int] = RETRYABLE_ERRCODES
+    #: Errcodes that judge the access token the request carries (a ticket request's):
+    #: raised as a plain :class:`~wxauth.WeChatAPIError`, for the caller to heal, never
+    #: as the :class:`~wxauth.CredentialError` a token endpoint's 40001 means.
+    token_errcodes: frozenset[int] = frozenset()
 
     def __repr__(self) -> str:
         return f"TokenRequest({self.method} {self.path})"
@@ -124,6 +130,17 @@ def wecom_token_request(corpid: str, corpsecret: Secret, api_base: str) -> Token
         params={"corpid": corpid, "corpsecret": corpsecret},
         secrets=(corpsecret,),
         retryable_errcodes=WECOM_RETRYABLE_ERRCODES,
+    )
+
+
+def ticket_request(api_base: str, path: str, access_token: str, kind: str | None) -> TokenRequest:
+    """A ticket request: ``GET <path>?access_token=T[&type=kind]``. The access token's
+    own errcodes (40001/40014/42001) come back as plain errors, to heal the token."""
+    params: dict[str, str | Secret] = {"access_token": access_token}
+    if kind is not None:
+        params["type"] = kind
+    return TokenRequest(
+        "GET", api_base + path, path, params=params, token_errcodes=EXPIRED_ERRCODES
     )
 
 
@@ -221,6 +238,8 @@ def read_token_answer(
     if errcode in request.retryable_errcodes:
         busy = f"{path} answered errcode {errcode} (busy, retried): {errmsg}"
         return Failure(TokenFetchError(busy, errcode=errcode), retryable=True)
+    if errcode in request.token_errcodes:
+        return Failure(WeChatAPIError(errcode, errmsg, url_path=path), retryable=False)
     return Failure(error_for_token_endpoint(errcode, errmsg, url_path=path), retryable=False)
 
 
@@ -235,20 +254,27 @@ def _seconds(value: float | str) -> float | None:
         return None
 
 
-def parse_token_answer(data: Mapping[str, Any], path: str) -> tuple[str, float]:
-    """Read ``access_token`` and ``expires_in`` from a successful token answer.
+def _a(field: str) -> str:
+    return f"an {field}" if field[0] in "aeiou" else f"a {field}"
+
+
+def parse_token_answer(
+    data: Mapping[str, Any], path: str, *, field: str = "access_token"
+) -> tuple[str, float]:
+    """Read ``access_token`` (or ``field``: ``"ticket"`` for a ticket answer) and
+    ``expires_in`` from a successful token answer.
 
     Raises :class:`TokenFetchError` (never showing the token) for a missing or blank
     token, and for an ``expires_in`` that is not a finite number of seconds in
     ``(0, MAX_EXPIRES_IN]``: Python's json reads ``NaN``, ``Infinity`` and ``1e400``,
     and a token cached "for ever" would never be refreshed.
     """
-    token = data.get("access_token")
+    token = data.get(field)
     expires_in = data.get("expires_in")
     if not isinstance(token, str):
-        raise TokenFetchError(f"{path} answered without an access_token (keys: {sorted(data)})")
+        raise TokenFetchError(f"{path} answered without {_a(field)} (keys: {sorted(data)})")
     if not token.strip():
-        raise TokenFetchError(f"{path} answered a blank access_token ({len(token)} characters)")
+        raise TokenFetchError(f"{path} answered a blank {field} ({len(token)} characters)")
     if isinstance(expires_in, bool) or not isinstance(expires_in, (int, float, str)):
         raise TokenFetchError(f"{path} answered without a numeric expires_in")
     seconds = _seconds(expires_in)
