@@ -26,6 +26,7 @@ from ._errors import (
     WxAuthError,
     raise_for_errcode,
 )
+from ._jssdk import agent_config, card_signature, jssdk_config, jssdk_signature
 from ._manager import TokenManager
 from ._redact import install_log_redaction as _install_log_redaction
 from ._secret import Secret
@@ -81,6 +82,10 @@ __all__ = [
     "WxAuth",
     "WxAuthError",
     "__version__",
+    "agent_config",
+    "card_signature",
+    "jssdk_config",
+    "jssdk_signature",
     "raise_for_errcode",
     "reset_default_store",
     "with_access_token",
