@@ -30,9 +30,23 @@ def _add_token(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add_token_parser(subparsers)
 
 
+def _add_ticket(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from ._cli_ticket import add_ticket_parser
+
+    add_ticket_parser(subparsers)
+
+
+def _add_sign(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from ._cli_ticket import add_sign_parser
+
+    add_sign_parser(subparsers)
+
+
 _SUBCOMMANDS: Sequence[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = (
     _add_emulator,
     _add_token,
+    _add_ticket,
+    _add_sign,
 )
 
 

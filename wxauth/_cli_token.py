@@ -15,13 +15,24 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from ._errors import WxAuthError
 from ._redact import redact_url_passwords
 from .stores import MemoryStore, TokenStore
 
-__all__ = ["add_token_parser", "default_store_path", "open_store"]
+if TYPE_CHECKING:
+    from ._manager import TokenManager
+
+__all__ = [
+    "UsageError",
+    "add_credential_arguments",
+    "add_token_parser",
+    "default_store_path",
+    "open_store",
+    "run_with_manager",
+]
 
 
 def default_store_path() -> Path:
@@ -53,14 +64,9 @@ def open_store(spec: str | None) -> TokenStore:
     )
 
 
-def add_token_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Declare ``wxauth token`` on the ``wxauth`` parser."""
-    parser = subparsers.add_parser(
-        "token",
-        help="print a valid access token (for curl and scripts)",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_credential_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every command that needs an access token shares: credentials,
+    ``--source``, ``--store``, ``--api-base`` and ``--timeout``."""
     parser.add_argument("--appid", help="AppID or WeCom corpid (default: $WECHAT_APPID)")
     parser.add_argument(
         "--secret", help="AppSecret or WeCom corpsecret (default: $WECHAT_APPSECRET)"
@@ -83,6 +89,17 @@ def add_token_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         "--api-base", help="scheme and host of the API, e.g. the emulator's http://127.0.0.1:8000"
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+
+
+def add_token_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Declare ``wxauth token`` on the ``wxauth`` parser."""
+    parser = subparsers.add_parser(
+        "token",
+        help="print a valid access token (for curl and scripts)",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_credential_arguments(parser)
     parser.add_argument(
         "--refresh", action="store_true", help="fetch a new token even if one is cached"
     )
@@ -112,10 +129,20 @@ def _masker(secret: str | None, store: str | None) -> Callable[[str], str]:
     return mask
 
 
-def run_token(args: argparse.Namespace) -> int:
-    """Print the token on stdout; errors go to stderr with exit status 1 (2 for usage).
+class UsageError(Exception):
+    """Raised by a command's action for a mistake of its caller: exit status 2."""
 
-    No message shows the appsecret or the password of a ``redis://`` store URL."""
+
+def run_with_manager(
+    args: argparse.Namespace, command: str, action: Callable[[TokenManager], str]
+) -> int:
+    """Run ``action`` with the :class:`~wxauth.TokenManager` that
+    :func:`add_credential_arguments`' options describe and print what it returns.
+
+    Exit status 0 with the result on stdout; otherwise one line on stderr prefixed with
+    ``wxauth COMMAND:`` and status 1 (2 for a usage error: missing credentials, a bad
+    ``--store``, a :class:`UsageError`). No message shows the appsecret or the password
+    of a ``redis://`` store URL."""
     from ._manager import TokenManager
 
     appid = args.appid or os.environ.get("WECHAT_APPID")
@@ -123,7 +150,7 @@ def run_token(args: argparse.Namespace) -> int:
     mask = _masker(secret, args.store)
 
     def fail(message: str, status: int) -> int:
-        print(f"wxauth token: {mask(message)}", file=sys.stderr)
+        print(f"wxauth {command}: {mask(message)}", file=sys.stderr)
         return status
 
     if not appid or not secret:
@@ -139,7 +166,9 @@ def run_token(args: argparse.Namespace) -> int:
         return fail(f"{type(exc).__name__}: {exc}", 2)
     try:
         with TokenManager(appid, secret, store=store, **options) as manager:  # type: ignore[arg-type]
-            token = manager.refresh() if args.refresh else manager.get_token()
+            result = action(manager)
+    except UsageError as exc:
+        return fail(str(exc), 2)
     except WxAuthError as exc:
         return fail(f"{type(exc).__name__}: {exc}", 1)
     except Exception as exc:
@@ -147,5 +176,14 @@ def run_token(args: argparse.Namespace) -> int:
         return fail(f"unexpected {type(exc).__name__}: {exc}", 1)
     finally:
         store.close()
-    print(token)
+    print(result)
     return 0
+
+
+def run_token(args: argparse.Namespace) -> int:
+    """Print the token on stdout; errors go to stderr with exit status 1 (2 for usage).
+
+    No message shows the appsecret or the password of a ``redis://`` store URL."""
+    return run_with_manager(
+        args, "token", lambda manager: manager.refresh() if args.refresh else manager.get_token()
+    )
