@@ -20,6 +20,7 @@ PUBLIC_MODULES = [
     "wxauth.sources",
     "wxauth.transport",
     "wxauth.testing",
+    "wxauth.tickets",
 ]
 
 

@@ -48,6 +48,7 @@ from .stores import (
     TokenStore,
     reset_default_store,
 )
+from .tickets import TicketManager
 
 try:
     __version__ = _version("wxauth")
@@ -71,6 +72,7 @@ __all__ = [
     "StableTokenSource",
     "StoreError",
     "StoreLock",
+    "TicketManager",
     "Token",
     "TokenFetchError",
     "TokenManager",

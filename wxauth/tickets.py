@@ -1,0 +1,176 @@
+"""Tickets: the JS-SDK ``jsapi_ticket``, the card ``api_ticket`` and WeCom's tickets, on
+the machinery of the access token.
+
+A ticket is fetched *with* an access token, lives about 7200 s, has a tight call quota
+and must be cached globally: the access token's problem one level up. So a
+:class:`TicketManager` is a :class:`~wxauth.TokenManager` whose source is a
+:class:`TicketSource`: the same store (under a key of its own), single flight across
+threads, processes and hosts with the same lease lock, refresh ahead, opt-in background
+refresh, compare-and-invalidate, budgets, and never an empty or error ticket cached.
+
+When a ticket request answers that the access token under it is bad (40001, 40014,
+42001), that access token is invalidated, a fresh one fetched, and the ticket asked for
+once more (once, never a loop).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ._errors import EXPIRED_ERRCODES, WeChatAPIError
+from ._fetch import FetchContext, fetch_token_answer
+from ._manager import TokenManager
+from ._protocol import parse_token_answer, ticket_request
+from ._redact import redact_token
+from .sources import DEFAULT_API_BASE, WECOM_API_BASE, TokenSource, WeComTokenSource
+from .stores._base import TokenStore
+
+__all__ = ["TICKET_KINDS", "WECOM_TICKET_KINDS", "TicketManager", "TicketSource"]
+
+logger = logging.getLogger("wxauth")
+
+#: Official Account / Mini Program ticket kinds: ``type=`` of ``/cgi-bin/ticket/getticket``.
+TICKET_KINDS = ("jsapi", "wx_card")
+#: WeCom ticket kinds: the corp's ``jsapi`` ticket (``/cgi-bin/get_jsapi_ticket``, for
+#: ``wx.config``) and the application's ``agent_config`` ticket (``/cgi-bin/ticket/get``,
+#: for ``wx.agentConfig``).
+WECOM_TICKET_KINDS = ("jsapi", "agent_config")
+
+_PATHS = {
+    ("wechat", "jsapi"): ("/cgi-bin/ticket/getticket", "jsapi"),
+    ("wechat", "wx_card"): ("/cgi-bin/ticket/getticket", "wx_card"),
+    ("wecom", "jsapi"): ("/cgi-bin/get_jsapi_ticket", None),
+    ("wecom", "agent_config"): ("/cgi-bin/ticket/get", "agent_config"),
+}
+
+
+class TicketSource(TokenSource):
+    """Fetches a ticket of ``kind`` with the access token of ``tokens``.
+
+    The store key is ``ticket:<kind>:<the token's key>``: one ticket per app (and per
+    WeCom application) and kind, never the secret.
+    """
+
+    name = "ticket"
+
+    def __init__(self, tokens: TokenManager, kind: str) -> None:
+        family = "wecom" if isinstance(tokens.source, WeComTokenSource) else "wechat"
+        if (family, kind) not in _PATHS:
+            kinds = WECOM_TICKET_KINDS if family == "wecom" else TICKET_KINDS
+            raise ValueError(f"kind must be one of {kinds} for a {family} app, not {kind!r}")
+        self.tokens = tokens
+        self.kind = kind
+        self.appid = tokens.appid
+        self.path, self._type = _PATHS[family, kind]
+        default = WECOM_API_BASE if family == "wecom" else DEFAULT_API_BASE
+        self.api_base = str(getattr(tokens.source, "api_base", default)).rstrip("/")
+
+    @property
+    def key(self) -> str:
+        return f"ticket:{self.kind}:{self.tokens.key}"
+
+    def fetch(self, ctx: FetchContext) -> tuple[str, float]:
+        token = self.tokens.get_token()
+        request = ticket_request(self.api_base, self.path, token, self._type)
+        try:
+            answer = fetch_token_answer(ctx, request)
+        except WeChatAPIError as exc:
+            if exc.errcode not in EXPIRED_ERRCODES:
+                raise
+            stale = token
+        else:
+            return parse_token_answer(answer, self.path, field="ticket")
+        # Out of the except block: the second answer's error is raised on its own.
+        logger.warning(
+            "%s rejected the access token of appid=%s (%s); refreshing it and asking "
+            "for the %s ticket once more",
+            self.path,
+            self.appid,
+            redact_token(stale),
+            self.kind,
+        )
+        self.tokens.invalidate(stale)
+        token = self.tokens.get_token()
+        request = ticket_request(self.api_base, self.path, token, self._type)
+        return parse_token_answer(fetch_token_answer(ctx, request), self.path, field="ticket")
+
+    def __repr__(self) -> str:
+        return f"TicketSource(appid={self.appid!r}, kind={self.kind!r})"
+
+
+class TicketManager:
+    """Fetches, caches and refreshes one kind of ticket of one app.
+
+    ``TicketManager(tokens, "jsapi")`` (or ``"wx_card"``; for a WeCom manager ``"jsapi"``
+    or ``"agent_config"``). The ticket lives in ``tokens``' store unless ``store=`` names
+    another; the other keyword options are those of :class:`~wxauth.TokenManager`
+    (``refresh_margin``, ``background_refresh``, ``max_fetches_per_day``, ...); the
+    clock and the HTTP session are ``tokens``' unless given.
+    """
+
+    def __init__(
+        self,
+        tokens: TokenManager,
+        kind: str,
+        *,
+        store: TokenStore | None = None,
+        refresh_margin: float = 300.0,
+        **options: Any,
+    ) -> None:
+        if not isinstance(tokens, TokenManager):
+            raise TypeError(f"tokens must be a TokenManager, not {type(tokens).__name__}")
+        options.setdefault("clock", tokens.clock)
+        options.setdefault("session", tokens.session)
+        options.setdefault("timeout", tokens.timeout)
+        self.tokens = tokens
+        self.kind = kind
+        self.manager = TokenManager(
+            tokens.appid,
+            source=TicketSource(tokens, kind),
+            store=store if store is not None else tokens.store,
+            refresh_margin=refresh_margin,
+            **options,
+        )
+
+    @property
+    def appid(self) -> str:
+        """The app's AppID (WeCom: the corpid)."""
+        return self.tokens.appid
+
+    @property
+    def key(self) -> str:
+        """The store key of the ticket."""
+        return self.manager.key
+
+    @property
+    def stats(self) -> Any:
+        """The ticket fetches' counters (:class:`~wxauth.ManagerStats`)."""
+        return self.manager.stats
+
+    def get_ticket(self) -> str:
+        """Return a valid ticket, fetching one only when none is cached or the cached
+        one is within ``refresh_margin`` of expiry."""
+        return self.manager.get_token()
+
+    def invalidate(self, ticket: str) -> bool:
+        """Drop the cached ticket only if it is still ``ticket`` (a page reported
+        "invalid signature" with it); say whether it did."""
+        return self.manager.invalidate(ticket)
+
+    def refresh(self) -> str:
+        """Fetch a new ticket now and return it."""
+        return self.manager.refresh()
+
+    def close(self) -> None:
+        """Stop the background refresh, if any."""
+        self.manager.close()
+
+    def __enter__(self) -> TicketManager:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"TicketManager(appid={self.appid!r}, kind={self.kind!r})"
