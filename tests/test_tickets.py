@@ -158,3 +158,41 @@ def test_a_ticket_never_appears_whole_in_logs_or_reprs(
         shown = repr(tickets) + repr(tickets.manager) + repr(tickets.manager.peek())
     assert ticket not in shown
     assert all(ticket not in record.getMessage() for record in caplog.records)
+
+
+# -- async -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+@pytest.mark.anyio
+async def test_async_tickets_share_one_fetch_and_heal_the_token(fake: FakeWeChat) -> None:
+    """AsyncTicketManager: 100 tasks cold make one ticket and one token fetch; a retired
+    access token under the next ticket fetch is healed once."""
+    import anyio
+    import httpx
+
+    from wxauth.tickets import AsyncTicketManager
+
+    client = httpx.AsyncClient(transport=fake.httpx_transport())
+    tokens = wxauth.AsyncTokenManager(APPID, SECRET, client=client, clock=fake.clock)
+    async with AsyncTicketManager(tokens, "jsapi") as tickets:
+        seen: set[str] = set()
+
+        async def ask() -> None:
+            seen.add(await tickets.get_ticket())
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(100):
+                tg.start_soon(ask)
+        assert len(seen) == 1
+        assert fake.token_fetches == 1
+        assert len(ticket_calls(fake)) == 1
+        fake.retire_all()
+        fake.advance(301)
+        ticket = seen.pop()
+        assert await tickets.invalidate(ticket) is True
+        assert await tickets.get_ticket() != ticket
+    assert fake.token_fetches == 2
+    assert len(ticket_calls(fake)) == 3  # the first, the rejected one, the healed one
+    await tokens.aclose()
+    await client.aclose()

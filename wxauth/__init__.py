@@ -48,7 +48,7 @@ from .stores import (
     TokenStore,
     reset_default_store,
 )
-from .tickets import TicketManager
+from .tickets import AsyncTicketManager, TicketManager
 
 try:
     __version__ = _version("wxauth")
@@ -57,6 +57,7 @@ except _PackageNotFoundError:  # running from a source tree that was never insta
 
 __all__ = [
     "EXPIRED_ERRCODES",
+    "AsyncTicketManager",
     "AsyncTokenManager",
     "CallableTokenSource",
     "ClassicTokenSource",

@@ -431,6 +431,20 @@ class AsyncTokenManager(ManagerCore):
             return await self._drive(flow, retries)
         if isinstance(source, CallableTokenSource):
             return await source.afetch()
+        afetch_with = getattr(source, "afetch_with", None)
+        if afetch_with is not None:  # a source that sends through this manager (tickets)
+
+            async def send(request: TokenRequest) -> dict[str, Any]:
+                return await afetch_token_answer(
+                    self._transport_now(),
+                    request,
+                    timeout=self.timeout,
+                    retries=retries,
+                    backoff=self.backoff,
+                )
+
+            result: tuple[str, float] = await afetch_with(send)
+            return result
         # A source with only a sync fetch(): run it in a worker thread.
         ctx = FetchContext(
             session=_requests_session(),

@@ -16,17 +16,32 @@ once more (once, never a loop).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import EXPIRED_ERRCODES, WeChatAPIError
 from ._fetch import FetchContext, fetch_token_answer
 from ._manager import TokenManager
-from ._protocol import parse_token_answer, ticket_request
+from ._protocol import TokenRequest, parse_token_answer, ticket_request
 from ._redact import redact_token
 from .sources import DEFAULT_API_BASE, WECOM_API_BASE, TokenSource, WeComTokenSource
 from .stores._base import TokenStore
 
-__all__ = ["TICKET_KINDS", "WECOM_TICKET_KINDS", "TicketManager", "TicketSource"]
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from ._async_manager import AsyncTokenManager
+
+    #: Sends one ticket request with the async manager's bounded retry.
+    AsyncSend = Callable[[TokenRequest], Awaitable[dict[str, Any]]]
+
+__all__ = [
+    "TICKET_KINDS",
+    "WECOM_TICKET_KINDS",
+    "AsyncTicketManager",
+    "AsyncTicketSource",
+    "TicketManager",
+    "TicketSource",
+]
 
 logger = logging.getLogger("wxauth")
 
@@ -55,20 +70,25 @@ class TicketSource(TokenSource):
     name = "ticket"
 
     def __init__(self, tokens: TokenManager, kind: str) -> None:
+        self.tokens = tokens
+        self._endpoint(tokens, kind)
+
+    def _endpoint(self, tokens: TokenManager | AsyncTokenManager, kind: str) -> None:
+        """Check ``kind`` for ``tokens``' family and find the ticket endpoint."""
         family = "wecom" if isinstance(tokens.source, WeComTokenSource) else "wechat"
         if (family, kind) not in _PATHS:
             kinds = WECOM_TICKET_KINDS if family == "wecom" else TICKET_KINDS
             raise ValueError(f"kind must be one of {kinds} for a {family} app, not {kind!r}")
-        self.tokens = tokens
         self.kind = kind
         self.appid = tokens.appid
         self.path, self._type = _PATHS[family, kind]
         default = WECOM_API_BASE if family == "wecom" else DEFAULT_API_BASE
         self.api_base = str(getattr(tokens.source, "api_base", default)).rstrip("/")
+        self._key = f"ticket:{kind}:{tokens.key}"
 
     @property
     def key(self) -> str:
-        return f"ticket:{self.kind}:{self.tokens.key}"
+        return self._key
 
     def fetch(self, ctx: FetchContext) -> tuple[str, float]:
         token = self.tokens.get_token()
@@ -174,3 +194,106 @@ class TicketManager:
 
     def __repr__(self) -> str:
         return f"TicketManager(appid={self.appid!r}, kind={self.kind!r})"
+
+
+class AsyncTicketSource(TicketSource):
+    """:class:`TicketSource` for an :class:`~wxauth.AsyncTokenManager`: the access
+    token is awaited, and the ticket request goes through the async manager's
+    transport. It has no sync ``fetch``."""
+
+    def __init__(self, tokens: AsyncTokenManager, kind: str) -> None:
+        self.async_tokens = tokens
+        self._endpoint(tokens, kind)
+
+    def fetch(self, ctx: FetchContext) -> tuple[str, float]:
+        raise TypeError("an AsyncTicketSource is fetched by an AsyncTokenManager only")
+
+    async def afetch_with(self, send: AsyncSend) -> tuple[str, float]:
+        """Fetch the ticket, sending its request with ``send`` (the async manager's
+        bounded retry); heal a rejected access token once, as :meth:`fetch` does."""
+        tokens = self.async_tokens
+        token = await tokens.get_token()
+        try:
+            answer = await send(ticket_request(self.api_base, self.path, token, self._type))
+        except WeChatAPIError as exc:
+            if exc.errcode not in EXPIRED_ERRCODES:
+                raise
+            stale = token
+        else:
+            return parse_token_answer(answer, self.path, field="ticket")
+        logger.warning(
+            "%s rejected the access token of appid=%s (%s); refreshing it and asking "
+            "for the %s ticket once more",
+            self.path,
+            self.appid,
+            redact_token(stale),
+            self.kind,
+        )
+        await tokens.invalidate(stale)
+        token = await tokens.get_token()
+        answer = await send(ticket_request(self.api_base, self.path, token, self._type))
+        return parse_token_answer(answer, self.path, field="ticket")
+
+
+class AsyncTicketManager:
+    """:class:`TicketManager` for ``async`` code, on an :class:`~wxauth.AsyncTokenManager`:
+    ``await get_ticket()``, ``await invalidate(ticket)``, ``await refresh()``,
+    ``async with`` and ``aclose()``. The ticket lives in ``tokens``' store unless
+    ``store=`` names another, and token requests go through ``tokens``' transport."""
+
+    def __init__(
+        self,
+        tokens: AsyncTokenManager,
+        kind: str,
+        *,
+        store: Any = None,
+        refresh_margin: float = 300.0,
+        **options: Any,
+    ) -> None:
+        from ._async_manager import AsyncTokenManager
+
+        if not isinstance(tokens, AsyncTokenManager):
+            raise TypeError(f"tokens must be an AsyncTokenManager, not {type(tokens).__name__}")
+        options.setdefault("clock", tokens.clock)
+        options.setdefault("timeout", tokens.timeout)
+        options.setdefault("transport", tokens._transport_now())
+        self.tokens = tokens
+        self.kind = kind
+        self.manager = AsyncTokenManager(
+            tokens.appid,
+            source=AsyncTicketSource(tokens, kind),
+            store=store if store is not None else tokens.store,
+            refresh_margin=refresh_margin,
+            **options,
+        )
+
+    @property
+    def appid(self) -> str:
+        """The app's AppID (WeCom: the corpid)."""
+        return self.tokens.appid
+
+    async def get_ticket(self) -> str:
+        """Return a valid ticket (see :meth:`TicketManager.get_ticket`)."""
+        return await self.manager.get_token()
+
+    async def invalidate(self, ticket: str) -> bool:
+        """Drop the cached ticket only if it is still ``ticket``; say whether it did."""
+        return await self.manager.invalidate(ticket)
+
+    async def refresh(self) -> str:
+        """Fetch a new ticket now and return it."""
+        return await self.manager.refresh()
+
+    async def aclose(self) -> None:
+        """Stop the background refresh, if any."""
+        await self.manager.aclose()
+
+    async def __aenter__(self) -> AsyncTicketManager:
+        await self.manager.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.manager.__aexit__(None, None, None)
+
+    def __repr__(self) -> str:
+        return f"AsyncTicketManager(appid={self.appid!r}, kind={self.kind!r})"
