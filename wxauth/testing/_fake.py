@@ -15,7 +15,7 @@ clock, accounts, controls, fault injection, and :meth:`FakeWeChat.handle`, which
 the endpoint for a path. The rest is inherited, one concern a module:
 
 - :mod:`._endpoints`: the rules of each endpoint family (classic, stable, WeCom, other
-  API paths, quota endpoints), on the state and shared steps of :mod:`._state`;
+  API paths, quota endpoints, tickets), on the state and shared steps of :mod:`._state`;
 - :mod:`._inspection`: the call record, token status and ``assert_*`` helpers;
 - :mod:`._frontends`: ``intercept()``, ``serve()`` and ``close()``.
 
@@ -33,10 +33,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..stores import reset_default_store
-from ._endpoints.api import ApiEndpoint
 from ._endpoints.classic import TOKEN_PATH, ClassicTokenEndpoint
 from ._endpoints.quota import CLEAR_QUOTA_PATH, CLEAR_QUOTA_V2_PATH, QUOTA_GET_PATH
 from ._endpoints.stable import STABLE_DAILY_QUOTA, STABLE_TOKEN_PATH, StableTokenEndpoint
+from ._endpoints.ticket import (
+    TICKET_DAILY_QUOTA,
+    TICKET_PATH,
+    WECOM_AGENT_TICKET_PATH,
+    WECOM_JSAPI_TICKET_PATH,
+    TicketEndpoints,
+)
 from ._endpoints.wecom import WECOM_TOKEN_PATH, WeComTokenEndpoint
 from ._frontends import FrontEnds
 from ._inspection import Inspection
@@ -64,7 +70,11 @@ __all__ = [
     "QUOTA_DAY_UTC_OFFSET",
     "QUOTA_GET_PATH",
     "STABLE_TOKEN_PATH",
+    "TICKET_DAILY_QUOTA",
+    "TICKET_PATH",
     "TOKEN_PATH",
+    "WECOM_AGENT_TICKET_PATH",
+    "WECOM_JSAPI_TICKET_PATH",
     "WECOM_TOKEN_PATH",
     "Call",
     "CallKind",
@@ -85,6 +95,9 @@ _KIND_BY_PATH: Mapping[str, CallKind] = {
     TOKEN_PATH: "token",
     STABLE_TOKEN_PATH: "stable_token",
     WECOM_TOKEN_PATH: "wecom_token",
+    TICKET_PATH: "ticket",
+    WECOM_JSAPI_TICKET_PATH: "ticket",
+    WECOM_AGENT_TICKET_PATH: "ticket",
 }
 
 
@@ -122,7 +135,7 @@ class FakeWeChat(
     ClassicTokenEndpoint,
     StableTokenEndpoint,
     WeComTokenEndpoint,
-    ApiEndpoint,
+    TicketEndpoints,
     Inspection,
     FrontEnds,
 ):
@@ -143,7 +156,11 @@ class FakeWeChat(
     :param token_latency: seconds every token endpoint waits before answering.
     :param wrong_secret_errcode: what ``/cgi-bin/token`` and ``stable_token`` answer to a
         wrong secret: 40125 (``invalid appsecret``, default) or 40001, both seen in the wild.
-    :param seed: makes tokens and rids reproducible.
+    :param ticket_daily_quota: ``ticket/getticket`` calls per account per day (45009
+        past it); ``set_quota(appid, TICKET_PATH, n)`` overrides it per account.
+    :param ticket_grace: seconds a ticket keeps working after a newer one of the same
+        kind is issued to the same account; ``None`` (default): until it expires.
+    :param seed: makes tokens, tickets and rids reproducible.
 
     All methods are thread-safe: one lock guards the state, and waits (latency, hangs)
     happen outside it. :meth:`close` releases every wait and stops the servers.
@@ -163,6 +180,8 @@ class FakeWeChat(
         daily_quota: int = DEFAULT_DAILY_QUOTA,
         token_latency: float = 0.0,
         wrong_secret_errcode: int = 40125,
+        ticket_daily_quota: int = TICKET_DAILY_QUOTA,
+        ticket_grace: float | None = None,
         seed: int | None = None,
     ) -> None:
         if start is not None and clock is not None:
@@ -175,6 +194,8 @@ class FakeWeChat(
         self.daily_quota = int(daily_quota)
         self.token_latency = float(token_latency)
         self.wrong_secret_errcode = wrong_secret_errcode
+        self.ticket_daily_quota = int(ticket_daily_quota)
+        self.ticket_grace = None if ticket_grace is None else float(ticket_grace)
         self._base_clock = clock
         self._frozen = time.time() if start is None else float(start)
         self._offset = 0.0
@@ -185,6 +206,8 @@ class FakeWeChat(
         self._wecom = {}
         self._tokens = {}
         self._issued = []
+        self._tickets = {}
+        self._issued_tickets = []
         self._calls = []
         self._answers = {}
         self._faults: list[_Fault] = []
@@ -240,6 +263,7 @@ class FakeWeChat(
         quotas = {
             TOKEN_PATH: self.daily_quota if daily_quota is None else int(daily_quota),
             STABLE_TOKEN_PATH: STABLE_DAILY_QUOTA,
+            TICKET_PATH: self.ticket_daily_quota,
         }
         allow = None if ip_allowlist is None else frozenset(ip_allowlist)
         with self._lock:
@@ -386,6 +410,8 @@ class FakeWeChat(
                 outcome = self._stable_token(request, now)
             elif kind == "wecom_token":
                 outcome = self._wecom_token(request, now)
+            elif kind == "ticket":
+                outcome = self._ticket(path, request, now)
             else:
                 outcome = self._api(path, request, now)
             self._calls.append(
@@ -403,7 +429,7 @@ class FakeWeChat(
                 )
             )
         reply = outcome.reply
-        if kind != "api" and self.token_latency > 0:
+        if kind in TOKEN_KINDS and self.token_latency > 0:
             reply = Reply(
                 reply.status, reply.content_type, reply.body, self.token_latency, reply.hang
             )

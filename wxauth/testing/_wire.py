@@ -33,8 +33,9 @@ __all__ = [
     "ok_body",
 ]
 
-#: Which family answered a request: the three token endpoints, or any other path.
-CallKind = Literal["token", "stable_token", "wecom_token", "api"]
+#: Which family answered a request: the three token endpoints, the ticket endpoints, or
+#: any other path.
+CallKind = Literal["token", "stable_token", "wecom_token", "ticket", "api"]
 #: What the emulator knows of a token: ``"retired"`` answers 40001, ``"expired"`` 42001.
 TokenStatus = Literal["valid", "retired", "expired", "unknown"]
 #: The call kinds that are token fetches.

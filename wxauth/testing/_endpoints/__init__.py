@@ -9,5 +9,7 @@ held. The rules each module follows are listed in ``docs/testing.md``.
 - :mod:`.stable`: ``POST /cgi-bin/stable_token``.
 - :mod:`.wecom`: WeCom's ``GET /cgi-bin/gettoken``.
 - :mod:`.api`: every other path: the ``access_token`` check, then a canned answer.
+- :mod:`.ticket`: ``ticket/getticket`` and WeCom's ``get_jsapi_ticket`` / ``ticket/get``
+  (the token check of :mod:`.api`, then a ticket); the JS-SDK signature check.
 - :mod:`.quota`: ``clear_quota``, ``clear_quota/v2`` and ``openapi/quota/get``.
 """
