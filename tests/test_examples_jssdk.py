@@ -7,16 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from wxauth.testing import FakeWeChat
-
 ROOT = Path(__file__).resolve().parents[1]
-
-pytestmark = pytest.mark.skipif(
-    not hasattr(FakeWeChat, "check_jssdk_signature"),
-    reason="the emulator has no ticket support",
-)
 
 
 def test_jssdk_page_signs_pages_the_emulator_accepts() -> None:
