@@ -30,6 +30,10 @@ what a real one takes, so that callers arriving together really do overlap. Case
   for contrast, a private ``MemoryStore`` each. Rounds: cold; after a retire; then
   three times "5 minutes later" (the emulator clock moves 301 s, so a token that a
   later fetch replaced stops working, as on WeChat; the workers' clocks move with it).
+- ``ticket-*``: ``TicketManager(tokens, "jsapi").get_ticket()``: 32 threads cold;
+  4 processes x 8 threads on one ``FileStore`` and one ``RedisStore``; and an access
+  token retired under a ticket fetch (``retire_all()``, the emulator clock 301 s on,
+  then ``refresh()``): ticket requests and token fetches the emulator saw.
 - ``wechatpy-*`` (if ``wechatpy`` is importable): the same cold / retire / persistent
   cases with ``wechatpy.WeChatClient`` pointed at the same emulator, for comparison.
 
@@ -65,6 +69,7 @@ from wxauth import (
     MemoryStore,
     RedisStore,
     RefreshBudgetError,
+    TicketManager,
     TokenManager,
     TokenStore,
     WxAuth,
@@ -689,6 +694,144 @@ def process_cases(base: str, fake: FakeWeChat, kind: str, where: str) -> list[Ro
     return rows
 
 
+# -- tickets ---------------------------------------------------------------------------
+
+TICKET_PATH = "/cgi-bin/ticket/getticket"
+
+
+class TicketCounts:
+    """Ticket requests (all, and those answered errcode != 0) and token fetches the
+    emulator saw since the last :meth:`take`."""
+
+    def __init__(self, fake: FakeWeChat) -> None:
+        self.fake = fake
+        self.seen = len(self.fake.calls)
+
+    def take(self) -> tuple[int, int, int]:
+        calls = list(self.fake.calls)[self.seen :]
+        self.seen += len(calls)
+        tickets = [c for c in calls if c.path == TICKET_PATH]
+        rejected = sum(1 for c in tickets if c.errcode)
+        return len(tickets), rejected, sum(1 for c in calls if c.is_token_fetch)
+
+
+def ticket_ok(tickets: TicketManager) -> bool:
+    try:
+        return bool(tickets.get_ticket())
+    except WxAuthError:
+        return False
+
+
+def ticket_threads_case() -> list[Row]:
+    """32 threads ask one cold ``TicketManager`` for the jsapi ticket at once."""
+    with new_fake() as fake, fake.serve() as base:
+        counts = TicketCounts(fake)
+        tokens = TokenManager(APPID, SECRET, api_base=base, store=MemoryStore())
+        tickets = TicketManager(tokens, "jsapi")
+        failed = in_threads(THREADS, lambda _: ticket_ok(tickets))
+        ticket_calls, rejected, fetches = counts.take()
+        tickets.close()
+        tokens.close()
+    return [
+        Row(
+            "ticket-cold",
+            THREADS,
+            fetches,
+            0,
+            failed,
+            "1 ticket, 1 token fetch",
+            ticket_calls == 1 and fetches == 1 and not failed,
+            f"{THREADS} threads, one TicketManager(tokens, 'jsapi'): {ticket_calls} ticket "
+            f"requests ({rejected} rejected), {fetches} token fetches",
+            {"ticket_fetches": ticket_calls, "ticket_rejected": rejected},
+        )
+    ]
+
+
+def ticket_worker(kind: str, where: str, base: str, barrier: Any, results: Any) -> None:
+    """One worker process: ``PROC_THREADS`` threads ask one TicketManager on ``kind``."""
+    quiet()
+    tokens = TokenManager(APPID, SECRET, api_base=base, store=make_store(kind, where))
+    tickets = TicketManager(tokens, "jsapi")
+    barrier.wait()
+    results.put(in_threads(PROC_THREADS, lambda _: ticket_ok(tickets)))
+    tickets.close()
+    tokens.close()
+
+
+def ticket_process_case(base: str, fake: FakeWeChat, kind: str, where: str) -> Row:
+    label = {"file": "FileStore", "redis": "RedisStore"}[kind]
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(PROCESSES)
+    results = ctx.Queue()
+    counts = TicketCounts(fake)
+    procs = [
+        ctx.Process(target=ticket_worker, args=(kind, where, base, barrier, results), daemon=True)
+        for _ in range(PROCESSES)
+    ]
+    for proc in procs:
+        proc.start()
+    failed = sum(results.get(timeout=60) for _ in procs)
+    for proc in procs:
+        proc.join(10)
+    ticket_calls, rejected, fetches = counts.take()
+    return Row(
+        f"ticket-procs-{kind}",
+        PROCESSES * PROC_THREADS,
+        fetches,
+        0,
+        failed,
+        "1 ticket, 1 token fetch",
+        ticket_calls == 1 and fetches == 1 and not failed,
+        f"{PROCESSES} procs x {PROC_THREADS} threads, {label}, cold: {ticket_calls} ticket "
+        f"requests ({rejected} rejected), {fetches} token fetches",
+        {"ticket_fetches": ticket_calls, "ticket_rejected": rejected},
+    )
+
+
+def ticket_retired_token_case() -> list[Row]:
+    """A ticket, then the access token under it is retired (``retire_all()``) and the
+    emulator clock moves past the 300 s grace; ``refresh()`` asks for a new ticket with
+    the cached, now rejected token: it should fetch one token and ask once more."""
+    with new_fake() as fake, fake.serve() as base:
+        tokens = TokenManager(APPID, SECRET, api_base=base, store=MemoryStore(), clock=fake.clock)
+        tickets = TicketManager(tokens, "jsapi")
+        tickets.get_ticket()
+        counts = TicketCounts(fake)
+        fake.retire_all()
+        fake.advance(FIVE_MINUTES)
+        failed = 0 if ticket_ok_refresh(tickets) else 1
+        ticket_calls, rejected, fetches = counts.take()
+        tickets.close()
+        tokens.close()
+    return [
+        Row(
+            "ticket-retired-token",
+            1,
+            fetches,
+            0,
+            failed,
+            "1 fetch, 1 re-ask, 0 failed",
+            fetches == 1 and ticket_calls - rejected == 1 and rejected == 1 and not failed,
+            f"refresh() after retire_all() + {FIVE_MINUTES:g} s: {ticket_calls} ticket "
+            f"requests ({rejected} rejected, {ticket_calls - rejected} re-asked), "
+            f"{fetches} token fetches",
+            {
+                "ticket_fetches": ticket_calls,
+                "ticket_rejected": rejected,
+                "ticket_refetches": ticket_calls - rejected,
+            },
+        )
+    ]
+
+
+def ticket_ok_refresh(tickets: TicketManager) -> bool:
+    try:
+        return bool(tickets.refresh())
+    except WxAuthError:
+        return False
+
+
 # -- wechatpy, for comparison ----------------------------------------------------------
 
 
@@ -823,6 +966,8 @@ def main(argv: list[str] | None = None) -> int:
     rows += many_auths_day()
     if not args.no_outage:
         rows += outage_case()
+    rows += ticket_threads_case()
+    rows += ticket_retired_token_case()
 
     if not args.quick:
         with tempfile.TemporaryDirectory(prefix="wxauth-fetches-") as tmp:
@@ -839,6 +984,10 @@ def main(argv: list[str] | None = None) -> int:
                 for kind, where in stores:
                     with new_fake() as fake, fake.serve() as base:
                         rows += process_cases(base, fake, kind, where)
+                for kind, where in stores:
+                    if kind != "memory":
+                        with new_fake() as fake, fake.serve() as base:
+                            rows.append(ticket_process_case(base, fake, kind, where))
 
     if not args.no_wechatpy:
         try:
