@@ -267,11 +267,17 @@ def persistent_cases() -> list[Row]:
                 fake.token_fetches,
                 fake.api_calls,
                 sum(code != 0 for code, _ in returned),
-                "2 attempts per call",
-                fake.api_calls == 2 * logical and all(r == (40001, 1) for r in returned),
-                f"{fake.api_calls / logical:.0f} attempts per call, {fake.token_fetches} "
-                f"fetches in all; each returns the second 40001 response (history holds the "
-                f"first); {same} re-sent with the token just refused (refetch held)",
+                "<= 2 attempts per call",
+                # The first call heals once (2 attempts); once the refetch is held, the
+                # 40001 answer is returned as it is (1 attempt, no re-send).
+                fake.api_calls <= 2 * logical
+                and fake.token_fetches <= 2
+                and same == 0
+                and all(code == 40001 for code, _ in returned),
+                f"{fake.api_calls / logical:.1f} attempts per call, {fake.token_fetches} "
+                f"fetches in all; the first call re-sends once (history holds the first "
+                f"40001), the others get WeChat's answer while the refetch is held; {same} "
+                "re-sent with the token just refused",
                 {"resent_same_token": same},
             )
         )
