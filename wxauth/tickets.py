@@ -92,7 +92,7 @@ class TicketSource(TokenSource):
 
     def fetch(self, ctx: FetchContext) -> tuple[str, float]:
         token = self.tokens.get_token()
-        request = ticket_request(self.api_base, self.path, token, self._type)
+        request = self._request(token)
         try:
             answer = fetch_token_answer(ctx, request)
         except WeChatAPIError as exc:
@@ -102,6 +102,16 @@ class TicketSource(TokenSource):
         else:
             return parse_token_answer(answer, self.path, field="ticket")
         # Out of the except block: the second answer's error is raised on its own.
+        self._healing(stale)
+        self.tokens.invalidate(stale)
+        token = self.tokens.get_token()
+        request = self._request(token)
+        return parse_token_answer(fetch_token_answer(ctx, request), self.path, field="ticket")
+
+    def _request(self, token: str) -> TokenRequest:
+        return ticket_request(self.api_base, self.path, token, self._type)
+
+    def _healing(self, stale: str) -> None:
         logger.warning(
             "%s rejected the access token of appid=%s (%s); refreshing it and asking "
             "for the %s ticket once more",
@@ -110,10 +120,6 @@ class TicketSource(TokenSource):
             redact_token(stale),
             self.kind,
         )
-        self.tokens.invalidate(stale)
-        token = self.tokens.get_token()
-        request = ticket_request(self.api_base, self.path, token, self._type)
-        return parse_token_answer(fetch_token_answer(ctx, request), self.path, field="ticket")
 
     def __repr__(self) -> str:
         return f"TicketSource(appid={self.appid!r}, kind={self.kind!r})"
@@ -214,24 +220,17 @@ class AsyncTicketSource(TicketSource):
         tokens = self.async_tokens
         token = await tokens.get_token()
         try:
-            answer = await send(ticket_request(self.api_base, self.path, token, self._type))
+            answer = await send(self._request(token))
         except WeChatAPIError as exc:
             if exc.errcode not in EXPIRED_ERRCODES:
                 raise
             stale = token
         else:
             return parse_token_answer(answer, self.path, field="ticket")
-        logger.warning(
-            "%s rejected the access token of appid=%s (%s); refreshing it and asking "
-            "for the %s ticket once more",
-            self.path,
-            self.appid,
-            redact_token(stale),
-            self.kind,
-        )
+        self._healing(stale)
         await tokens.invalidate(stale)
         token = await tokens.get_token()
-        answer = await send(ticket_request(self.api_base, self.path, token, self._type))
+        answer = await send(self._request(token))
         return parse_token_answer(answer, self.path, field="ticket")
 
 
