@@ -159,19 +159,10 @@ class AsyncTokenManager(ManagerCore):
         sync and async code of one service share one token and one budget."""
         return cls(
             manager.appid,
-            source=manager.source,
             store=manager.store,
             client=client,
             transport=transport,
-            refresh_margin=manager.refresh_margin,
-            timeout=manager.timeout,
-            clock=manager.clock,
-            retries=manager.retries,
-            backoff=manager.backoff,
-            lock_timeout=manager.lock_timeout,
-            max_fetches_per_minute=manager.max_fetches_per_minute,
-            max_fetches_per_day=manager.max_fetches_per_day,
-            poll_interval=manager.poll_interval,
+            **manager._settings(),
         )
 
     def to_sync(self, **options: Any) -> TokenManager:
@@ -187,21 +178,7 @@ class AsyncTokenManager(ManagerCore):
             )
         from ._manager import TokenManager
 
-        return TokenManager(
-            self.appid,
-            source=self.source,
-            store=sync_store,
-            refresh_margin=self.refresh_margin,
-            timeout=self.timeout,
-            clock=self._clock,
-            retries=self.retries,
-            backoff=self.backoff,
-            lock_timeout=self.lock_timeout,
-            max_fetches_per_minute=self.max_fetches_per_minute,
-            max_fetches_per_day=self.max_fetches_per_day,
-            poll_interval=self.poll_interval,
-            **options,
-        )
+        return TokenManager(self.appid, store=sync_store, **self._settings(), **options)
 
     def _transport_now(self) -> AsyncTransport:
         """The transport token requests go through (made once; the private client on

@@ -106,6 +106,21 @@ class ManagerCore:
         # process until its refresh point (a rejection of it re-reads the store).
         self._local_copy = shared
 
+    def _settings(self) -> dict[str, Any]:
+        """The options a twin (sync or async) on the same store and key repeats."""
+        return {
+            "source": self.source,
+            "refresh_margin": self.refresh_margin,
+            "timeout": self.timeout,
+            "clock": self._clock,
+            "retries": self.retries,
+            "backoff": self.backoff,
+            "lock_timeout": self.lock_timeout,
+            "max_fetches_per_minute": self.max_fetches_per_minute,
+            "max_fetches_per_day": self.max_fetches_per_day,
+            "poll_interval": self.poll_interval,
+        }
+
     @property
     def key(self) -> str:
         """The store key of this manager's token (never contains the secret)."""

@@ -52,15 +52,6 @@ def _sha1_hex(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()  # noqa: S324
 
 
-def _check_ticket(ticket: object, what: str) -> str:
-    """The ticket if it is a non-empty string; the error never shows its value."""
-    if not isinstance(ticket, str):
-        raise TypeError(f"{what} must be a str, not {type(ticket).__name__}")
-    if not ticket:
-        raise ValueError(f"{what} is empty")
-    return ticket
-
-
 def _check_timestamp(timestamp: object) -> str:
     """The timestamp as the decimal string that is signed: a non-negative int, or a
     string of ASCII digits (signed as given)."""
@@ -78,6 +69,8 @@ def _check_timestamp(timestamp: object) -> str:
 
 
 def _check_text(value: object, name: str) -> str:
+    """``value`` if it is a non-empty string; the error never shows the value (it may
+    be a ticket)."""
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str, not {type(value).__name__}")
     if not value:
@@ -106,7 +99,7 @@ def jssdk_signature(ticket: str, noncestr: str, timestamp: int | str, url: str) 
     not a non-negative integer, ``TypeError`` for a value that is not a string; no
     message shows the ticket.
     """
-    ticket = _check_ticket(ticket, "ticket")
+    ticket = _check_text(ticket, "ticket")
     fields = {
         "jsapi_ticket": ticket,
         "noncestr": _check_text(noncestr, "noncestr"),
@@ -126,7 +119,7 @@ def card_signature(api_ticket: str, *values: str | int) -> str:
     ticket and ``TypeError`` for a value that is neither a str nor an int; no message
     shows the ticket.
     """
-    parts = [_check_ticket(api_ticket, "api_ticket")]
+    parts = [_check_text(api_ticket, "api_ticket")]
     for position, value in enumerate(values, start=1):
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise TypeError(
@@ -160,7 +153,7 @@ def _names(names: Sequence[str], what: str) -> list[str]:
 
 
 def _ticket_of(tickets: SupportsTicket) -> str:
-    return _check_ticket(tickets.get_ticket(), "the ticket from get_ticket()")
+    return _check_text(tickets.get_ticket(), "the ticket from get_ticket()")
 
 
 def jssdk_config(
