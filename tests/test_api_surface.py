@@ -57,8 +57,8 @@ def test_wxauth_defined_public_names_are_all_in_all() -> None:
     assert stray == set()
 
 
-#: Exported names imported on first use: they need the ``wxauth[httpx]`` extra.
-LAZY = {"AsyncTokenManager"}
+#: Exported names imported on first use: they need an extra (``httpx``, ``openplatform``).
+LAZY = set(wxauth._LAZY)
 
 
 def test_the_package_root_shows_only_its_exports() -> None:

@@ -7,6 +7,7 @@
 threads ask, and never logged.
 """
 
+from importlib import import_module as _import_module
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 from typing import TYPE_CHECKING as _TYPE_CHECKING
@@ -66,6 +67,7 @@ __all__ = [
     "FileStore",
     "ManagerStats",
     "MemoryStore",
+    "MessageCrypto",
     "QuotaError",
     "RedisStore",
     "RefreshBudgetError",
@@ -101,18 +103,28 @@ _install_log_redaction()
 
 if _TYPE_CHECKING:
     from ._async_manager import AsyncTokenManager
+    from .openplatform import MessageCrypto
+
+#: Exported names that need an extra, imported on first use so that ``import wxauth``
+#: works with the core dependencies alone: name -> (module, extra).
+_LAZY: dict[str, tuple[str, str]] = {
+    "AsyncTokenManager": ("._async_manager", "httpx"),
+    "MessageCrypto": (".openplatform", "openplatform"),
+}
 
 
 def __getattr__(name: str) -> _Any:
-    # AsyncTokenManager needs anyio (``pip install 'wxauth[httpx]'``): imported on
-    # first use, so ``import wxauth`` works with the core dependencies alone.
-    if name == "AsyncTokenManager":
+    if name in _LAZY:
+        module, extra = _LAZY[name]
         try:
-            from ._async_manager import AsyncTokenManager
-        except ImportError as exc:  # pragma: no cover - anyio is installed in the tests
+            value = getattr(_import_module(module, __name__), name)
+        except ImportError as exc:
             raise ImportError(
-                f"wxauth.AsyncTokenManager needs anyio and httpx: pip install 'wxauth[httpx]' "
-                f"({exc})"
+                f"wxauth.{name} needs the {extra!r} extra: pip install 'wxauth[{extra}]' ({exc})"
             ) from None
-        return AsyncTokenManager
+        return value
     raise AttributeError(f"module 'wxauth' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
