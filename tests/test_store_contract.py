@@ -23,6 +23,7 @@ from _store_contract_helpers import KEY, OTHER, StoreFactory, token
 
 import wxauth
 from wxauth import FileStore, MemoryStore, RedisStore, Token, TokenStore
+from wxauth.stores._filelock import stem
 
 
 @pytest.fixture(params=["memory", "file", pytest.param("redis", marks=pytest.mark.redis)])
@@ -163,6 +164,131 @@ def test_meta_expires_after_its_ttl(store: TokenStore) -> None:
         assert time.monotonic() < deadline, "the 50 ms meta record outlived 5 s"
         time.sleep(0.01)
     assert store.get_meta(OTHER) == "long"
+
+
+# -- durable records ---------------------------------------------------------------------
+
+TABLE = "openplatform:wxcomponent0001:refresh"
+
+
+def test_records_round_trip_between_handles(store: TokenStore, peer: TokenStore) -> None:
+    """A record one handle writes, another reads back; a later write replaces it."""
+    assert store.get_record(TABLE, "wxa") is None
+    store.put_record(TABLE, "wxa", '{"refresh_token": "r-1"}')
+    assert peer.get_record(TABLE, "wxa") == '{"refresh_token": "r-1"}'
+    peer.put_record(TABLE, "wxa", "second")
+    assert store.get_record(TABLE, "wxa") == "second"
+
+
+def test_records_are_listed_per_table(store: TokenStore, peer: TokenStore) -> None:
+    """``records(table)`` holds every record of that table and no other's."""
+    assert store.records(TABLE) == {}
+    for i in range(5):
+        store.put_record(TABLE, f"wx{i}", f"v{i}")
+    store.put_record(TABLE + ":other", "wx0", "elsewhere")
+    assert peer.records(TABLE) == {f"wx{i}": f"v{i}" for i in range(5)}
+    assert peer.records(TABLE + ":other") == {"wx0": "elsewhere"}
+
+
+def test_records_never_collide_with_tokens_or_meta(store: TokenStore) -> None:
+    """A record, a token and a meta record under the same text are three records."""
+    store.set(KEY, token("tok"))
+    store.set_meta(KEY, "meta", ttl=60)
+    store.put_record(KEY, KEY, "record")
+    assert store.get(KEY) == token("tok")
+    assert store.get_meta(KEY) == "meta"
+    assert store.get_record(KEY, KEY) == "record"
+
+
+def test_replace_record_is_compare_and_set(store: TokenStore, peer: TokenStore) -> None:
+    """``replace_record`` writes only over the value the caller saw (``None``: absent)
+    and deletes with ``new=None``."""
+    assert store.replace_record(TABLE, "wxa", "not-there", "x") is False
+    assert store.get_record(TABLE, "wxa") is None
+    assert store.replace_record(TABLE, "wxa", None, "r-1") is True
+    assert peer.replace_record(TABLE, "wxa", None, "r-other") is False
+    assert peer.replace_record(TABLE, "wxa", "r-0", "r-2") is False
+    assert peer.replace_record(TABLE, "wxa", "r-1", "r-2") is True
+    assert store.get_record(TABLE, "wxa") == "r-2"
+    assert store.replace_record(TABLE, "wxa", "r-1", None) is False
+    assert store.replace_record(TABLE, "wxa", "r-2", None) is True
+    assert peer.get_record(TABLE, "wxa") is None
+    assert peer.records(TABLE) == {}
+    assert store.replace_record(TABLE, "wxa", None, None) is True  # absent stays absent
+
+
+def test_records_keep_unusual_names_and_values(store: TokenStore, peer: TokenStore) -> None:
+    """Names and values with slashes, quotes, spaces and non-ASCII text round-trip;
+    an empty value is a value, not an absence."""
+    odd = {"../etc/passwd": 'a b\n"c"', "名字": "值 ✓", "wx:x": ""}
+    for name, value in odd.items():
+        store.put_record(TABLE, name, value)
+    assert peer.records(TABLE) == odd
+    assert peer.get_record(TABLE, "wx:x") == ""
+    assert peer.replace_record(TABLE, "wx:x", None, "y") is False
+
+
+def test_records_do_not_expire(
+    store: TokenStore, kind: str, request: pytest.FixtureRequest
+) -> None:
+    """Records carry no expiry; shared stores say they are durable, MemoryStore not."""
+    store.put_record(TABLE, "wxa", "kept")
+    assert store.durable is (kind != "memory")
+    assert type(store).keeps_records()
+    if kind == "redis":
+        import redis
+
+        client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
+        try:
+            assert client.ttl(f"wxauth-contract:records:{TABLE}") == -1  # no TTL
+        finally:
+            client.close()
+    assert store.get_record(TABLE, "wxa") == "kept"
+
+
+def test_racing_compare_and_set_loses_no_update(opener: StoreFactory) -> None:
+    """8 threads x 8 read-increment-compare-and-set cycles on two handles: 64."""
+    handles = [opener() for _ in range(2)]
+
+    def work(i: int) -> None:
+        handle = handles[i % 2]
+        for _ in range(8):
+            while True:
+                seen = handle.get_record(TABLE, "counter")
+                if handle.replace_record(TABLE, "counter", seen, str(int(seen or 0) + 1)):
+                    break
+
+    run_threads(8, work)
+    assert handles[0].get_record(TABLE, "counter") == "64"
+
+
+def test_a_store_without_records_says_so() -> None:
+    """A custom store that implements no records raises NotImplementedError naming
+    itself, and ``keeps_records()`` is false."""
+
+    class Bare(TokenStore):
+        def get(self, key: str) -> Token | None:
+            return None
+
+        def set(self, key: str, token: Token) -> bool:
+            return True
+
+        def delete_if(self, key: str, value: str) -> bool:
+            return False
+
+        def lock(self, key: str, *, lease: float) -> wxauth.StoreLock:
+            raise NotImplementedError
+
+        def get_meta(self, key: str) -> str | None:
+            return None
+
+        def set_meta(self, key: str, value: str, *, ttl: float) -> None:
+            return None
+
+    assert Bare.keeps_records() is False
+    assert Bare().durable is False
+    with pytest.raises(NotImplementedError, match="Bare"):
+        Bare().get_record(TABLE, "x")
 
 
 # -- locks -------------------------------------------------------------------------------
@@ -423,3 +549,24 @@ def test_shared_flag_and_safe_repr(store: TokenStore) -> None:
 def test_stores_are_exported() -> None:
     """FileStore and RedisStore are part of the public API."""
     assert {"FileStore", "RedisStore"} <= set(wxauth.__all__)
+
+
+def test_file_store_refuses_a_planted_records_link(tmp_path: Path) -> None:
+    """A symbolic link where a table's record directory goes is refused, never
+    followed; a record file that is a link reads as missing."""
+    store = FileStore(tmp_path / "tokens")
+    store.put_record(TABLE, "wxa", "kept")
+    directory = next((tmp_path / "tokens").glob("*.records"))
+    target = tmp_path / "elsewhere"
+    target.mkdir(mode=0o700)
+    other = FileStore(tmp_path / "tokens")
+    planted_table = TABLE + "2"
+    planted = (tmp_path / "tokens") / f"{stem(planted_table)}.records"
+    planted.symlink_to(target)
+    with pytest.raises(wxauth.StoreError, match="not a directory"):
+        other.put_record(planted_table, "wxa", "x")
+    assert list(target.iterdir()) == []
+    record = next(directory.glob("*.rec"))
+    record.unlink()
+    record.symlink_to(tmp_path / "elsewhere" / "nothing")
+    assert other.get_record(TABLE, "wxa") is None

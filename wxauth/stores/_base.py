@@ -12,7 +12,12 @@ threads, processes or hosts:
   that dies loses the lock when the lease runs out;
 - :meth:`TokenStore.get_meta` / :meth:`TokenStore.set_meta`: small records with a
   time-to-live (refresh budgets, force-refresh bookkeeping), read and written by the
-  lock holder only.
+  lock holder only;
+- :meth:`TokenStore.get_record`, :meth:`~TokenStore.put_record`,
+  :meth:`~TokenStore.replace_record` and :meth:`~TokenStore.records`: durable records
+  that never expire, grouped in tables (an Open Platform's authorizer refresh tokens:
+  state that cannot be fetched again like a token). A store says with
+  :attr:`TokenStore.durable` whether they outlive the process.
 
 Expiry inside a token is wall-clock epoch seconds, comparable across processes; the
 manager decides freshness with its own clock. Stores evict a token ``lifetime`` seconds
@@ -79,6 +84,10 @@ class TokenStore(ABC):
 
     #: Whether other processes (or hosts) see this store.
     shared: bool = False
+    #: Whether records (:meth:`put_record`) outlive this process: ``False`` for a
+    #: store that is a cache of this process only (:class:`~wxauth.stores.MemoryStore`),
+    #: and for a store that keeps no records at all (the default).
+    durable: bool = False
 
     @abstractmethod
     def get(self, key: str) -> Token | None:
@@ -109,6 +118,34 @@ class TokenStore(ABC):
     @abstractmethod
     def set_meta(self, key: str, value: str, *, ttl: float) -> None:
         """Store a small record for ``ttl`` seconds (real time)."""
+
+    # -- durable records -----------------------------------------------------------
+    # Optional: a store that keeps none raises NotImplementedError, and whatever needs
+    # them (wxauth.ComponentTokenManager) says so when it is built on it.
+
+    def get_record(self, table: str, name: str) -> str | None:
+        """Return the durable record ``name`` of ``table``, or ``None``."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no durable records")
+
+    def put_record(self, table: str, name: str, value: str) -> None:
+        """Write the durable record ``name`` of ``table``: no expiry, no eviction."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no durable records")
+
+    def replace_record(self, table: str, name: str, old: str | None, new: str | None) -> bool:
+        """Compare-and-set: if the record ``name`` of ``table`` is ``old`` (``None``:
+        absent), make it ``new`` (``None``: delete it); return whether it did. Atomic
+        against every other writer of the record, in any process sharing the store."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no durable records")
+
+    def records(self, table: str) -> dict[str, str]:
+        """Every record of ``table``, ``{name: value}`` (a snapshot; writers that run
+        meanwhile may or may not be in it)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no durable records")
+
+    @classmethod
+    def keeps_records(cls) -> bool:
+        """Whether this store class implements the durable records."""
+        return cls.get_record is not TokenStore.get_record
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release connections or file handles. The default does nothing."""

@@ -16,6 +16,9 @@ plus a short hash, so any key maps to one safe file name):
   The lease file names the current generation, the fence of the latest acquisition
   (a counter, one more each time and never below the stored token's fence), that
   holder's lease in seconds, and for people reading it a wall-clock ``until``.
+- ``<stem of the table>.records/<stem of the name>.rec``: a durable record, as JSON
+  with its name; no expiry. Every write of a table's records (and compare-and-set)
+  runs under the table's mutex, ``<stem of "records:" + table>.mutex``.
 
 The single-flight lock is an ``fcntl.flock`` on ``<stem>.lock.<generation>``, not a
 record with a lease alone, and not the ``filelock`` package:
@@ -116,10 +119,12 @@ class FileStore(TokenStore):
     POSIX and local file systems only (see the module docstring for why).
 
     Tokens stay on disk until replaced or deleted (the manager judges freshness);
-    meta records expire after their ``ttl``.
+    meta records expire after their ``ttl``; durable records (:meth:`put_record`)
+    stay until replaced or deleted.
     """
 
     shared = True
+    durable = True
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         if sys.platform == "win32":  # pragma: no cover - not run on POSIX CI
@@ -197,15 +202,20 @@ class FileStore(TokenStore):
         except OSError as exc:
             raise StoreError(f"cannot read {file.name} in {self.path}: {exc.strerror}") from None
 
-    def _write(self, file: Path, data: bytes) -> None:
+    def _write(self, file: Path, data: bytes, *, sync: bool = False) -> None:
+        """Replace ``file`` atomically; with ``sync``, on disk before it is replaced
+        (a durable record must not read as empty after a power cut)."""
         # Same directory, so os.replace is a rename within one file system: atomic.
         try:
             # mkstemp creates with O_EXCL (no link followed); os.replace swaps the
             # directory entry, so a link planted at ``file`` is replaced, not followed.
-            fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=f".{file.name}.", suffix=".tmp")
+            fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".tmp")
             try:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(data)
+                    if sync:
+                        handle.flush()
+                        os.fsync(handle.fileno())
                 os.replace(tmp, file)
             except BaseException:
                 with contextlib.suppress(OSError):
@@ -309,6 +319,108 @@ class FileStore(TokenStore):
     def _meta_file(self, key: str) -> Path:
         # Its own suffix: a meta key and a token key with the same text never collide.
         return self._file(key, "meta")
+
+    # -- durable records ---------------------------------------------------------------
+
+    def _table_dir(self, table: str, *, create: bool) -> Path | None:
+        """The directory of ``table``'s records (``None`` if it does not exist and
+        ``create`` is false). Refused, like the store's own directory, when it is a
+        symbolic link, not a directory, or writable by group or others."""
+        directory = self._dir / f"{stem(table)}.records"
+        try:
+            info = os.lstat(directory)
+        except FileNotFoundError:
+            if not create:
+                return None
+            try:
+                os.mkdir(directory, 0o700)
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create {directory.name} in {self.path}: {exc.strerror}"
+                ) from None
+            info = os.lstat(directory)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+            raise StoreError(
+                f"{directory.name} in {self.path} is not a directory of this user (a "
+                "symbolic link?): remove it"
+            )
+        if stat.S_IMODE(info.st_mode) & 0o022:
+            raise StoreError(f"{directory.name} in {self.path} is writable by group or others")
+        return directory
+
+    def _record_file(self, table: str, name: str, *, create: bool) -> Path | None:
+        directory = self._table_dir(table, create=create)
+        return None if directory is None else directory / f"{stem(name)}.rec"
+
+    def _load_record(self, file: Path | None, name: str) -> str | None:
+        if file is None:
+            return None
+        data = self._read(file)
+        if data is None:
+            return None
+        try:
+            raw: Any = json.loads(data)
+            stored_name, value = raw["name"], raw["value"]
+        except (ValueError, KeyError, TypeError):
+            stored_name = value = None
+        if stored_name != name or not isinstance(value, str):
+            logger.warning("ignoring a malformed record %s in %s", file.name, self.path)
+            return None
+        return value
+
+    def get_record(self, table: str, name: str) -> str | None:
+        """Return the durable record ``name`` of ``table`` (lock-free: atomic renames)."""
+        return self._load_record(self._record_file(table, name, create=False), name)
+
+    def put_record(self, table: str, name: str, value: str) -> None:
+        """Write the durable record ``name`` of ``table`` (under the table's mutex)."""
+        file = self._record_file(table, name, create=True)
+        assert file is not None
+        data = json.dumps({"name": name, "value": str(value)}).encode("utf-8")
+        with self._mutex(f"records:{table}"):
+            self._write(file, data, sync=True)
+
+    def replace_record(self, table: str, name: str, old: str | None, new: str | None) -> bool:
+        """Compare-and-set the durable record ``name`` of ``table`` (under the table's
+        mutex; ``new=None`` deletes it)."""
+        file = self._record_file(table, name, create=new is not None)
+        with self._mutex(f"records:{table}"):
+            if self._load_record(file, name) != old:
+                return False
+            if file is None:  # nothing stored and nothing to write
+                return True
+            if new is None:
+                self._unlink(file)
+            else:
+                record = json.dumps({"name": name, "value": str(new)}).encode("utf-8")
+                self._write(file, record, sync=True)
+            return True
+
+    def records(self, table: str) -> dict[str, str]:
+        """Every durable record of ``table`` (one directory listing, one read each)."""
+        directory = self._table_dir(table, create=False)
+        if directory is None:
+            return {}
+        found: dict[str, str] = {}
+        try:
+            entries = [entry.name for entry in os.scandir(directory)]
+        except OSError as exc:
+            message = f"cannot list {directory.name} in {self.path}: {exc.strerror}"
+            raise StoreError(message) from None
+        for entry in entries:
+            if not entry.endswith(".rec"):
+                continue  # a temporary file of a write in progress
+            data = self._read(directory / entry)
+            try:
+                raw: Any = json.loads(data) if data is not None else None
+                name, value = raw["name"], raw["value"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            if isinstance(name, str) and isinstance(value, str) and entry == f"{stem(name)}.rec":
+                found[name] = value
+        return found
 
     def __repr__(self) -> str:
         return f"FileStore(path={str(self.path)!r})"

@@ -64,9 +64,13 @@ class MemoryStore(TokenStore):
     ``TLRUCache``, not thread-safe) take an internal lock. The per-key single-flight
     locks are separate, so a fetch in progress never blocks readers. Locks are
     re-created in a child after ``os.fork``, so no lock is inherited in a held state.
+
+    Durable records (:meth:`put_record`) are kept in a plain dict, never evicted, but
+    they die with the process: ``durable`` is ``False``.
     """
 
     shared = False
+    durable = False
 
     def __init__(self, maxsize: int = 1024) -> None:
         self._maxsize = maxsize
@@ -82,6 +86,7 @@ class MemoryStore(TokenStore):
         )
         self._locks: dict[str, threading.Lock] = {}
         self._fences: dict[str, int] = {}
+        self._records: dict[str, dict[str, str]] = {}
 
     def _next_fence(self, key: str) -> int:
         with self._mutex:
@@ -103,6 +108,7 @@ class MemoryStore(TokenStore):
         with self._mutex:
             self._tokens.clear()
             self._meta.clear()
+            self._records.clear()
 
     def get(self, key: str) -> Token | None:
         entry = self._tokens.get(key)
@@ -149,6 +155,29 @@ class MemoryStore(TokenStore):
     def set_meta(self, key: str, value: str, *, ttl: float) -> None:
         with self._mutex:
             self._meta[key] = (value, float(ttl))
+
+    def get_record(self, table: str, name: str) -> str | None:
+        rows = self._records.get(table)
+        return None if rows is None else rows.get(name)
+
+    def put_record(self, table: str, name: str, value: str) -> None:
+        with self._mutex:
+            self._records.setdefault(table, {})[name] = str(value)
+
+    def replace_record(self, table: str, name: str, old: str | None, new: str | None) -> bool:
+        with self._mutex:
+            rows = self._records.setdefault(table, {})
+            if rows.get(name) != old:
+                return False
+            if new is None:
+                rows.pop(name, None)
+            else:
+                rows[name] = str(new)
+            return True
+
+    def records(self, table: str) -> dict[str, str]:
+        with self._mutex:
+            return dict(self._records.get(table, {}))
 
     def __repr__(self) -> str:
         return f"MemoryStore(maxsize={self._maxsize})"

@@ -9,6 +9,11 @@ which never contains the secret):
   with ``SET ... NX PX lease``.
 - ``{prefix}fence:{key}``: a counter ``INCR``-ed on each acquisition of that lock: the
   fence that orders tokens by when their fetch started, whatever the hosts' clocks say.
+- ``{prefix}records:{table}``: a hash of durable records (name -> value), with no TTL.
+  Under a ``volatile-*`` ``maxmemory-policy`` (or ``noeviction``) Redis never evicts
+  it; under ``allkeys-*`` it may, and a Redis without persistence (RDB or AOF) loses
+  it on restart. wxauth can rebuild what it keeps there (an Open Platform re-reads its
+  authorizers' refresh tokens from WeChat), but configure Redis to keep it.
 
 Write-unless-newer, compare-and-delete and the lock's release are Lua scripts, so each
 is one atomic step on the server: a slow writer can never overwrite a newer token with
@@ -77,6 +82,7 @@ class RedisStore(RedisKeys, TokenStore):
     """
 
     shared = True
+    durable = True
     client: redis.Redis
 
     def __init__(self, client: redis.Redis, *, prefix: str = "wxauth:") -> None:
@@ -126,6 +132,34 @@ class RedisStore(RedisKeys, TokenStore):
     def set_meta(self, key: str, value: str, *, ttl: float) -> None:
         """Store a meta record with a TTL of ``ttl`` seconds."""
         self._call("write a meta record", key, lambda: self._write_meta(key, value, ttl))
+
+    def get_record(self, table: str, name: str) -> str | None:
+        """Return the durable record ``name`` of ``table`` (``HGET``)."""
+        data = self._call("read a record", table, lambda: self._read_record(table, name))
+        return None if data is None else as_text(data)
+
+    def put_record(self, table: str, name: str, value: str) -> None:
+        """Write the durable record ``name`` of ``table`` (``HSET``, no TTL)."""
+        self._call("write a record", table, lambda: self._write_record(table, name, str(value)))
+
+    def replace_record(self, table: str, name: str, old: str | None, new: str | None) -> bool:
+        """Compare-and-set the durable record ``name`` of ``table`` (atomic, Lua)."""
+        return bool(
+            self._call("replace a record", table, lambda: self._swap_record(table, name, old, new))
+        )
+
+    def records(self, table: str) -> dict[str, str]:
+        """Every durable record of ``table`` (``HSCAN``, so a large table never
+        blocks Redis)."""
+        key = self._records_key(table)
+
+        def scan() -> dict[str, str]:
+            return {
+                as_text(name): as_text(value)
+                for name, value in self.client.hscan_iter(key, count=1000)
+            }
+
+        return self._call("list the records", table, scan)
 
     def close(self) -> None:
         """Close the client's connections."""

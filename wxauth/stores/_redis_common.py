@@ -22,6 +22,7 @@ __all__ = [
     "POLL_FIRST",
     "POLL_MAX",
     "RELEASE",
+    "REPLACE_RECORD",
     "SET_UNLESS_NEWER",
     "RedisKeys",
     "RedisLockState",
@@ -108,6 +109,27 @@ return 0
 """
 
 
+# KEYS[1] records hash; ARGV[1] the record's name, ARGV[2] "1" if it must be absent,
+# ARGV[3] the value it must have otherwise, ARGV[4] "1" to delete it, ARGV[5] the new
+# value otherwise. Compare-and-set of one durable record.
+REPLACE_RECORD = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if ARGV[2] == '1' then
+  if current then
+    return 0
+  end
+elseif current ~= ARGV[3] then
+  return 0
+end
+if ARGV[4] == '1' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+else
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[5])
+end
+return 1
+"""
+
+
 def import_redis(user: str = "RedisStore") -> ModuleType:
     """redis-py, or an ``ImportError`` saying which extra to install."""
     try:
@@ -179,6 +201,7 @@ class RedisKeys:
         self._delete_if = client.register_script(DELETE_IF)
         self._release = client.register_script(RELEASE)
         self._acquire = client.register_script(ACQUIRE)
+        self._replace_record = client.register_script(REPLACE_RECORD)
 
     def _token_key(self, key: str) -> str:
         return f"{self.prefix}token:{key}"
@@ -191,6 +214,9 @@ class RedisKeys:
 
     def _fence_key(self, key: str) -> str:
         return f"{self.prefix}fence:{key}"
+
+    def _records_key(self, table: str) -> str:
+        return f"{self.prefix}records:{table}"
 
     # -- the commands ----------------------------------------------------------------
 
@@ -208,6 +234,17 @@ class RedisKeys:
 
     def _write_meta(self, key: str, value: str, ttl: float) -> Any:
         return self.client.set(self._meta_key(key), value, px=ms(ttl))
+
+    def _read_record(self, table: str, name: str) -> Any:
+        return self.client.hget(self._records_key(table), name)
+
+    def _write_record(self, table: str, name: str, value: str) -> Any:
+        return self.client.hset(self._records_key(table), name, value)
+
+    def _swap_record(self, table: str, name: str, old: str | None, new: str | None) -> Any:
+        absent, delete = "1" if old is None else "0", "1" if new is None else "0"
+        args = [name, absent, old or "", delete, new or ""]
+        return self._replace_record(keys=[self._records_key(table)], args=args)
 
     def _read_lock(self, key: str) -> Any:
         return self.client.get(self._lock_key(key))
