@@ -115,6 +115,7 @@ class MessageCrypto:
     def __init__(self, token: str | Secret, encoding_aes_key: str | Secret, appid: str) -> None:
         self._token = _text(token, "token")
         self._key = _text(encoding_aes_key, "encoding_aes_key")
+        del token, encoding_aes_key  # a refusal below must not leave them in this frame
         if not self._token:
             raise ValueError("token must not be empty")
         if len(self._key) != 43:
