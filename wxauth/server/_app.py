@@ -1,0 +1,461 @@
+"""The token service's HTTP face: a Starlette app over a :class:`TokenService`.
+
+Every answer is JSON. A token answer is ``{"access_token": str, "expires_in": int,
+"expires_at": int}`` (seconds left, and the epoch second it expires; a ticket answer
+has ``"ticket"`` instead), an invalidation answer adds ``"invalidated": bool``, and an
+error is ``{"error": "<stable code>", "message": "<text>"}``, with ``Retry-After`` on
+429 and 503. The codes: ``unauthorized`` (401), ``forbidden`` (403), ``unknown_app``
+and ``not_found`` (404), ``bad_request`` (400), ``body_too_large`` (413),
+``method_not_allowed`` (405), ``too_many_invalidations`` (429), ``not_ready``,
+``store_unavailable`` and ``wechat_unavailable`` (503), ``internal_error`` (500).
+
+Checks run in this order: the key (401), the app id's shape (400), the client's scope
+(403; a client that may read every app gets 404 for an unknown one, any other client
+403, so app ids do not leak), then the body. Reads never wait on WeChat while a
+token is fresh: the background refreshers keep it so, and a fresh token is answered on
+the event loop without I/O; anything else runs in a worker thread, bounded by
+``request_timeout``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .._errors import RefreshBudgetError, StoreError, WeChatAPIError, WxAuthError
+from .._redact import RedactingFilter, redact_token
+from .._token import Token
+from ._clients import ClientDirectory, InvalidationLimiter
+from ._config import APP_ID_PATTERN, ClientConfig, ConfigError, ServerConfig, load_config
+from ._metrics import ServiceMetrics
+from ._service import ACCESS_TOKEN, Resource, TokenService
+
+__all__ = ["CONFIG_ENV", "MAX_BODY", "app_from_env", "create_app"]
+
+logger = logging.getLogger("wxauth.server")
+access_logger = logging.getLogger("wxauth.server.access")
+
+#: The environment variable :func:`app_from_env` reads the config file's path from.
+CONFIG_ENV = "WXAUTH_SERVER_CONFIG"
+#: Largest request body accepted (bytes); an invalidation body is well under 1 KiB.
+MAX_BODY = 4096
+#: A token or ticket as a client may report it: visible ASCII, at most 2048 characters.
+_REPORTED = re.compile(r"[\x21-\x7e]{1,2048}")
+_KIND = re.compile(r"[a-z_]{1,32}")
+#: Retry-After (seconds) of a 503 when nothing better is known.
+_RETRY_STORE = 5
+_RETRY_WECHAT = 10
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+# Where a handler leaves what the access log and the request counter show.
+_CLIENT = "wxauth.client"
+_PATH = "wxauth.path"
+
+_T = TypeVar("_T")
+
+
+def error(
+    status: int, code: str, message: str, *, retry_after: float | None = None, **extra: Any
+) -> JSONResponse:
+    """An error answer: ``{"error": code, "message": message}`` (plus ``extra``)."""
+    headers = {}
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="wxauth"'
+    return JSONResponse({"error": code, "message": message, **extra}, status, headers=headers)
+
+
+class _RefusalError(Exception):
+    """Raised inside a handler to answer ``response`` at once."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+def _answer(resource: Resource, token: Token, **extra: Any) -> JSONResponse:
+    now = resource.manager.clock()
+    field = "access_token" if resource.kind == ACCESS_TOKEN else "ticket"
+    body = {
+        field: token.value,
+        "expires_in": max(0, int(token.expires_at - now)),
+        "expires_at": int(token.expires_at),
+        **extra,
+    }
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+def _unavailable(exc: BaseException, what: str) -> JSONResponse:
+    """The 503 for a failure to get ``what`` (the message never holds a secret)."""
+    if isinstance(exc, StoreError):
+        logger.warning("%s: the store is unavailable: %s", what, exc)
+        return error(
+            503, "store_unavailable", "the token store is unavailable; retry shortly",
+            retry_after=_RETRY_STORE,
+        )  # fmt: skip
+    if isinstance(exc, TimeoutError):
+        logger.warning("%s: no token within the request timeout", what)
+        message = "no token within the request timeout; WeChat may be slow"
+        return error(503, "wechat_unavailable", message, retry_after=_RETRY_WECHAT)
+    logger.warning("%s: %s: %s", what, type(exc).__name__, exc)
+    retry: float = _RETRY_WECHAT
+    if isinstance(exc, RefreshBudgetError):
+        retry = exc.retry_after
+        message = "this app's local fetch budget is spent; retry later"
+    elif isinstance(exc, WeChatAPIError):
+        message = f"WeChat refused the token request (errcode {exc.errcode}); see the server log"
+    else:
+        message = "WeChat could not be reached; see the server log"
+    return error(503, "wechat_unavailable", message, retry_after=retry)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate keys")
+    return result
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+class _Api:
+    """The request handlers, over one service."""
+
+    def __init__(
+        self, config: ServerConfig, service: TokenService, limiter: InvalidationLimiter
+    ) -> None:
+        self.config = config
+        self.service = service
+        self.clients = ClientDirectory(config.clients)
+        self.limiter = limiter
+        self.prometheus = ServiceMetrics(service)
+
+    # -- helpers ---------------------------------------------------------------------
+
+    async def _in_thread(self, func: Callable[..., _T], *args: Any) -> _T:
+        """Run ``func`` in a worker thread, giving up after ``request_timeout``."""
+        with anyio.fail_after(self.config.request_timeout):
+            return await anyio.to_thread.run_sync(func, *args, abandon_on_cancel=True)
+
+    def _client(self, request: Request) -> ClientConfig:
+        client = self.clients.authenticate(request.headers.get("authorization"))
+        if client is None:
+            raise _RefusalError(
+                error(401, "unauthorized", "send a valid client key: Authorization: Bearer KEY")
+            )
+        request.scope[_CLIENT] = client.name
+        return client
+
+    def _resource(self, request: Request, kind: str = ACCESS_TOKEN) -> tuple[str, Resource]:
+        """Authenticate, check the path, the scope and the resource."""
+        client = self._client(request)
+        app_id = request.path_params["app_id"]
+        if not APP_ID_PATTERN.fullmatch(app_id):
+            raise _RefusalError(
+                error(400, "bad_request", "an app id is 1-64 letters, digits, '_' or '-'")
+            )
+        if not client.may_read(app_id):
+            raise _RefusalError(error(403, "forbidden", "this app is not in this client's scope"))
+        if self.config.app(app_id) is None:
+            raise _RefusalError(error(404, "unknown_app", "no app with this id is configured"))
+        if kind != ACCESS_TOKEN and not _KIND.fullmatch(kind):
+            raise _RefusalError(error(400, "bad_request", "a ticket kind is like jsapi or wx_card"))
+        resource = self.service.resource(app_id, kind)
+        if resource is None:
+            raise _RefusalError(
+                error(404, "unknown_ticket", f"{kind} tickets are not enabled for this app")
+            )
+        request.scope[_PATH] = request.url.path
+        return client.name, resource
+
+    async def _get(self, resource: Resource) -> Token:
+        token = resource.cached()
+        if token is not None:
+            return token
+        try:
+            return await self._in_thread(resource.get)
+        except (WxAuthError, TimeoutError) as exc:
+            raise _RefusalError(_unavailable(exc, resource.label)) from None
+
+    async def _reported(self, request: Request, field: str) -> str:
+        """The ``{field: value}`` of the body, checked; else a 4xx."""
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            raise _RefusalError(
+                error(413, "body_too_large", f"the body must be at most {MAX_BODY} bytes")
+                if length.isdigit()
+                else error(400, "bad_request", "bad Content-Length")
+            )
+        chunks: list[bytes] = []
+        size = 0
+        with anyio.move_on_after(self.config.request_timeout) as scope:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY:
+                    raise _RefusalError(
+                        error(413, "body_too_large", f"the body must be at most {MAX_BODY} bytes")
+                    )
+                chunks.append(chunk)
+        if scope.cancelled_caught:
+            raise _RefusalError(error(400, "bad_request", "the body did not arrive in time"))
+        want = f'the body must be a JSON object {{"{field}": "..."}}'
+        try:
+            data = json.loads(
+                b"".join(chunks), object_pairs_hook=_no_duplicates, parse_constant=_no_constants
+            )
+        except (ValueError, RecursionError):
+            raise _RefusalError(error(400, "bad_request", f"malformed JSON: {want}")) from None
+        if not isinstance(data, dict) or set(data) != {field}:
+            raise _RefusalError(error(400, "bad_request", f"{want}, with no other field"))
+        value = data[field]
+        if not isinstance(value, str) or not _REPORTED.fullmatch(value):
+            raise _RefusalError(
+                error(400, "bad_request", f"{field} must be a string of 1-2048 visible ASCII")
+            )
+        return value
+
+    # -- endpoints -------------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> Response:
+        """The process is up."""
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        """The store answers and every app has a valid token."""
+        try:
+            found = await self._in_thread(self.service.readiness)
+        except TimeoutError:
+            found = None
+        if found is not None and found.ready:
+            return JSONResponse({"status": "ready", "apps": found.apps})
+        store = "unknown" if found is None else ("ok" if found.store_ok else "unavailable")
+        ready = 0 if found is None else found.apps_ready
+        apps = len(self.config.apps)
+        return error(
+            503, "not_ready", f"store {store}; {ready} of {apps} apps have a valid token",
+            retry_after=_RETRY_STORE, store=store, apps_ready=ready, apps=apps,
+        )  # fmt: skip
+
+    async def metrics(self, request: Request) -> Response:
+        """Prometheus text (``public_metrics = false``: a client key is needed)."""
+        if not self.config.public_metrics:
+            self._client(request)
+        try:
+            content = await self._in_thread(self.prometheus.render)
+        except TimeoutError:
+            return error(503, "store_unavailable", "metrics timed out", retry_after=_RETRY_STORE)
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(content, media_type=CONTENT_TYPE_LATEST)
+
+    async def get_token(self, request: Request) -> Response:
+        """``GET /v1/apps/{app_id}/token``."""
+        _, resource = self._resource(request)
+        return _answer(resource, await self._get(resource))
+
+    async def invalidate_token(self, request: Request) -> Response:
+        """``POST /v1/apps/{app_id}/token/invalidate`` with ``{"access_token": ...}``."""
+        client, resource = self._resource(request)
+        return await self._invalidate(request, client, resource, "access_token")
+
+    async def get_ticket(self, request: Request) -> Response:
+        """``GET /v1/apps/{app_id}/ticket/{kind}``."""
+        _, resource = self._resource(request, request.path_params["kind"])
+        return _answer(resource, await self._get(resource))
+
+    async def invalidate_ticket(self, request: Request) -> Response:
+        """``POST /v1/apps/{app_id}/ticket/{kind}/invalidate`` with ``{"ticket": ...}``."""
+        client, resource = self._resource(request, request.path_params["kind"])
+        return await self._invalidate(request, client, resource, "ticket")
+
+    async def _invalidate(
+        self, request: Request, client: str, resource: Resource, field: str
+    ) -> Response:
+        value = await self._reported(request, field)
+        wait = self.limiter.wait(client, resource.label)
+        try:
+            if wait > 0:
+                if await self._in_thread(resource.is_current, value):
+                    logger.warning(
+                        "client=%s: invalidation of %s refused: over its limit", client,
+                        resource.label,
+                    )  # fmt: skip
+                    return error(
+                        429, "too_many_invalidations",
+                        "this client dropped this token too often; retry later",
+                        retry_after=wait,
+                    )  # fmt: skip
+                return _answer(resource, await self._get(resource), invalidated=False)
+            dropped, token = await self._in_thread(resource.invalidate, value)
+        except (WxAuthError, TimeoutError) as exc:
+            return _unavailable(exc, resource.label)
+        if dropped:
+            self.limiter.charge(client, resource.label)
+            logger.info(
+                "client=%s invalidated %s (%s)", client, resource.label, redact_token(value)
+            )
+        return _answer(resource, token, invalidated=dropped)
+
+
+def _wrap(
+    handler: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except _RefusalError as failure:
+            return failure.response
+
+    endpoint.__doc__ = handler.__doc__
+    return endpoint
+
+
+class _AccessLog:
+    """Logs one line per request (``client=NAME method=M path=P status=S
+    duration_ms=D``; a path is shown only once it was found to be a configured app's,
+    so no junk, key or token a client puts in a path reaches the log) and counts it."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, routes: dict[Any, str]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = self.routes.get(scope.get("endpoint"), "other")
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            client = scope.get(_CLIENT, "-")
+            self.metrics.count(route, method, status, client)
+            path = scope.get(_PATH) or (route if route != "other" else "-")
+            access_logger.info(
+                "client=%s method=%s path=%s status=%d duration_ms=%.1f",
+                client, method, path, status, (time.perf_counter() - started) * 1000,
+            )  # fmt: skip
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return error(404, "not_found", "no such endpoint")
+    if exc.status_code == 405:
+        response = error(405, "method_not_allowed", "method not allowed here")
+        if exc.headers and "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    return error(exc.status_code, "bad_request", "bad request")
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    return error(500, "internal_error", "internal error; see the server log")
+
+
+def create_app(
+    config: ServerConfig,
+    *,
+    clock: Callable[[], float] | None = None,
+    limiter_clock: Callable[[], float] | None = None,
+) -> Starlette:
+    """The token service as an ASGI app (Starlette) for ``config``.
+
+    Builds one :class:`~wxauth.TokenManager` per app on the configured store; the
+    app's lifespan starts their background refreshers and closes them on shutdown.
+    ``clock`` (epoch seconds) and ``limiter_clock`` (monotonic seconds, for the
+    invalidation limit) are for tests. Raises :class:`~wxauth.StoreError` for a store
+    that cannot be opened.
+    """
+    service = TokenService(config, clock=clock)
+    limiter = InvalidationLimiter(
+        config.invalidations_per_minute,
+        config.invalidation_burst,
+        **({"clock": limiter_clock} if limiter_clock is not None else {}),
+    )
+    api = _Api(config, service, limiter)
+    routes = [
+        Route("/healthz", _wrap(api.healthz), methods=["GET"]),
+        Route("/readyz", _wrap(api.readyz), methods=["GET"]),
+        Route("/metrics", _wrap(api.metrics), methods=["GET"]),
+        Route("/v1/apps/{app_id}/token", _wrap(api.get_token), methods=["GET"]),
+        Route("/v1/apps/{app_id}/token/invalidate", _wrap(api.invalidate_token), methods=["POST"]),
+        Route("/v1/apps/{app_id}/ticket/{kind}", _wrap(api.get_ticket), methods=["GET"]),
+        Route(
+            "/v1/apps/{app_id}/ticket/{kind}/invalidate",
+            _wrap(api.invalidate_ticket),
+            methods=["POST"],
+        ),
+    ]
+    templates = {route.endpoint: route.path for route in routes}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        service.start()
+        logger.info(
+            "wxauth token service: %d apps, %d clients, store %s",
+            len(config.apps), len(config.clients), config.store.split(":", 1)[0],
+        )  # fmt: skip
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(service.close)
+
+    _redact_server_logs()
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(_AccessLog, metrics=api.prometheus, routes=templates)],
+        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+    )
+    # /v1/apps/X/token/ is a 404, not a redirect a client would follow with its key.
+    app.router.redirect_slashes = False
+    app.state.service = service
+    return app
+
+
+def _redact_server_logs() -> None:
+    """uvicorn's access log shows a request's query: mask any token put there."""
+    redacting = RedactingFilter()
+    for name in ("uvicorn.access", "uvicorn.error"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in log.filters):
+            log.addFilter(redacting)
+
+
+def app_from_env() -> Starlette:
+    """:func:`create_app` for the config file that ``$WXAUTH_SERVER_CONFIG`` names: the
+    factory of ``uvicorn --factory wxauth.server:app_from_env`` (and gunicorn's uvicorn
+    workers). Raises :class:`ConfigError` when it is unset or wrong."""
+    path = os.environ.get(CONFIG_ENV)
+    if not path:
+        raise ConfigError(f"set {CONFIG_ENV} to the path of the service's TOML config")
+    return create_app(load_config(path))
