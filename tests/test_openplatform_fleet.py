@@ -1,0 +1,476 @@
+"""The fleet refresher (wxauth.openplatform.AuthorizerFleet): claims, leases, due times,
+failures, lost schedules, and many fleets on one real redis-server.
+
+The scheduler tests drive real TokenManagers whose source is a counting callable (the
+platform here is a small stand-in with the shape AuthorizerFleet needs); the scale test
+runs the real platform against the emulator. Time is a fake clock moved by the test.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import pytest
+
+from wxauth import MemoryStore, RedisStore, TokenManager, TokenStore, WxAuthError
+from wxauth.openplatform._errors import AuthorizerNotAuthorizedError
+from wxauth.openplatform._fleet import (
+    BUSY_RETRY,
+    FAILURE_RETRY_FIRST,
+    AuthorizerFleet,
+    FleetPlatform,
+)
+
+COMPONENT = "wxcomponent000001"
+START = 1_800_000_000.0
+LIFETIME = 7200.0
+
+
+class Clock:
+    """A fake epoch clock the test moves."""
+
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Fetches:
+    """Every token fetch of every stand-in platform of a test: (appid, time)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.log: list[tuple[str, float]] = []
+        self.failing: set[str] = set()
+        self.lock = threading.Lock()
+
+    def source(self, appid: str) -> Any:
+        def fetch() -> tuple[str, float]:
+            if appid in self.failing:
+                raise WxAuthError(f"scripted failure for {appid}")
+            with self.lock:
+                self.log.append((appid, self.clock()))
+                return f"tok-{appid}-{len(self.log)}", LIFETIME
+
+        return fetch
+
+    def count(self) -> Counter[str]:
+        return Counter(appid for appid, _ in self.log)
+
+
+class Platform:
+    """The shape AuthorizerFleet needs: a registry and one manager per authorizer."""
+
+    def __init__(self, store: TokenStore, fetches: Fetches, appids: Iterable[str] = ()) -> None:
+        self.component_appid = COMPONENT
+        self.store = store
+        self.clock = fetches.clock
+        self.fetches = fetches
+        self.registry: set[str] = set(appids)
+        self.recoveries = 0
+        self.recoverable: set[str] = set()
+        self._managers: dict[str, TokenManager] = {}
+
+    def authorizer(self, appid: str) -> TokenManager:
+        manager = self._managers.get(appid)
+        if manager is None:
+            manager = self._managers[appid] = TokenManager(
+                appid,
+                source=self.fetches.source(appid),
+                store=self.store,
+                clock=self.clock,
+                refresh_margin=300,
+                max_fetches_per_minute=None,
+            )
+        return manager
+
+    def authorizer_appids(self) -> list[str]:
+        return sorted(self.registry)
+
+    def recover_authorizers(self) -> list[str]:
+        self.recoveries += 1
+        self.registry |= self.recoverable
+        return sorted(self.recoverable)
+
+
+def appids(n: int) -> list[str]:
+    return [f"wxa{i:015d}" for i in range(n)]
+
+
+@pytest.fixture(params=["redis", "memory"])
+def store_factory(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Builds stores of one kind: each call a new client on one Redis database, or the
+    one MemoryStore."""
+    if request.param == "memory":
+        memory = MemoryStore()
+        yield lambda: memory
+        return
+    url = request.getfixturevalue("redis_url")
+    stores: list[RedisStore] = []
+
+    def make() -> RedisStore:
+        store = RedisStore.from_url(url)
+        stores.append(store)
+        return store
+
+    yield make
+    for store in stores:
+        store.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def fetches(clock: Clock) -> Fetches:
+    return Fetches(clock)
+
+
+def fleet_on(platform: Platform, **options: Any) -> AuthorizerFleet:
+    options.setdefault("jitter", 0.0)
+    return AuthorizerFleet(platform, **options)
+
+
+# -- options ------------------------------------------------------------------------------
+
+
+def test_margin_must_exceed_two_leases(fetches: Fetches) -> None:
+    """margin <= 2 * lease is refused: a dead worker's claims would outlive the token."""
+    platform = Platform(MemoryStore(), fetches)
+    with pytest.raises(ValueError, match="2 \\* lease"):
+        AuthorizerFleet(platform, margin=120, lease=60)
+    for bad in ({"lease": 0}, {"jitter": -1}, {"batch": 0}, {"poll_interval": 0}):
+        with pytest.raises(ValueError):
+            AuthorizerFleet(platform, **bad)  # type: ignore[arg-type]
+
+
+def test_the_stand_in_has_the_platform_shape(fetches: Fetches) -> None:
+    """The stand-in platform satisfies FleetPlatform (so the tests test the real contract)."""
+    assert isinstance(Platform(MemoryStore(), fetches), FleetPlatform)
+
+
+# -- scheduling ---------------------------------------------------------------------------
+
+
+def test_due_authorizers_are_fetched_and_rescheduled_at_expiry_minus_margin(
+    store_factory: Any, fetches: Fetches, clock: Clock
+) -> None:
+    """run_once fetches each due authorizer once and reschedules it margin before expiry."""
+    platform = Platform(store_factory(), fetches, appids(5))
+    fleet = fleet_on(platform, margin=420)
+    assert fleet.sync() == 5
+    assert fleet.run_once() == 5
+    assert fleet.run_once() == 0
+    for appid in appids(5):
+        assert fleet.due(appid) == START + LIFETIME - 420
+    clock.advance(LIFETIME - 421)
+    assert fleet.run_once() == 0
+    clock.advance(1)
+    assert fleet.run_once() == 5
+    assert fetches.count() == Counter(dict.fromkeys(appids(5), 2))
+    assert fleet.stats.max_lag == 0
+
+
+def test_jitter_spreads_due_times_within_the_window(
+    store_factory: Any, fetches: Fetches, clock: Clock
+) -> None:
+    """Due times fall between expiry - margin - jitter and expiry - margin, and differ."""
+    platform = Platform(store_factory(), fetches, appids(50))
+    fleet = AuthorizerFleet(platform, margin=420, jitter=60, seed=7)
+    fleet.sync()
+    fleet.run_once()
+    dues = [fleet.due(appid) for appid in appids(50)]
+    expires = START + LIFETIME
+    assert all(d is not None and expires - 480 <= d <= expires - 420 for d in dues)
+    assert len(set(dues)) > 40
+    # The earliest jittered due time is still a real due time: the token is renewed.
+    clock.now = min(d for d in dues if d is not None)
+    assert fleet.run_once() >= 1
+
+
+def test_a_token_renewed_by_someone_else_is_not_fetched_again(
+    store_factory: Any, fetches: Fetches, clock: Clock
+) -> None:
+    """At its due time, a token a caller already renewed is only rescheduled."""
+    platform = Platform(store_factory(), fetches, appids(1))
+    fleet = fleet_on(platform)
+    fleet.sync()
+    fleet.run_once()
+    (appid,) = appids(1)
+    clock.advance(LIFETIME - 500)
+    platform.authorizer(appid).refresh()  # a caller (or another worker) renewed it
+    clock.advance(80)  # the fleet's due time for the old token
+    assert fleet.run_once() == 0
+    assert fleet.stats.fresh == 1
+    assert fetches.count()[appid] == 2
+    assert fleet.due(appid) == START + LIFETIME - 500 + LIFETIME - 420
+
+
+def test_a_lock_held_by_a_caller_is_looked_at_again_shortly(
+    store_factory: Any, fetches: Fetches, clock: Clock
+) -> None:
+    """A due token whose lock another holder has is not waited for: retried in BUSY_RETRY."""
+    store = store_factory()
+    platform = Platform(store, fetches, appids(1))
+    fleet = fleet_on(platform)
+    fleet.sync()
+    fleet.run_once()
+    (appid,) = appids(1)
+    manager = platform.authorizer(appid)
+    clock.advance(LIFETIME - 420)
+    lock = store.lock(manager.key, lease=30)
+    assert lock.acquire(blocking=False)
+    try:
+        assert fleet.run_once() == 0
+    finally:
+        lock.release()
+    assert fleet.stats.busy == 1
+    assert fleet.due(appid) == clock.now + BUSY_RETRY
+    clock.advance(BUSY_RETRY)
+    assert fleet.run_once() == 1
+
+
+def test_a_failed_refresh_backs_off_and_keeps_the_member(
+    store_factory: Any, fetches: Fetches, clock: Clock
+) -> None:
+    """Failures reschedule after 10 s, then 20 s; a success clears the count."""
+    platform = Platform(store_factory(), fetches, appids(2))
+    fleet = fleet_on(platform)
+    fleet.sync()
+    bad, _ = appids(2)
+    fetches.failing.add(bad)
+    assert fleet.run_once() == 1
+    assert fleet.due(bad) == clock.now + FAILURE_RETRY_FIRST
+    clock.advance(FAILURE_RETRY_FIRST)
+    assert fleet.run_once() == 0
+    assert fleet.due(bad) == clock.now + 2 * FAILURE_RETRY_FIRST
+    assert fleet.stats.failures == 2
+    fetches.failing.clear()
+    clock.advance(2 * FAILURE_RETRY_FIRST)
+    assert fleet.run_once() == 1
+    assert fleet.due(bad) == clock.now + LIFETIME - fleet.margin
+    fetches.failing.add(bad)
+    clock.now = fleet.due(bad) or 0.0
+    fleet.run_once()
+    assert fleet.due(bad) == clock.now + FAILURE_RETRY_FIRST  # the count started afresh
+    assert len(fleet) == 2
+
+
+def test_not_authorized_drops_the_member_once_the_registry_forgot_it(
+    store_factory: Any, fetches: Fetches, clock: Clock
+) -> None:
+    """61003 drops the member if the registry no longer has it, else backs off."""
+    platform = Platform(store_factory(), fetches, appids(2))
+    fleet = fleet_on(platform)
+    fleet.sync()
+    kept, gone = appids(2)
+
+    def refused() -> tuple[str, float]:
+        raise AuthorizerNotAuthorizedError(61003, "component is not authorized by this account")
+
+    for appid in (kept, gone):
+        platform.authorizer(appid).source.func = refused  # type: ignore[attr-defined]
+    platform.registry.discard(gone)
+    fleet.run_once()
+    assert fleet.due(gone) is None
+    assert fleet.due(kept) == clock.now + FAILURE_RETRY_FIRST
+    assert fleet.stats.removed == 1
+
+
+# -- many workers -------------------------------------------------------------------------
+
+
+def test_concurrent_fleets_on_one_redis_fetch_each_authorizer_once(
+    redis_url: str, fetches: Fetches
+) -> None:
+    """Two fleets claiming at once from one Redis never fetch one authorizer twice."""
+    names = appids(400)
+    platforms = [Platform(RedisStore.from_url(redis_url), fetches, names) for _ in range(2)]
+    fleets = [fleet_on(p, batch=7) for p in platforms]
+    fleets[0].sync()
+    barrier = threading.Barrier(2)
+    results: list[int] = []
+
+    def work(fleet: AuthorizerFleet) -> None:
+        barrier.wait()
+        results.append(fleet.run_once())
+
+    threads = [threading.Thread(target=work, args=(f,)) for f in fleets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert fetches.count() == Counter(dict.fromkeys(names, 1))
+    assert sorted(results) != [0, 400]  # both took part
+    assert sum(results) == 400
+    assert sum(f.stats.claimed for f in fleets) == 400
+    for platform in platforms:
+        platform.store.close()
+
+
+def test_claims_are_exclusive_until_their_lease_runs_out(redis_url: str, fetches: Fetches) -> None:
+    """A worker that claims and dies holds its members for one lease; then another takes them."""
+    names = appids(30)
+    dead, alive = (Platform(RedisStore.from_url(redis_url), fetches, names) for _ in range(2))
+    dead_fleet, fleet = fleet_on(dead, lease=60), fleet_on(alive, lease=60)
+    fleet.sync()
+    clock = fetches.clock
+    claimed = dead_fleet._schedule.claim(clock(), clock() + 60, 100)  # and never finishes
+    assert len(claimed) == 30
+    assert fleet.run_once() == 0
+    clock.advance(59)
+    assert fleet.run_once() == 0
+    clock.advance(1)
+    assert fleet.run_once() == 30
+    assert fleet.stats.max_lag == 0  # claimed at the dead claim's end, exactly
+    assert fetches.count() == Counter(dict.fromkeys(names, 1))
+    dead.store.close()
+    alive.store.close()
+
+
+def test_a_claim_that_runs_out_mid_batch_is_left_to_the_others(
+    redis_url: str, fetches: Fetches, clock: Clock
+) -> None:
+    """A worker stops working a batch once its claim ran out: the rest is due again."""
+    names = appids(5)
+    platform = Platform(RedisStore.from_url(redis_url), fetches, names)
+    fleet = fleet_on(platform, lease=60)
+    fleet.sync()
+    slow = fetches.source(names[1])
+
+    def slow_fetch() -> tuple[str, float]:
+        clock.advance(61)  # this fetch took longer than the whole claim
+        return slow()  # type: ignore[no-any-return]
+
+    platform.authorizer(names[1]).source.func = slow_fetch  # type: ignore[attr-defined]
+    assert fleet.run_once() == 2
+    assert fleet.stats.abandoned == 3
+    assert fleet.run_once() == 3  # due again at once (the claim's end has passed)
+    assert fetches.count() == Counter(dict.fromkeys(names, 1))
+    platform.store.close()
+
+
+# -- lost schedules -----------------------------------------------------------------------
+
+
+def test_a_flushed_schedule_is_reseeded_from_the_registry(
+    redis_url: str, fetches: Fetches, clock: Clock
+) -> None:
+    """After FLUSHDB the next sync re-adds every registered authorizer, due now."""
+    names = appids(20)
+    store = RedisStore.from_url(redis_url)
+    platform = Platform(store, fetches, names)
+    fleet = fleet_on(platform)
+    fleet.sync()
+    fleet.run_once()
+    store.client.flushdb()
+    assert len(fleet) == 0
+    clock.advance(100)
+    assert fleet.sync() == 20
+    assert fleet.run_once() == 20  # the tokens went with the flush
+    assert platform.recoveries == 0
+    store.close()
+
+
+def test_schedule_and_registry_lost_recover_once_across_workers(
+    redis_url: str, fetches: Fetches
+) -> None:
+    """Both lost: one worker recovers the authorizers from WeChat, the others wait."""
+    names = appids(10)
+    platforms = [Platform(RedisStore.from_url(redis_url), fetches) for _ in range(2)]
+    for platform in platforms:
+        platform.recoverable = set(names)
+    first, second = (fleet_on(p) for p in platforms)
+    owner = second._schedule.begin_seed()  # a worker in the middle of seeding
+    assert owner is not None
+    assert first.sync() == 0  # it waits for that worker
+    second._schedule.abort_seed(owner)  # which died
+    assert first.sync() == 10
+    assert second.sync() == 0  # seeded: only reconciled
+    assert [p.recoveries for p in platforms] == [1, 0]
+    for platform in platforms:
+        platform.store.close()
+
+
+def test_sync_adds_new_and_drops_forgotten_authorizers(
+    store_factory: Any, fetches: Fetches
+) -> None:
+    """A later sync schedules new registry entries and unschedules removed ones."""
+    names = appids(4)
+    platform = Platform(store_factory(), fetches, names[:3])
+    fleet = fleet_on(platform)
+    assert fleet.sync() == 3
+    platform.registry = {names[1], names[2], names[3]}
+    assert fleet.sync() == 1
+    assert fleet.due(names[0]) is None
+    assert fleet.due(names[3]) is not None
+    platform.registry = set()  # an empty registry is a lost one: nothing is dropped
+    fleet.sync()
+    assert len(fleet) == 3
+
+
+def test_add_and_remove(store_factory: Any, fetches: Fetches, clock: Clock) -> None:
+    """add() schedules (due now unless told), keeps a due time on re-add; remove() drops."""
+    platform = Platform(store_factory(), fetches)
+    fleet = fleet_on(platform)
+    fleet.add("wxnew")
+    assert fleet.due("wxnew") == clock.now
+    fleet.add("wxnew")
+    assert fleet.due("wxnew") == clock.now
+    fleet.add("wxnew", due=clock.now + 50)
+    assert fleet.due("wxnew") == clock.now + 50
+    assert fleet.next_due() == clock.now + 50
+    fleet.remove("wxnew")
+    assert fleet.due("wxnew") is None
+    assert fleet.next_due() is None
+
+
+# -- callers ------------------------------------------------------------------------------
+
+
+def test_callers_only_read_the_store_while_the_fleet_runs(redis_url: str, fetches: Fetches) -> None:
+    """Over 6 simulated hours, callers in another process never fetch; the fleet fetches
+    each token once per (lifetime - margin)."""
+    names = appids(40)
+    worker = Platform(RedisStore.from_url(redis_url), fetches, names)
+    caller = Platform(RedisStore.from_url(redis_url), fetches, names)
+    fleet = AuthorizerFleet(worker, margin=420, jitter=60, seed=1)
+    fleet.sync()
+    clock = fetches.clock
+    for _ in range(6 * 3600 // 30):
+        fleet.run_once()
+        for appid in names:
+            token = caller.authorizer(appid).get_token()
+            assert token.startswith("tok-")
+        clock.advance(30)
+    assert sum(caller.authorizer(a).stats.fetches for a in names) == 0
+    per_authorizer = set(fetches.count().values())
+    # 6 h from a cold start: the first fetch, then one every ~6750 s.
+    assert per_authorizer == {4}
+    worker.store.close()
+    caller.store.close()
+
+
+def test_background_thread_refreshes_on_a_fake_clock(fetches: Fetches, clock: Clock) -> None:
+    """start() seeds and refreshes in a daemon thread; close() stops it."""
+    platform = Platform(MemoryStore(), fetches, appids(3))
+    fleet = fleet_on(platform, poll_interval=0.05)
+    fleet.start()
+    try:
+        assert fleet.sync_background()
+        assert fetches.count() == Counter(dict.fromkeys(appids(3), 1))
+        clock.advance(LIFETIME - 420)
+        assert fleet.sync_background()
+        assert fetches.count() == Counter(dict.fromkeys(appids(3), 2))
+    finally:
+        fleet.close()
+    assert not fleet.sync_background()
