@@ -1,0 +1,295 @@
+"""The Open Platform's side of WeChat's token protocol, with no I/O: the store keys and
+records of a platform, the requests to the component endpoints, and the reading of
+their answers.
+
+Like :mod:`wxauth._protocol`, this module never sends anything. Credentials (the
+component secret, the ``component_verify_ticket``, an authorization code, a refresh
+token, the component token) travel as :class:`~wxauth.Secret` values inside a
+:class:`~wxauth._protocol.TokenRequest` and are named in its ``secrets``, so every
+message about the request is scrubbed of them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .._errors import EXPIRED_ERRCODES, TokenFetchError, WeChatAPIError
+from .._protocol import TokenRequest
+from .._secret import Secret
+from ..sources import DEFAULT_API_BASE, _endpoint_tag
+from ._errors import error_for_component_errcode
+
+__all__ = [
+    "API_START_PUSH_TICKET",
+    "AUTHORIZER_LIST",
+    "AUTHORIZER_TOKEN",
+    "COMPONENT_TOKEN",
+    "LIST_PAGE_SIZE",
+    "QUERY_AUTH",
+    "TICKET_TTL",
+    "ListPage",
+    "PlatformKeys",
+    "StoredRefresh",
+    "StoredTicket",
+    "check_appid",
+    "component_api_request",
+    "component_error",
+    "component_token_request",
+    "parse_list_page",
+    "parse_refresh_record",
+    "parse_ticket_record",
+    "refresh_record",
+    "start_push_ticket_request",
+    "ticket_record",
+]
+
+COMPONENT_TOKEN = "/cgi-bin/component/api_component_token"  # noqa: S105 - a path
+QUERY_AUTH = "/cgi-bin/component/api_query_auth"
+AUTHORIZER_TOKEN = "/cgi-bin/component/api_authorizer_token"  # noqa: S105 - a path
+AUTHORIZER_LIST = "/cgi-bin/component/api_get_authorizer_list"
+API_START_PUSH_TICKET = "/cgi-bin/component/api_start_push_ticket"
+
+#: How long a ``component_verify_ticket`` is kept after it arrived (seconds): WeChat
+#: says it is valid 12 hours, and pushes a new one every 10 minutes.
+TICKET_TTL = 12 * 3600.0
+#: Authorizers asked for per ``api_get_authorizer_list`` page. WeChat allows 500, but
+#: a page of 500 (about 75 KB) is over the 64 KB a token answer may be
+#: (:data:`wxauth.sources.MAX_ANSWER_BYTES`); 200 stay under it with room to spare.
+LIST_PAGE_SIZE = 200
+
+# An appid becomes part of store keys and file names; WeChat's look like wx + 16 hex.
+_APPID_FORM = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def check_appid(name: str, value: object) -> str:
+    """``value`` if it looks like an appid (1 to 64 of ``A-Za-z0-9_.-``), else
+    ``ValueError`` naming ``name`` (the value is not echoed: it may be anything)."""
+    if not isinstance(value, str) or not _APPID_FORM.fullmatch(value):
+        raise ValueError(f"{name} must be an appid: 1 to 64 characters of A-Z, a-z, 0-9, _ . -")
+    return value
+
+
+@dataclass(frozen=True)
+class PlatformKeys:
+    """Where one platform keeps its state in a store (every key names the component
+    appid, so two platforms never share one; an emulator's or a proxy's ``api_base``
+    adds a tag, so its state is never taken for WeChat's)."""
+
+    component_appid: str
+    api_base: str = DEFAULT_API_BASE
+
+    @property
+    def _tag(self) -> str:
+        return _endpoint_tag(self.api_base, DEFAULT_API_BASE)
+
+    @property
+    def _base(self) -> str:
+        return f"openplatform:{self.component_appid}{self._tag}"
+
+    @property
+    def ticket(self) -> str:
+        """Meta record (and lock) of the newest ``component_verify_ticket``."""
+        return f"{self._base}:ticket"
+
+    @property
+    def refresh_table(self) -> str:
+        """Record table of the authorizers' refresh tokens, by authorizer appid."""
+        return f"{self._base}:refresh"
+
+    @property
+    def recovery(self) -> str:
+        """Meta record (and lock) of the last re-read of the authorizer list."""
+        return f"{self._base}:recovery"
+
+    def push(self, msg_signature: str) -> str:
+        """Meta record of a push already handled (by its signature)."""
+        return f"{self._base}:push:{msg_signature}"
+
+    @property
+    def component_token(self) -> str:
+        """Store key of the component token."""
+        return f"token:component:{self.component_appid}{self._tag}"
+
+    def authorizer_token(self, authorizer_appid: str) -> str:
+        """Store key of an authorizer's access token."""
+        return f"token:authorizer:{self.component_appid}:{authorizer_appid}{self._tag}"
+
+
+# -- records ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, repr=False)
+class StoredTicket:
+    """The ``component_verify_ticket`` a store holds, and its push's ``CreateTime``."""
+
+    ticket: Secret
+    create_time: int
+
+    def __repr__(self) -> str:
+        return f"StoredTicket(create_time={self.create_time})"
+
+
+def ticket_record(ticket: Secret, create_time: int) -> str:
+    """The meta record of a ticket."""
+    return json.dumps({"create_time": create_time, "ticket": ticket.get_secret_value()})
+
+
+def parse_ticket_record(raw: str | None) -> StoredTicket | None:
+    """The ticket in a meta record; ``None`` for none or a damaged one."""
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+        ticket, create_time = data["ticket"], data["create_time"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(ticket, str) or not ticket.strip() or type(create_time) is not int:
+        return None
+    return StoredTicket(Secret(ticket), create_time)
+
+
+@dataclass(frozen=True, repr=False)
+class StoredRefresh:
+    """An authorizer's refresh-token record as a store holds it.
+
+    ``raw`` is the record's exact text (compare-and-set writes over it); ``token`` is
+    ``None`` when the record is damaged (it then counts as missing). ``event_time`` is
+    the ``CreateTime`` of the authorization push that brought it, if one did: an
+    ``unauthorized`` push older than that is stale.
+    """
+
+    raw: Secret
+    token: Secret | None
+    event_time: int | None
+
+    def __repr__(self) -> str:
+        return f"StoredRefresh(event_time={self.event_time})"
+
+
+def refresh_record(token: Secret, *, event_time: int | None, at: float) -> str:
+    """The durable record of a refresh token (``at``: when it was written, epoch s)."""
+    return json.dumps(
+        {"refresh_token": token.get_secret_value(), "event_time": event_time, "at": at}
+    )
+
+
+def parse_refresh_record(raw: str | None) -> StoredRefresh | None:
+    """Read a refresh-token record (``None``: no record)."""
+    if raw is None:
+        return None
+    token: Secret | None = None
+    event_time: int | None = None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        value, when = data.get("refresh_token"), data.get("event_time")
+        if isinstance(value, str) and value.strip():
+            token = Secret(value)
+        if type(when) is int:
+            event_time = when
+    return StoredRefresh(Secret(raw), token, event_time)
+
+
+# -- requests ---------------------------------------------------------------------------
+
+
+def component_token_request(
+    component_appid: str, secret: Secret, ticket: Secret, api_base: str
+) -> TokenRequest:
+    """``POST /cgi-bin/component/api_component_token`` (secret and ticket in the body)."""
+    body = {
+        "component_appid": component_appid,
+        "component_appsecret": secret,
+        "component_verify_ticket": ticket,
+    }
+    return TokenRequest(
+        "POST", api_base + COMPONENT_TOKEN, COMPONENT_TOKEN, json=body, secrets=(secret, ticket)
+    )
+
+
+def component_api_request(
+    api_base: str,
+    path: str,
+    component_token: str,
+    body: Mapping[str, Any],
+    *,
+    secrets: tuple[Secret, ...] = (),
+) -> TokenRequest:
+    """``POST <path>?component_access_token=T`` with a JSON body. The token's own
+    errcodes (40001/40014/42001) come back as plain errors, for the caller to heal."""
+    token = Secret(component_token)
+    return TokenRequest(
+        "POST",
+        api_base + path,
+        path,
+        params={"component_access_token": token},
+        json=body,
+        secrets=(token, *secrets),
+        token_errcodes=EXPIRED_ERRCODES,
+    )
+
+
+def start_push_ticket_request(component_appid: str, secret: Secret, api_base: str) -> TokenRequest:
+    """``POST /cgi-bin/component/api_start_push_ticket`` (no token; the secret in the
+    body as ``component_secret``)."""
+    body = {"component_appid": component_appid, "component_secret": secret}
+    path = API_START_PUSH_TICKET
+    return TokenRequest("POST", api_base + path, path, json=body, secrets=(secret,))
+
+
+def component_error(exc: WeChatAPIError) -> WeChatAPIError | None:
+    """The Open Platform error for an errcode a component endpoint answered (61xxx:
+    :func:`~wxauth.openplatform.error_for_component_errcode`); ``None`` when ``exc``
+    is already right (a credential or quota error, or an expired component token)."""
+    if type(exc) is not WeChatAPIError or exc.errcode in EXPIRED_ERRCODES:
+        return None
+    return error_for_component_errcode(exc.errcode, exc.errmsg, url_path=exc.url_path)
+
+
+# -- answers ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, repr=False)
+class ListPage:
+    """One page of ``api_get_authorizer_list``: ``{authorizer appid: (refresh token,
+    auth_time)}`` (entries without a refresh token counted in ``without_token``) and
+    the total."""
+
+    tokens: dict[str, tuple[Secret, int | None]]
+    entries: int
+    without_token: int
+    total: int
+
+    def __repr__(self) -> str:
+        return f"ListPage(entries={self.entries}, total={self.total})"
+
+
+def parse_list_page(answer: Mapping[str, Any]) -> ListPage:
+    """Read a page of ``api_get_authorizer_list`` (``list[].refresh_token``, not
+    ``authorizer_refresh_token``). Raises :class:`~wxauth.TokenFetchError` for an
+    answer that is not a page."""
+    entries, total = answer.get("list"), answer.get("total_count")
+    if not isinstance(entries, list) or type(total) is not int or total < 0:
+        raise TokenFetchError(
+            f"{AUTHORIZER_LIST} answered without a list and a total_count (keys: {sorted(answer)})"
+        )
+    tokens: dict[str, tuple[Secret, int | None]] = {}
+    without = 0
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            continue
+        appid, token = entry.get("authorizer_appid"), entry.get("refresh_token")
+        auth_time = entry.get("auth_time")
+        if not isinstance(appid, str) or not _APPID_FORM.fullmatch(appid):
+            continue
+        if isinstance(token, str) and token.strip():
+            tokens[appid] = (Secret(token), auth_time if type(auth_time) is int else None)
+        else:
+            without += 1  # authorized, but the code was never exchanged
+    return ListPage(tokens, len(entries), without, total)
