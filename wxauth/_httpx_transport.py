@@ -75,11 +75,18 @@ def _build(
             request.url,
             params=reveal(request.params),
             json=reveal(request.json),
+            headers=reveal(request.headers),
             timeout=max(deadline - time.monotonic(), 0.0),
         )
     except Exception as exc:  # an invalid api_base, a body that is not JSON...
         return None, _unbuildable(exc, request)
     return _Built(built), None
+
+
+def _auth_for(request: TokenRequest) -> httpx._client.UseClientDefault | None:
+    """No auth for a request that brings its own headers (an Authorization): the
+    client's auth must not replace them; the client's auth otherwise."""
+    return None if request.headers else httpx.USE_CLIENT_DEFAULT
 
 
 def _send_failure(exc: Exception, request: TokenRequest, timeout: float) -> TransportError:
@@ -182,7 +189,9 @@ class HttpxTransport:
         if built is None:
             return None, failure
         try:
-            response = self.client.send(built.request, stream=True, follow_redirects=False)
+            response = self.client.send(
+                built.request, stream=True, follow_redirects=False, auth=_auth_for(request)
+            )
         except Exception as exc:  # the frames of httpx hold the URL: nothing is chained
             return None, _send_failure(exc, request, timeout)
         try:
@@ -240,7 +249,9 @@ class AsyncHttpxTransport:
         if built is None:
             return None, failure
         try:
-            response = await self.client.send(built.request, stream=True, follow_redirects=False)
+            response = await self.client.send(
+                built.request, stream=True, follow_redirects=False, auth=_auth_for(request)
+            )
         except Exception as exc:  # not the cancellation, a BaseException
             return None, _send_failure(exc, request, timeout)
         try:

@@ -74,8 +74,9 @@ _EXCERPT = 80
 class TokenRequest:
     """One request to a token endpoint, as data: what a transport sends.
 
-    ``params`` go in the query string and ``json`` (if any) is the body; either may
-    hold :class:`~wxauth.Secret` values, which a transport unwraps at the last moment.
+    ``params`` go in the query string, ``headers`` are added to the request's, and
+    ``json`` (if any) is the body; any of them may hold :class:`~wxauth.Secret` values
+    (an ``Authorization`` header, say), which a transport unwraps at the last moment.
     ``secrets`` are scrubbed from every message about this request. ``path`` names the
     endpoint in messages (never the whole URL, whose query may hold the secret).
     """
@@ -85,6 +86,7 @@ class TokenRequest:
     path: str
     params: Mapping[str, str | Secret] = field(default_factory=dict)
     json: Mapping[str, Any] | None = None
+    headers: Mapping[str, str | Secret] = field(default_factory=dict)
     secrets: tuple[Secret, ...] = ()
     retryable_errcodes: frozenset[int] = RETRYABLE_ERRCODES
     #: Errcodes that judge the access token the request carries (a ticket request's):

@@ -171,6 +171,11 @@ def _refuse_redirect(response: requests.Response, *args: Any, **kwargs: Any) -> 
         raise _RedirectError(answer)
 
 
+def _as_given(prepared: requests.PreparedRequest) -> requests.PreparedRequest:
+    """A requests auth that leaves the request as it is."""
+    return prepared
+
+
 class RequestsTransport:
     """A :class:`Transport` on a :class:`requests.Session` (its proxies, certificates,
     headers and adapters apply; its ``auth`` too, so do not give a manager a session
@@ -196,6 +201,10 @@ class RequestsTransport:
                     request.url,
                     params=reveal(request.params),
                     json=reveal(request.json),
+                    headers=reveal(request.headers),
+                    # A request that brings its own headers (an Authorization) keeps
+                    # them: neither the session's auth nor ~/.netrc replaces them.
+                    auth=_as_given if request.headers else None,
                 )
             )
         except Exception as exc:  # an invalid api_base, a body that is not JSON...
