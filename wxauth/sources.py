@@ -64,6 +64,7 @@ __all__ = [
     "FetchContext",
     "FlowStep",
     "ReadMeta",
+    "RemoteSource",
     "StableTokenSource",
     "TokenFlow",
     "TokenProvider",
@@ -397,6 +398,8 @@ def make_source(
     """Build the source a ``TokenManager(source=...)`` argument names."""
     if isinstance(secret, str):
         secret = Secret(secret)  # no clear local, should a line below raise
+    if isinstance(spec, RemoteSource):
+        return spec.for_app(appid)  # it has no appid of its own until bound
     if isinstance(spec, TokenSource):
         return spec
     if spec is None or isinstance(spec, str):
@@ -413,3 +416,7 @@ def make_source(
     if callable(spec):
         return CallableTokenSource(appid, spec)
     raise TypeError(f"source must be a name, a TokenSource or a callable, not {type(spec)!r}")
+
+
+# At the end: RemoteSource subclasses TokenSource, defined above.
+from ._remote import RemoteSource  # noqa: E402
