@@ -352,7 +352,8 @@ class _Reader:
                 poll_interval=options.get("poll_interval", 5.0),
             )
         except ValueError as exc:
-            raise self.error(where, str(exc)) from None
+            message = str(exc).replace(", or None for no limit", " (omit it for the default)")
+            raise self.error(where, message) from None
         if options.get("lock_timeout", 1.0) <= 0:
             raise self.error(f"{where}.lock_timeout", "must be > 0")
 
