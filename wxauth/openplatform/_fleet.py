@@ -434,8 +434,14 @@ class AuthorizerFleet:
         """The earliest due time in the schedule (epoch seconds), or ``None``."""
         return self._schedule.next_due()
 
+    def step(self) -> float:
+        """One look, as :meth:`start`'s thread and :meth:`run_forever` take it: compare
+        with the registry when :attr:`sync_interval` has passed or the schedule was
+        lost, refresh everything due; return the seconds until the next due time
+        (``0`` after work was done: look again at once)."""
+        return self._background_step(self._closed.is_set)
+
     def _background_step(self, stopped: Callable[[], bool]) -> float:
-        """One look: sync when it is time, refresh what is due; seconds to the next."""
         now = self._clock()
         if now >= self._next_sync or not self._schedule.seeded():
             self.sync()
