@@ -222,5 +222,9 @@ class TokenService:
             if token is not None and not token.is_expired(resource.manager.clock()):
                 ready += 1
             else:
+                # Wake its refresher, which may be in a long backoff after a store
+                # outage (a Redis that restarted empty); the manager's own failure
+                # backoff still paces the requests to WeChat.
+                resource.manager.sync_background(0)
                 logger.info("readiness: app %s has no valid token yet", resource.app_id)
         return Readiness(True, ready, apps)
