@@ -573,3 +573,94 @@ def test_fetch_needs_a_bound_source() -> None:
     )
     with pytest.raises(ValueError, match="not bound"):
         RemoteSource("http://127.0.0.1:9", key=KEY).fetch(ctx)
+
+
+# -- against the real service (wxauth.server on uvicorn) -------------------------------------
+
+ADMIN_KEY = "wxk_Admin-Client-Key_00112233445566778899aabb"
+SECRET_ENV = "WXAUTH_REMOTE_TEST_SECRET"
+
+
+@contextlib.contextmanager
+def real_service(fake: FakeWeChat, emulator: str) -> Iterator[str]:
+    """``wxauth.server.create_app`` on uvicorn, in a thread on a free loopback port:
+    KEY may read APPID, OTHER_KEY nothing, ADMIN_KEY every app. Yields its URL."""
+    import uvicorn
+
+    from wxauth.server import create_app, hash_key, parse_config
+
+    config = parse_config(
+        f'[[apps]]\nappid = "{APPID}"\nsecret_env = "{SECRET_ENV}"\napi_base = "{emulator}"\n'
+        f'[[clients]]\nname = "app"\nkey_sha256 = "{hash_key(KEY)}"\napps = ["{APPID}"]\n'
+        f'[[clients]]\nname = "other"\nkey_sha256 = "{hash_key(OTHER_KEY)}"\napps = []\n'
+        f'[[clients]]\nname = "admin"\nkey_sha256 = "{hash_key(ADMIN_KEY)}"\napps = ["*"]\n',
+        environ={SECRET_ENV: SECRET},
+    )
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(config, clock=fake.clock), log_config=None, lifespan="on", access_log=False
+        )
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    deadline = time.monotonic() + 10
+    while not server.started or requests.get(url + "/readyz", timeout=2).status_code != 200:
+        assert thread.is_alive(), "the service did not start"
+        assert time.monotonic() < deadline, "the service was not ready in time"
+        time.sleep(0.01)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def test_heals_a_40001_through_the_real_service(fake: FakeWeChat, emulator: str) -> None:
+    """Against wxauth.server: a read, then a 40001 reported to its invalidate endpoint,
+    which fetches once; a second client then reads the fresh token."""
+    fake.add_api(API_PATH, json={"errcode": 0, "nickname": "x"})
+    with real_service(fake, emulator) as url:
+        with client(fake, url) as tokens, requests.Session() as session:
+            session.auth = wxauth.WxAuth(manager=tokens, extra_hosts=[emulator])
+            rejected = tokens.get_token()
+            fake.retire_all()
+            answer = session.get(emulator + API_PATH)
+            assert answer.json()["nickname"] == "x"
+            assert len(answer.history) == 1
+            fresh = tokens.get_token()
+        with client(fake, url) as later:
+            assert later.get_token() == fresh
+    assert fresh != rejected
+    assert fresh == fake.latest_token(APPID)
+    fake.assert_token_fetches(2)
+
+
+@pytest.mark.parametrize(
+    ("key", "appid", "errcode", "words"),
+    [
+        (KEY + "x", APPID, 40125, "HTTP 401 unauthorized"),
+        (OTHER_KEY, APPID, 40013, "HTTP 403 forbidden"),
+        (ADMIN_KEY, "wxnotconfigured", 40013, "HTTP 404 unknown_app"),
+    ],
+)
+def test_the_real_services_verdicts(
+    fake: FakeWeChat, emulator: str, key: str, appid: str, errcode: int, words: str
+) -> None:
+    """wxauth.server's 401, 403 and 404 are CredentialErrors naming the key's
+    fingerprint, and are not failed over to the next URL."""
+    dead = refused_url()
+    with real_service(fake, emulator) as url:
+        source = RemoteSource([url, dead], key=key)
+        with (
+            wxauth.TokenManager(appid, source=source, store=wxauth.MemoryStore()) as tokens,
+            pytest.raises(wxauth.CredentialError) as caught,
+        ):
+            tokens.get_token()
+    assert caught.value.errcode == errcode
+    assert words in str(caught.value)
+    assert hashlib.sha256(key.encode()).hexdigest()[:12] in str(caught.value)
+    assert dead not in str(caught.value)

@@ -210,7 +210,8 @@ class RemoteSource(TokenSource):
         self._check_bound()
         transport = ctx.transport if ctx.transport is not None else RequestsTransport(ctx.session)
         timeout = min(self.timeout, ctx.timeout)
-        # Within what the manager's lock lease allows for one fetch.
+        # The first pass asks every URL; another pass starts only within what the
+        # manager's lock lease allows for one fetch.
         give_up = time.monotonic() + ctx.timeout * (ctx.retries + 1)
         rejected = ctx.rejected
         failures: dict[str, str] = {}
@@ -226,7 +227,7 @@ class RemoteSource(TokenSource):
             retryable = True
             count = len(self.urls)
             for step in range(count):
-                if time.monotonic() >= give_up:
+                if attempt and time.monotonic() >= give_up:
                     retryable = False
                     break
                 index = (self._start + step) % count
