@@ -42,11 +42,25 @@ def _add_sign(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
     add_sign_parser(subparsers)
 
 
+def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .server._cli import add_serve_parser
+
+    add_serve_parser(subparsers)
+
+
+def _add_keygen(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .server._cli import add_keygen_parser
+
+    add_keygen_parser(subparsers)
+
+
 _SUBCOMMANDS: Sequence[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = (
     _add_emulator,
     _add_token,
     _add_ticket,
     _add_sign,
+    _add_serve,
+    _add_keygen,
 )
 
 
