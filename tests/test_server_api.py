@@ -5,9 +5,11 @@ readiness, metrics, and WeChat failing."""
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -15,12 +17,14 @@ from conftest import Held
 from test_server_support import (
     ADMIN_KEY,
     APPID,
+    ENV,
     KEY,
     OTHER_APPID,
     OTHER_KEY,
     PATIENCE,
     SECRET,
     auth,
+    config_text,
     make_config,
     new_fake,
     running_service,
@@ -79,16 +83,20 @@ def test_twenty_reporters_of_one_token_cause_one_fetch(
     barrier = threading.Barrier(20)
     answers: list[httpx.Response] = []
 
+    shared = httpx.Client(
+        base_url=str(client.base_url), timeout=PATIENCE, limits=httpx.Limits(max_connections=40)
+    )
+
     def reporter() -> None:
-        with httpx.Client(base_url=str(client.base_url), timeout=PATIENCE) as own:
-            barrier.wait()
-            answers.append(report(own, old))
+        barrier.wait()
+        answers.append(report(shared, old))
 
     threads = [threading.Thread(target=reporter) for _ in range(20)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(PATIENCE)
+    shared.close()
     assert [a.status_code for a in answers] == [200] * 20
     bodies = [a.json() for a in answers]
     assert sum(b["invalidated"] for b in bodies) == 1
@@ -295,3 +303,63 @@ def test_config_parse_of_the_example_file(tmp_path: object) -> None:
     assert config.port == 8700
     assert config.apps
     assert config.clients
+
+
+class InFlight:
+    """ASGI middleware of the test: counts the requests of ``path`` that arrived."""
+
+    def __init__(self, app: Any, path: str) -> None:
+        self.app, self.path, self.arrived = app, path, 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == self.path:
+            self.arrived += 1
+        await self.app(scope, receive, send)
+
+
+def test_an_app_whose_fetch_hangs_does_not_hold_up_the_others() -> None:
+    """App A's token endpoint never answers: with 60 reads of A waiting (more than
+    anyio's 40 default worker threads), B's invalidation (a drop and a fetch, in
+    worker threads) is still answered, because each app has threads of its own; the
+    reads of A answer 503 after request_timeout."""
+    with (
+        new_fake() as fake,
+        fake.serve() as api_base,
+        socket.create_server(("127.0.0.1", 0)) as blackhole,  # accepts, never answers
+    ):
+        silent = f"http://127.0.0.1:{blackhole.getsockname()[1]}"
+        text = config_text(api_base, server="request_timeout = 1", app="timeout = 5")
+        text = text.replace(f'api_base = "{api_base}"', f'api_base = "{silent}"', 1)
+        app = InFlight(create_app(parse_config(text, environ=ENV)), TOKEN)
+        with serve_app(app) as url, httpx.Client(base_url=url) as client:
+            other = f"/v1/apps/{OTHER_APPID}/token"
+            wait_until(lambda: client.get(other, headers=auth(OTHER_KEY)).status_code == 200,
+                       "app B's token")  # fmt: skip
+            old = client.get(other, headers=auth(OTHER_KEY)).json()["access_token"]
+            # One client for the readers (a client per thread would spend seconds
+            # loading CA bundles); its pool lets all 60 requests out at once.
+            readers = httpx.Client(
+                base_url=url, timeout=PATIENCE, limits=httpx.Limits(max_connections=100)
+            )
+            statuses: list[int] = []
+            threads = [
+                threading.Thread(
+                    target=lambda: statuses.append(readers.get(TOKEN, headers=auth()).status_code)
+                )
+                for _ in range(60)
+            ]
+            for thread in threads:
+                thread.start()
+            wait_until(lambda: app.arrived == 60, "60 reads of A in the service")
+            started = time.monotonic()
+            answer = client.post(
+                f"{other}/invalidate", json={"access_token": old}, headers=auth(OTHER_KEY)
+            )
+            elapsed = time.monotonic() - started
+            for thread in threads:
+                thread.join(PATIENCE)
+            readers.close()
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["invalidated"] is True
+            assert elapsed < 0.5  # not queued behind A's requests
+            assert statuses == [503] * 60

@@ -47,7 +47,7 @@ from ._config import APP_ID_PATTERN, ClientConfig, ConfigError, ServerConfig, lo
 from ._metrics import ServiceMetrics
 from ._service import ACCESS_TOKEN, Resource, TokenService
 
-__all__ = ["CONFIG_ENV", "MAX_BODY", "app_from_env", "create_app"]
+__all__ = ["CONFIG_ENV", "MAX_BODY", "THREADS_PER_RESOURCE", "app_from_env", "create_app"]
 
 logger = logging.getLogger("wxauth.server")
 access_logger = logging.getLogger("wxauth.server.access")
@@ -59,6 +59,9 @@ MAX_BODY = 4096
 #: A token or ticket as a client may report it: visible ASCII, at most 2048 characters.
 _REPORTED = re.compile(r"[\x21-\x7e]{1,2048}")
 _KIND = re.compile(r"[a-z_]{1,32}")
+#: Worker threads one app's token (or ticket) may hold at once: an app whose fetch hangs
+#: cannot take the threads the other apps' requests need.
+THREADS_PER_RESOURCE = 8
 #: Retry-After (seconds) of a 503 when nothing better is known.
 _RETRY_STORE = 5
 _RETRY_WECHAT = 10
@@ -147,13 +150,25 @@ class _Api:
         self.clients = ClientDirectory(config.clients)
         self.limiter = limiter
         self.prometheus = ServiceMetrics(service)
+        self._limiters: dict[str, anyio.CapacityLimiter] = {}
 
     # -- helpers ---------------------------------------------------------------------
 
-    async def _in_thread(self, func: Callable[..., _T], *args: Any) -> _T:
-        """Run ``func`` in a worker thread, giving up after ``request_timeout``."""
+    async def _in_thread(
+        self, func: Callable[..., _T], *args: Any, resource: Resource | None = None
+    ) -> _T:
+        """Run ``func`` in a worker thread (one of ``resource``'s own, if given),
+        giving up after ``request_timeout``."""
+        limiter = None
+        if resource is not None:
+            limiter = self._limiters.get(resource.label)
+            if limiter is None:  # created here: a limiter needs the running event loop
+                limiter = anyio.CapacityLimiter(THREADS_PER_RESOURCE)
+                self._limiters[resource.label] = limiter
         with anyio.fail_after(self.config.request_timeout):
-            return await anyio.to_thread.run_sync(func, *args, abandon_on_cancel=True)
+            return await anyio.to_thread.run_sync(
+                func, *args, abandon_on_cancel=True, limiter=limiter
+            )
 
     def _client(self, request: Request) -> ClientConfig:
         client = self.clients.authenticate(request.headers.get("authorization"))
@@ -191,7 +206,7 @@ class _Api:
         if token is not None:
             return token
         try:
-            return await self._in_thread(resource.get)
+            return await self._in_thread(resource.get, resource=resource)
         except (WxAuthError, TimeoutError) as exc:
             raise _RefusalError(_unavailable(exc, resource.label)) from None
 
@@ -293,7 +308,7 @@ class _Api:
         wait = self.limiter.wait(client, resource.label)
         try:
             if wait > 0:
-                if await self._in_thread(resource.is_current, value):
+                if await self._in_thread(resource.is_current, value, resource=resource):
                     logger.warning(
                         "client=%s: invalidation of %s refused: over its limit", client,
                         resource.label,
@@ -304,7 +319,7 @@ class _Api:
                         retry_after=wait,
                     )  # fmt: skip
                 return _answer(resource, await self._get(resource), invalidated=False)
-            dropped, token = await self._in_thread(resource.invalidate, value)
+            dropped, token = await self._in_thread(resource.invalidate, value, resource=resource)
         except (WxAuthError, TimeoutError) as exc:
             return _unavailable(exc, resource.label)
         if dropped:
