@@ -5,10 +5,12 @@ readiness, metrics, and WeChat failing."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -290,19 +292,12 @@ def test_secret_and_tokens_never_reach_the_logs_or_answers(
     assert token[:60] not in server_log  # a path with junk in it is not logged
 
 
-def test_config_parse_of_the_example_file(tmp_path: object) -> None:
-    """examples/wxauth-server.toml parses, with its secrets in the environment."""
-    from pathlib import Path
-
-    example = Path(__file__).resolve().parents[1] / "examples" / "wxauth-server.toml"
-    text = example.read_text()
-    config = parse_config(
-        text, environ={"WECHAT_SECRET_MAIN": SECRET, "WECHAT_SECRET_SHOP": SECRET}
-    )
-    assert config.host == "127.0.0.1"
-    assert config.port == 8700
-    assert config.apps
-    assert config.clients
+def test_a_file_store_serves_and_is_ready(tmp_path: Path) -> None:
+    """`store = "file:///dir"`: the tokens are files there; ready, reads answer them."""
+    with running_service(server=f'store = "file://{tmp_path}/store"') as (fake, client, _app):
+        body = client.get(TOKEN, headers=auth()).json()
+        assert body["access_token"] == fake.latest_token(APPID)
+    assert any(name.endswith(".token") for name in os.listdir(tmp_path / "store"))
 
 
 class InFlight:

@@ -4,6 +4,7 @@ a real ``python -m wxauth serve`` subprocess over TLS (a throwaway CA from trust
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -155,69 +156,108 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def serve_process(
-    tmp_path: Path, tls: tuple[trustme.CA, Path, Path]
-) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
-    """`python -m wxauth serve` with TLS on a free port, default host, against the
-    emulator; yields the process, its base URL and its log file."""
-    _ca, certfile, keyfile = tls
-    with new_fake() as fake, fake.serve() as api_base:
-        config = tmp_path / "wxauth-server.toml"
-        config.write_text(
-            f'[[apps]]\nappid = "{APPID}"\nsecret_env = "{SECRET_ENV}"\n'
-            f'api_base = "{api_base}"\n\n'
-            f'[[clients]]\nname = "billing"\nkey_sha256 = "{hash_key(KEY)}"\napps = ["{APPID}"]\n'
+@contextlib.contextmanager
+def spawned(
+    tmp_path: Path, api_base: str, args: list[str], env: dict[str, str]
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """Run ``python ARGS`` with ``env`` added (``{config}`` in either replaced by the
+    path of a config on ``api_base``); yield the process and its log file; kill it if
+    still running."""
+    config = tmp_path / "wxauth-server.toml"
+    config.write_text(
+        f'[[apps]]\nappid = "{APPID}"\nsecret_env = "{SECRET_ENV}"\napi_base = "{api_base}"\n\n'
+        f'[[clients]]\nname = "billing"\nkey_sha256 = "{hash_key(KEY)}"\napps = ["{APPID}"]\n'
+    )
+    log = tmp_path / "serve.log"
+    command = [sys.executable, *(a.replace("{config}", str(config)) for a in args)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={
+                **os.environ,
+                SECRET_ENV: SECRET,
+                **{k: v.replace("{config}", str(config)) for k, v in env.items()},
+            },
         )
-        port = _free_port()
-        log = tmp_path / "serve.log"
-        command = [sys.executable, "-m", "wxauth", "serve", "--config", str(config),
-                   "--port", str(port), "--ssl-certfile", str(certfile),
-                   "--ssl-keyfile", str(keyfile)]  # fmt: skip
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                command,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, SECRET_ENV: SECRET},
-            )
+    try:
+        yield proc, log
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(PATIENCE)
+
+
+def wait_process_ready(client: httpx.Client, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Poll /readyz until 200; fail with the log if the process dies or takes too long."""
+    deadline = time.monotonic() + PATIENCE * 2
+    while True:
+        assert proc.poll() is None, log.read_text()
         try:
-            yield proc, f"https://127.0.0.1:{port}", log
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(PATIENCE)
+            if client.get("/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
 
 
-def test_wxauth_serve_runs_uvicorn_over_tls_and_stops_cleanly(
-    serve_process: tuple[subprocess.Popen[bytes], str, Path], tls: tuple[trustme.CA, Path, Path]
-) -> None:
-    """The console command serves HTTPS on 127.0.0.1 by default, answers the token to
-    a valid key, logs one access line per request naming the client (never the key,
-    the token or the secret), and shuts down gracefully on SIGTERM (uvicorn then
-    re-raises the signal, so the status is -SIGTERM, as a service manager expects)."""
-    proc, url, log = serve_process
-    with httpx.Client(base_url=url, verify=trusting(tls[0]), timeout=PATIENCE) as client:
-        deadline = time.monotonic() + PATIENCE * 2
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if client.get("/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
-        token = client.get(TOKEN, headers=auth()).json()["access_token"]
-        assert client.get(TOKEN).status_code == 401
+def stop_and_read(proc: subprocess.Popen[bytes], log: Path) -> str:
+    """SIGTERM; a graceful shutdown (uvicorn re-raises the signal afterwards, so the
+    status is -SIGTERM, as a service manager expects); the log."""
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(PATIENCE) in (0, -signal.SIGTERM)
     text = log.read_text()
     assert "Application shutdown complete" in text
+    return text
+
+
+def test_wxauth_serve_runs_uvicorn_over_tls_and_stops_cleanly(
+    tmp_path: Path, tls: tuple[trustme.CA, Path, Path]
+) -> None:
+    """The console command serves HTTPS on 127.0.0.1 by default, answers the token to
+    a valid key, logs one access line per request naming the client (never the key,
+    the token or the secret), and shuts down gracefully on SIGTERM."""
+    ca, certfile, keyfile = tls
+    port = _free_port()
+    url = f"https://127.0.0.1:{port}"
+    args = ["-m", "wxauth", "serve", "--config", "{config}", "--port", str(port),
+            "--ssl-certfile", str(certfile), "--ssl-keyfile", str(keyfile)]  # fmt: skip
+    with (
+        new_fake() as fake,
+        fake.serve() as api_base,
+        spawned(tmp_path, api_base, args, {}) as (proc, log),
+    ):
+        with httpx.Client(base_url=url, verify=trusting(ca), timeout=PATIENCE) as client:
+            wait_process_ready(client, proc, log)
+            token = client.get(TOKEN, headers=auth()).json()["access_token"]
+            assert client.get(TOKEN).status_code == 401
+        text = stop_and_read(proc, log)  # (an idle TLS connection would delay it)
     assert f"Uvicorn running on {url}" in text  # 127.0.0.1 without --host
     assert f"client=billing method=GET path={TOKEN} status=200" in text
     assert "client=- method=GET" in text
     assert "status=401" in text
     for secret in (SECRET, KEY, token):
         assert secret not in text
+
+
+def test_uvicorn_factory_app_from_env(tmp_path: Path) -> None:
+    """`uvicorn --factory wxauth.server:app_from_env` with $WXAUTH_SERVER_CONFIG serves
+    the same app, and its access lines reach stderr without a logging setup."""
+    port = _free_port()
+    args = ["-m", "uvicorn", "--factory", "wxauth.server:app_from_env", "--port", str(port),
+            "--no-access-log"]  # fmt: skip
+    with (
+        new_fake() as fake,
+        fake.serve() as api_base,
+        spawned(tmp_path, api_base, args, {"WXAUTH_SERVER_CONFIG": "{config}"}) as (proc, log),
+    ):
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=PATIENCE) as client:
+            wait_process_ready(client, proc, log)
+            token = client.get(TOKEN, headers=auth()).json()["access_token"]
+        text = stop_and_read(proc, log)
+    assert f"client=billing method=GET path={TOKEN} status=200" in text
+    assert SECRET not in text
+    assert token not in text

@@ -215,3 +215,42 @@ def test_the_test_config_parses() -> None:
     assert [c.name for c in config.clients] == ["billing", "reports", "admin"]
     assert config.clients[2].all_apps
     assert os.environ.get(SECRET_ENV) is None  # secrets come from the test's mapping
+
+
+def test_the_example_config_parses() -> None:
+    """examples/wxauth-server.toml is a valid config, given its two secrets."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "wxauth-server.toml"
+    environ = {"WECHAT_SECRET_MAIN": SECRET, "WECHAT_SECRET_SHOP": SECRET}
+    config = load_config(example, environ=environ)
+    assert (config.host, config.port) == ("127.0.0.1", 8700)
+    assert [app.id for app in config.apps] == [APPID, "shop"]
+    assert config.apps[0].tickets == ("jsapi",)
+    assert config.clients[1].all_apps
+
+
+def test_the_public_names_are_documented() -> None:
+    """wxauth.server's __all__ names exist and carry docstrings."""
+    import inspect
+
+    import wxauth.server
+
+    for name in wxauth.server.__all__:
+        value = getattr(wxauth.server, name)
+        assert inspect.getdoc(value), name
+
+
+def test_importing_the_package_and_the_cli_needs_no_extra() -> None:
+    """`import wxauth.server` and the command line load neither starlette, uvicorn nor
+    prometheus_client (they load when the service is built)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, wxauth._cli, wxauth.server; wxauth._cli.build_parser();"
+        "print(sorted(m for m in ('starlette', 'uvicorn', 'prometheus_client')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"

@@ -469,8 +469,24 @@ def _redact_server_logs() -> None:
 def app_from_env() -> Starlette:
     """:func:`create_app` for the config file that ``$WXAUTH_SERVER_CONFIG`` names: the
     factory of ``uvicorn --factory wxauth.server:app_from_env`` (and gunicorn's uvicorn
-    workers). Raises :class:`ConfigError` when it is unset or wrong."""
+    workers). Unless logging is configured, wxauth's log lines (the access log among
+    them) go to stderr at INFO. Raises :class:`ConfigError` when it is unset or wrong."""
     path = os.environ.get(CONFIG_ENV)
     if not path:
         raise ConfigError(f"set {CONFIG_ENV} to the path of the service's TOML config")
-    return create_app(load_config(path))
+    app = create_app(load_config(path))
+    _log_somewhere()
+    return app
+
+
+def _log_somewhere() -> None:
+    """uvicorn and gunicorn configure their own loggers only: unless logging is set up,
+    send wxauth's (the access log among them) to stderr at INFO."""
+    wxauth_logger = logging.getLogger("wxauth")
+    if logging.getLogger().handlers or wxauth_logger.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    wxauth_logger.addHandler(handler)
+    if wxauth_logger.level == logging.NOTSET:
+        wxauth_logger.setLevel(logging.INFO)
