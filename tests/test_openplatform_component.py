@@ -7,6 +7,7 @@ import importlib.util
 import logging
 import random
 import threading
+import traceback
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -508,6 +509,67 @@ def test_no_secret_ticket_code_or_token_in_logs_reprs_or_errors(
     for secret in secrets:
         assert secret
         assert secret not in text
+
+
+def locals_shown(exc: BaseException) -> str:
+    """What an error tracker records of a failure: every local, by repr, of wxauth's
+    frames on the traceback of the error and of its causes and contexts."""
+    shown, todo, seen = [], [exc], set()
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        todo += [e for e in (current.__cause__, current.__context__) if e is not None]
+        for frame, _ in traceback.walk_tb(current.__traceback__):
+            if not frame.f_code.co_filename.startswith(str(ROOT / "wxauth")):
+                continue  # this test's own frames
+            for name, value in frame.f_locals.items():
+                try:
+                    shown.append(f"{name}={value!r}")
+                except Exception as failed:  # a half-built object: trackers show the error
+                    shown.append(f"{name}=<repr failed: {type(failed).__name__}>")
+    return "\n".join(shown)
+
+
+def test_no_secret_ticket_or_refresh_token_in_the_frame_locals_of_failures(
+    fake: FakeWeChat,
+) -> None:
+    """A refused setting, a refused ticket (61006), a forged push, a failed transport
+    and a refused refresh token (61023): no frame on the traceback holds the component
+    secret, the push token, the AES key, the ticket or the refresh token in clear."""
+    failures: list[BaseException] = []
+
+    def failing(call: Any) -> None:
+        with pytest.raises(wxauth.WxAuthError if not isinstance(call, type) else call) as caught:
+            call()
+        failures.append(caught.value)
+
+    with pytest.raises(ValueError) as refused:
+        ComponentTokenManager(
+            COMPONENT, SECRET, token=PUSH_TOKEN, encoding_aes_key=AES_KEY[:-1] + "!"
+        )
+    failures.append(refused.value)
+    platform = platform_on(fake, retries=0)
+    bad_ticket = pushed_ticket(fake, platform, ticket="ticket@@@refused-by-wechat-0123456789")
+    failing(platform.get_token)
+    query, body = fake.verify_ticket_push(COMPONENT)
+    failing(lambda: platform.handle_push({**query, "msg_signature": "0" * 40}, body))
+    platform.handle_push(query, body)
+    ticket = stored_ticket(platform)
+    fake.fail_next(on="/cgi-bin/component/api_component_token", status=502)
+    failing(platform.get_token)
+    fake.advance(2)
+    platform.query_auth(fake.authorize(COMPONENT, AUTHORIZER))
+    refresh = fake.refresh_token_of(AUTHORIZER)
+    fake.fail_next(on="/cgi-bin/component/api_authorizer_token", errcode=61023)
+    failing(platform.authorizer(AUTHORIZER).refresh)
+    assert len(failures) == 5
+    for failure in failures:
+        shown = locals_shown(failure)
+        for secret in (SECRET, PUSH_TOKEN, AES_KEY, bad_ticket, ticket, refresh):
+            assert secret
+            assert secret not in shown, (type(failure).__name__, secret[:8])
 
 
 def test_push_event_repr_hides_the_fields(fake: FakeWeChat) -> None:

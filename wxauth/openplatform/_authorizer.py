@@ -28,6 +28,7 @@ from ._protocol import (
     StoredRefresh,
     parse_refresh_record,
     refresh_record,
+    take_secret,
 )
 
 if TYPE_CHECKING:
@@ -203,15 +204,10 @@ class AuthorizerTokenSource(TokenSource):
     def _accept(self, answer: dict[str, Any], sent: StoredRefresh) -> tuple[str, float]:
         """The access token of an answer; a different refresh token in it replaces the
         stored one, if that is still the one sent."""
+        rotated = take_secret(answer, "authorizer_refresh_token")
         token, expires_in = parse_token_answer(answer, self.path, field="authorizer_access_token")
-        rotated = answer.get("authorizer_refresh_token")
-        if (
-            isinstance(rotated, str)
-            and rotated.strip()
-            and sent.token is not None
-            and rotated != sent.token.get_secret_value()
-        ):
-            self._rotate(sent, Secret(rotated))
+        if rotated is not None and sent.token is not None and rotated != sent.token:
+            self._rotate(sent, rotated)
         return token, expires_in
 
     def _rotate(self, sent: StoredRefresh, rotated: Secret) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 from cachetools import LRUCache
 
 from .._errors import EXPIRED_ERRCODES, StoreError, TokenFetchError, WeChatAPIError
-from .._fetch import FetchContext, ReadMeta, TokenFlow, drive, fetch_token_answer
+from .._fetch import FetchContext, fetch_token_answer
 from .._manager import TokenManager
 from .._protocol import TokenRequest, parse_token_answer
 from .._redact import redact_token
@@ -58,6 +58,7 @@ from ._protocol import (
     parse_list_page,
     parse_ticket_record,
     start_push_ticket_request,
+    take_secret,
     ticket_record,
 )
 
@@ -157,7 +158,8 @@ class ComponentTokenSource(TokenSource):
     No ticket stored, 61005 (expired) or 61006 (invalid):
     :class:`~wxauth.openplatform.ComponentTicketError`. The store key is
     ``token:component:<component appid>``. There is no stable variant for component
-    tokens.
+    tokens. Only :meth:`fetch` (sync) exists: an async manager runs it in a worker
+    thread.
     """
 
     name = "component"
@@ -181,25 +183,22 @@ class ComponentTokenSource(TokenSource):
         return self.keys.component_token
 
     def fetch(self, ctx: FetchContext) -> tuple[str, float]:
+        # Read here rather than as a flow's ReadMeta step: the driver's frame would keep
+        # the record (the ticket in clear) as a local on the traceback of a failure.
+        stored = parse_ticket_record(ctx.store.get_meta(self.keys.ticket))
+        if stored is None:
+            raise _no_ticket(self.appid)
+        request = component_token_request(self.appid, self._secret, stored.ticket, self.api_base)
         failure: WeChatAPIError | None = None
         try:
-            return drive(self._flow(), ctx)
+            answer = fetch_token_answer(ctx, request)
         except WeChatAPIError as exc:
             failure = component_error(exc)
             if failure is None:
                 raise
+        else:
+            return parse_token_answer(answer, self.path, field="component_access_token")
         raise failure  # outside the except block: the plain error is not chained
-
-    def _flow(self) -> TokenFlow:
-        # Not flow(): the errcodes must be mapped by fetch(), so an async manager runs
-        # fetch() in a worker thread rather than driving the steps itself.
-        stored = parse_ticket_record((yield ReadMeta(self.keys.ticket)))
-        if stored is None:
-            raise _no_ticket(self.appid)
-        answer = yield component_token_request(
-            self.appid, self._secret, stored.ticket, self.api_base
-        )
-        return parse_token_answer(answer, self.path, field="component_access_token")
 
     def __repr__(self) -> str:
         return f"ComponentTokenSource(appid={self.appid!r}, api_base={self.api_base!r})"
@@ -246,8 +245,13 @@ class ComponentTokenManager:
         max_authorizer_managers: int = DEFAULT_MAX_AUTHORIZER_MANAGERS,
         **options: Any,
     ) -> None:
+        # No clear local from here, should a line below raise.
         if isinstance(component_secret, str):
-            component_secret = Secret(component_secret)  # no clear local from here
+            component_secret = Secret(component_secret)
+        if isinstance(token, str):
+            token = Secret(token)
+        if isinstance(encoding_aes_key, str):
+            encoding_aes_key = Secret(encoding_aes_key)
         if "source" in options:
             raise TypeError("ComponentTokenManager takes no source=: it is the component token's")
         if not push_max_age > 0 or max_authorizer_managers < 1:
@@ -507,16 +511,17 @@ class ComponentTokenManager:
         body = {"component_appid": self.component_appid, "authorization_code": code}
         answer = self._call(self._context(), QUERY_AUTH, body, (code,))
         info = answer.get("authorization_info")
-        appid = info.get("authorizer_appid") if isinstance(info, Mapping) else None
-        if not isinstance(info, Mapping) or not isinstance(appid, str):
+        if not isinstance(info, dict):
             raise TokenFetchError(f"{QUERY_AUTH} answered without authorization_info")
+        refresh = take_secret(info, "authorizer_refresh_token")
+        access = take_secret(info, "authorizer_access_token")
+        appid = info.get("authorizer_appid")
         try:
             appid = check_appid("authorizer_appid", appid)
         except ValueError:
-            raise TokenFetchError(f"{QUERY_AUTH} answered a malformed authorizer_appid") from None
-        refresh = info.get("authorizer_refresh_token")
-        if isinstance(refresh, str) and refresh.strip():
-            self.refresh_tokens.put(appid, Secret(refresh), event_time=event_time)
+            raise TokenFetchError(f"{QUERY_AUTH} answered no valid authorizer_appid") from None
+        if refresh is not None:
+            self.refresh_tokens.put(appid, refresh, event_time=event_time)
         else:
             logger.warning(
                 "%s answered no authorizer_refresh_token for authorizer appid=%s (it granted "
@@ -524,7 +529,7 @@ class ComponentTokenManager:
                 QUERY_AUTH,
                 appid,
             )
-        self._keep_authorizer_token(appid, info)
+        self._keep_authorizer_token(appid, access, info.get("expires_in"))
         logger.info(
             "authorizer appid=%s authorized component appid=%s; stored its refresh token",
             appid,
@@ -532,21 +537,20 @@ class ComponentTokenManager:
         )
         return Authorization(appid, _permissions(info.get("func_info")))
 
-    def _keep_authorizer_token(self, appid: str, info: Mapping[str, Any]) -> None:
+    def _keep_authorizer_token(self, appid: str, access: Secret | None, expires: object) -> None:
         """Store the access token a code exchange brought (a re-authorization retires
-        the previous one), or drop the cached one if it brought none."""
+        the previous one), or drop the cached one if it brought none usable."""
         manager = self.authorizer(appid)
         store, key = manager.store, manager.key
         manager._local.clear()
-        try:
-            value, expires_in = parse_token_answer(
-                {
-                    "access_token": info.get("authorizer_access_token"),
-                    "expires_in": info.get("expires_in"),
-                },
-                QUERY_AUTH,
-            )
-        except TokenFetchError:
+        issued = None
+        if access is not None:
+            answer = {"access_token": access.get_secret_value(), "expires_in": expires}
+            try:
+                issued = parse_token_answer(answer, QUERY_AUTH)
+            except TokenFetchError as exc:
+                logger.warning("authorizer appid=%s: %s", appid, exc)
+        if issued is None:
             cached = store.get(key)
             if cached is not None:
                 store.delete_if(key, cached.value)
@@ -560,7 +564,8 @@ class ComponentTokenManager:
             )
             return
         try:
-            store.set(key, Token.issued(value, expires_in, self.clock(), fence=lock.fence))
+            token = Token.issued(*issued, self.clock(), fence=lock.fence)
+            store.set(key, token)
         finally:
             _release(lock)
 

@@ -44,6 +44,7 @@ __all__ = [
     "parse_ticket_record",
     "refresh_record",
     "start_push_ticket_request",
+    "take_secret",
     "ticket_record",
 ]
 
@@ -253,6 +254,14 @@ def component_error(exc: WeChatAPIError) -> WeChatAPIError | None:
 
 
 # -- answers ----------------------------------------------------------------------------
+
+
+def take_secret(answer: dict[str, Any], name: str) -> Secret | None:
+    """Take ``name`` out of a decoded answer as a :class:`~wxauth.Secret` (``None`` if
+    it is missing or blank), so the answer no longer holds it in clear for a frame on a
+    traceback to show."""
+    value = answer.pop(name, None)
+    return Secret(value) if isinstance(value, str) and value.strip() else None
 
 
 @dataclass(frozen=True, repr=False)
