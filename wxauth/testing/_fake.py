@@ -15,7 +15,10 @@ clock, accounts, controls, fault injection, and :meth:`FakeWeChat.handle`, which
 the endpoint for a path. The rest is inherited, one concern a module:
 
 - :mod:`._endpoints`: the rules of each endpoint family (classic, stable, WeCom, other
-  API paths, quota endpoints, tickets), on the state and shared steps of :mod:`._state`;
+  API paths, quota endpoints, tickets, the Open Platform's component endpoints), on the
+  state and shared steps of :mod:`._state`;
+- :mod:`._component_push`: the Open Platform's encrypted pushes (verify tickets,
+  authorization notices), built or POSTed to a loopback handler;
 - :mod:`._inspection`: the call record, token status and ``assert_*`` helpers;
 - :mod:`._frontends`: ``intercept()``, ``serve()`` and ``close()``.
 
@@ -28,12 +31,27 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..stores import reset_default_store
+from ._component_push import ComponentPushes, PushDeliveryError
 from ._endpoints.classic import TOKEN_PATH, ClassicTokenEndpoint
+from ._endpoints.component import (
+    AUTHORIZER_INFO_PATH,
+    AUTHORIZER_LIST_PATH,
+    AUTHORIZER_TOKEN_PATH,
+    COMPONENT_KIND_BY_PATH,
+    COMPONENT_TOKEN_PATH,
+    PRE_AUTH_CODE_PATH,
+    QUERY_AUTH_PATH,
+    START_PUSH_TICKET_PATH,
+    VERIFY_TICKET_OVERLAP,
+    VERIFY_TICKET_TTL,
+    component_kind,
+)
 from ._endpoints.quota import CLEAR_QUOTA_PATH, CLEAR_QUOTA_V2_PATH, QUOTA_GET_PATH
 from ._endpoints.stable import STABLE_DAILY_QUOTA, STABLE_TOKEN_PATH, StableTokenEndpoint
 from ._endpoints.ticket import (
@@ -48,6 +66,7 @@ from ._frontends import FrontEnds
 from ._inspection import Inspection
 from ._state import QUOTA_DAY_UTC_OFFSET, Answer, App, WeComApp
 from ._wire import (
+    COMPONENT_KINDS,
     TOKEN_KINDS,
     WECHAT_JSON,
     Call,
@@ -62,23 +81,33 @@ from ._wire import (
 )
 
 __all__ = [
+    "AUTHORIZER_INFO_PATH",
+    "AUTHORIZER_LIST_PATH",
+    "AUTHORIZER_TOKEN_PATH",
     "CLEAR_QUOTA_PATH",
     "CLEAR_QUOTA_V2_PATH",
+    "COMPONENT_TOKEN_PATH",
     "DEFAULT_DAILY_QUOTA",
     "DEFAULT_EXPIRES_IN",
     "DEFAULT_GRACE",
+    "PRE_AUTH_CODE_PATH",
+    "QUERY_AUTH_PATH",
     "QUOTA_DAY_UTC_OFFSET",
     "QUOTA_GET_PATH",
     "STABLE_TOKEN_PATH",
+    "START_PUSH_TICKET_PATH",
     "TICKET_DAILY_QUOTA",
     "TICKET_PATH",
     "TOKEN_PATH",
+    "VERIFY_TICKET_OVERLAP",
+    "VERIFY_TICKET_TTL",
     "WECOM_AGENT_TICKET_PATH",
     "WECOM_JSAPI_TICKET_PATH",
     "WECOM_TOKEN_PATH",
     "Call",
     "CallKind",
     "FakeWeChat",
+    "PushDeliveryError",
     "Reply",
     "Request",
     "TokenStatus",
@@ -98,7 +127,12 @@ _KIND_BY_PATH: Mapping[str, CallKind] = {
     TICKET_PATH: "ticket",
     WECOM_JSAPI_TICKET_PATH: "ticket",
     WECOM_AGENT_TICKET_PATH: "ticket",
+    **COMPONENT_KIND_BY_PATH,
 }
+#: What ``fail_next(on=...)`` accepts besides a path: groups and single call kinds.
+_FAULT_TARGETS = frozenset(
+    {"token", "api", "any", "component"} | (TOKEN_KINDS - {"token"}) | COMPONENT_KINDS | {"ticket"}
+)
 
 
 @dataclass
@@ -116,8 +150,10 @@ class _Fault:
             return True
         if self.on == "token":
             return kind in TOKEN_KINDS
-        if self.on == "api":
-            return kind == "api"
+        if self.on == "component":
+            return kind in COMPONENT_KINDS
+        if self.on in _FAULT_TARGETS:
+            return kind == self.on
         return self.on == path
 
     @property
@@ -136,6 +172,7 @@ class FakeWeChat(
     StableTokenEndpoint,
     WeComTokenEndpoint,
     TicketEndpoints,
+    ComponentPushes,
     Inspection,
     FrontEnds,
 ):
@@ -160,6 +197,22 @@ class FakeWeChat(
         past it); ``set_quota(appid, TICKET_PATH, n)`` overrides it per account.
     :param ticket_grace: seconds a ticket keeps working after a newer one of the same
         kind is issued to the same account; ``None`` (default): until it expires.
+    :param verify_ticket_ttl: seconds an Open Platform ``component_verify_ticket`` is
+        accepted (12 h).
+    :param verify_ticket_overlap: seconds a verify ticket is still accepted after a
+        newer one was issued (600; undocumented), then 61006.
+    :param rotate_refresh_tokens: whether ``api_authorizer_token`` returns a new
+        ``authorizer_refresh_token`` each time (the old one then works ``grace`` more
+        seconds); ``False`` (default, as documented) echoes the current one.
+    :param component_wrong_secret_errcode: what the component endpoints answer to a wrong
+        component secret: 40001 (default, as seen) or 40125.
+    :param call_history: how many :class:`Call` records :attr:`calls` keeps: ``None``
+        (default) all, ``N`` the latest N, ``0`` none. Counts (:meth:`count`,
+        :meth:`errcodes`, the ``assert_*`` helpers) always cover every call.
+    :param forget_tokens_after: forget a token this many seconds after it expired (it
+        then answers 40014, as a token never issued, and leaves :attr:`issued_tokens`);
+        ``None`` (default) remembers every token. For long runs with many accounts
+        (an Open Platform fleet issues 1.3 million authorizer tokens a day).
     :param seed: makes tokens, tickets and rids reproducible.
 
     All methods are thread-safe: one lock guards the state, and waits (latency, hangs)
@@ -182,12 +235,24 @@ class FakeWeChat(
         wrong_secret_errcode: int = 40125,
         ticket_daily_quota: int = TICKET_DAILY_QUOTA,
         ticket_grace: float | None = None,
+        verify_ticket_ttl: float = VERIFY_TICKET_TTL,
+        verify_ticket_overlap: float = VERIFY_TICKET_OVERLAP,
+        rotate_refresh_tokens: bool = False,
+        component_wrong_secret_errcode: int = 40001,
+        call_history: int | None = None,
+        forget_tokens_after: float | None = None,
         seed: int | None = None,
     ) -> None:
         if start is not None and clock is not None:
             raise ValueError("give either start= (a frozen clock) or clock=, not both")
         if wrong_secret_errcode not in (40125, 40001):
             raise ValueError("wrong_secret_errcode must be 40125 or 40001")
+        if component_wrong_secret_errcode not in (40125, 40001):
+            raise ValueError("component_wrong_secret_errcode must be 40125 or 40001")
+        if call_history is not None and call_history < 0:
+            raise ValueError("call_history must be None or at least 0")
+        if forget_tokens_after is not None and forget_tokens_after < 0:
+            raise ValueError("forget_tokens_after must be None or at least 0")
         reset_default_store()
         self.grace = float(grace)
         self.expires_in = int(expires_in)
@@ -196,6 +261,13 @@ class FakeWeChat(
         self.wrong_secret_errcode = wrong_secret_errcode
         self.ticket_daily_quota = int(ticket_daily_quota)
         self.ticket_grace = None if ticket_grace is None else float(ticket_grace)
+        self.verify_ticket_ttl = float(verify_ticket_ttl)
+        self.verify_ticket_overlap = float(verify_ticket_overlap)
+        self.rotate_refresh_tokens = bool(rotate_refresh_tokens)
+        self.component_wrong_secret_errcode = component_wrong_secret_errcode
+        self.forget_tokens_after = (
+            None if forget_tokens_after is None else float(forget_tokens_after)
+        )
         self._base_clock = clock
         self._frozen = time.time() if start is None else float(start)
         self._offset = 0.0
@@ -205,10 +277,14 @@ class FakeWeChat(
         self._apps = {}
         self._wecom = {}
         self._tokens = {}
-        self._issued = []
+        self._issued = deque()
         self._tickets = {}
         self._issued_tickets = []
-        self._calls = []
+        self._calls = deque(maxlen=call_history)
+        self._tally = Counter()
+        self._tally_by_owner = {}
+        self._tally_keys = {}
+        self._components = {}
         self._answers = {}
         self._faults: list[_Fault] = []
         self._servers = []
@@ -217,7 +293,8 @@ class FakeWeChat(
         return (
             f"FakeWeChat(apps={sorted(self._apps)!r}, "
             f"wecom={sorted({corpid for corpid, _ in self._wecom})!r}, "
-            f"calls={len(self._calls)}, issued_tokens={len(self._issued)})"
+            f"components={sorted(self._components)!r}, "
+            f"calls={self._tally.total()}, issued_tokens={len(self._issued)})"
         )
 
     # -- clock ---------------------------------------------------------------------------
@@ -267,7 +344,7 @@ class FakeWeChat(
         }
         allow = None if ip_allowlist is None else frozenset(ip_allowlist)
         with self._lock:
-            if appid in self._apps:
+            if appid in self._apps or appid in self._components:
                 raise ValueError(f"app {appid!r} is already registered")
             self._apps[appid] = App(appid, secret, allow, quotas)
 
@@ -289,10 +366,12 @@ class FakeWeChat(
         """Set the daily limit of one API path for one account (``45009`` past it).
 
         Token endpoints have limits by default; any other path is unlimited (and unknown
-        to ``openapi/quota/get``) until given one here.
+        to ``openapi/quota/get``) until given one here. ``appid`` may be a component's:
+        its ``/cgi-bin/component/`` endpoints count per component (api_component_token:
+        10000 a day by default, the others unlimited).
         """
         with self._lock:
-            self._app(appid).quotas[normalize_path(path)] = int(daily_limit)
+            self._quota_holder(appid).quotas[normalize_path(path)] = int(daily_limit)
 
     def add_api(
         self,
@@ -311,6 +390,8 @@ class FakeWeChat(
         """
         path = normalize_path(path)
         if path in _KIND_BY_PATH or path in (CLEAR_QUOTA_PATH, CLEAR_QUOTA_V2_PATH):
+            # (an unmodelled /cgi-bin/component/ path is fine: its answer follows the
+            # component token check)
             raise ValueError(f"{path} is emulated by FakeWeChat itself")
         if (json is None) == (body is None):
             raise ValueError("give exactly one of json= and body=")
@@ -360,8 +441,12 @@ class FakeWeChat(
     ) -> None:
         """Make the next ``times`` matching requests fail, before any other rule applies.
 
-        :param on: ``"token"`` (any token endpoint), ``"api"`` (any other path), ``"any"``,
-            or one path such as ``"/cgi-bin/message/custom/send"``.
+        :param on: ``"token"`` (any token endpoint, component and authorizer tokens
+            included), ``"api"`` (any path no family models), ``"component"`` (any
+            ``/cgi-bin/component/`` path), one call kind (``"stable_token"``,
+            ``"wecom_token"``, ``"ticket"``, ``"component_token"``, ``"authorizer_token"``,
+            ``"component_api"``), ``"any"``, or one path such as
+            ``"/cgi-bin/message/custom/send"``.
         :param errcode: answer HTTP 200 JSON with this errcode (and ``errmsg``, default
             WeChat's text for it), e.g. ``-1`` system busy or ``45011``.
         :param status: answer this HTTP status (e.g. 502) with an nginx HTML page.
@@ -377,7 +462,7 @@ class FakeWeChat(
             raise ValueError("give exactly one of errcode=, status=/html=, hang=")
         if times < 1:
             raise ValueError("times must be at least 1")
-        if on not in ("token", "api", "any"):
+        if on not in _FAULT_TARGETS:
             on = normalize_path(on)
         fault = _Fault(on, times, errcode, errmsg, status, html, hang)
         with self._lock:
@@ -389,32 +474,39 @@ class FakeWeChat(
             self._faults.clear()
 
     def reset_calls(self) -> None:
-        """Forget the recorded calls (tokens, quotas and clock are kept)."""
+        """Forget the recorded calls and their counts (tokens, quotas and clock are kept)."""
         with self._lock:
             self._calls.clear()
+            self._tally.clear()
+            self._tally_by_owner.clear()
+            self._tally_keys.clear()
 
     # -- the model -----------------------------------------------------------------------
 
     def handle(self, request: Request) -> Reply:
         """Answer one request as WeChat would, and record it in :attr:`calls`."""
         path = normalize_path(request.path)
-        kind = _KIND_BY_PATH.get(path, "api")
+        kind = _KIND_BY_PATH.get(path) or component_kind(path) or "api"
         with self._lock:
             now = self.clock()
             fault = self._take_fault(path, kind)
             if fault is not None:
                 outcome = self._fault_outcome(fault, path, request, now)
             elif kind == "token":
-                outcome = self._classic_token(request, now)
+                outcome = self._component_on_classic(request, now) or self._classic_token(
+                    request, now
+                )
             elif kind == "stable_token":
                 outcome = self._stable_token(request, now)
             elif kind == "wecom_token":
                 outcome = self._wecom_token(request, now)
             elif kind == "ticket":
                 outcome = self._ticket(path, request, now)
+            elif kind in COMPONENT_KINDS:
+                outcome = self._component(path, request, now)
             else:
                 outcome = self._api(path, request, now)
-            self._calls.append(
+            self._record(
                 Call(
                     time=now,
                     method=request.method,

@@ -15,11 +15,14 @@ clear_quota budget is counted per calendar month in the same zone.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
+import json
 import random
 import threading
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ._errmsg import ip_not_in_whitelist, wechat_errmsg, wecom_errmsg
 from ._wire import (
@@ -32,6 +35,7 @@ from ._wire import (
     TokenStatus,
     dumps,
     json_object,
+    ok_body,
 )
 
 __all__ = [
@@ -40,6 +44,7 @@ __all__ = [
     "App",
     "EmulatorState",
     "IssuedToken",
+    "QuotaHolder",
     "Usage",
     "WeComApp",
 ]
@@ -52,9 +57,12 @@ _DAY = 86400.0
 _BEIJING = datetime.timezone(datetime.timedelta(seconds=QUOTA_DAY_UTC_OFFSET))
 
 
-@dataclass
+@dataclass(slots=True)
 class IssuedToken:
-    """A token the emulator issued: whose it is, and when it expires or was retired."""
+    """A token the emulator issued: whose it is, and when it expires or was retired.
+
+    Slotted: an Open Platform fleet makes millions of them.
+    """
 
     value: str
     kind: CallKind
@@ -95,6 +103,13 @@ class Usage:
         if period != self.period:
             self.period, self.used = period, 0
         self.used += 1
+
+
+class QuotaHolder(Protocol):
+    """Whatever has daily quotas: an :class:`App`, or an Open Platform component."""
+
+    quotas: dict[str, int]
+    usage: dict[str, Usage]
 
 
 @dataclass
@@ -142,12 +157,13 @@ class EmulatorState:
     grace: float
     expires_in: int
     wrong_secret_errcode: int
+    forget_tokens_after: float | None
     _lock: threading.Lock
     _rng: random.Random
     _apps: dict[str, App]
     _wecom: dict[tuple[str, str], WeComApp]
     _tokens: dict[str, IssuedToken]
-    _issued: list[str]
+    _issued: deque[str]
     _answers: dict[str, Answer]
 
     def _app(self, appid: str) -> App:
@@ -155,6 +171,11 @@ class EmulatorState:
             return self._apps[appid]
         except KeyError:
             raise ValueError(f"no app {appid!r} is registered") from None
+
+    def _quota_holder(self, appid: str) -> QuotaHolder:
+        """The account whose quotas ``set_quota`` / ``quota_used`` name (an app here; the
+        Open Platform mixin adds components)."""
+        return self._app(appid)
 
     @staticmethod
     def _day(now: float) -> int:
@@ -182,7 +203,24 @@ class EmulatorState:
         token = IssuedToken(self._new_token_value(), kind, owner, now, now + self.expires_in)
         self._tokens[token.value] = token
         self._issued.append(token.value)
+        if self.forget_tokens_after is not None:
+            self._forget_dead_tokens(now - self.forget_tokens_after)
         return token
+
+    def _forget_dead_tokens(self, horizon: float) -> None:
+        """Drop the oldest tokens that expired before ``horizon`` (they become unknown).
+
+        Tokens are dropped in the order they were issued, so this stops at the first one
+        still remembered: O(1) per token issued, amortized.
+        """
+        issued, tokens = self._issued, self._tokens
+        while issued:
+            record = tokens.get(issued[0])
+            if record is not None and record.expires_at > horizon:
+                break
+            issued.popleft()
+            if record is not None:
+                del tokens[record.value]
 
     def _error(self, errcode: int, now: float, text: str | None = None) -> Reply:
         payload = {"errcode": errcode, "errmsg": wechat_errmsg(errcode, self._rid(now), text)}
@@ -215,7 +253,7 @@ class EmulatorState:
     def _ip_allowed(allowlist: frozenset[str] | None, ip: str) -> bool:
         return allowlist is None or ip in allowlist
 
-    def _quota_ok(self, app: App, path: str, now: float) -> bool:
+    def _quota_ok(self, app: QuotaHolder, path: str, now: float) -> bool:
         """Count one call of ``path`` against ``app``'s daily quota, if there is room."""
         limit = app.quotas.get(path)
         usage = app.usage.setdefault(path, Usage())
@@ -243,6 +281,23 @@ class EmulatorState:
         if not self._ip_allowed(app.ip_allowlist, request.client_ip):
             return self._fail(40164, now, appid, ip_not_in_whitelist(request.client_ip))
         return app
+
+    def _canned_answer(
+        self, path: str, owner: str | None, token: str | None, *, wecom: bool = False
+    ) -> Outcome:
+        """The answer :meth:`FakeWeChat.add_api` registered for ``path``, else ``ok``."""
+        answer = self._answers.get(path)
+        if answer is None:
+            reply = Reply(200, WECOM_JSON if wecom else WECHAT_JSON, ok_body())
+            return Outcome(reply, 0, owner, token)
+        errcode = 0 if answer.status < 400 else None
+        if "json" in answer.content_type:
+            with contextlib.suppress(ValueError):
+                decoded = json.loads(answer.body)
+                if isinstance(decoded, dict) and isinstance(decoded.get("errcode"), int):
+                    errcode = decoded["errcode"]
+        reply = Reply(answer.status, answer.content_type, answer.body)
+        return Outcome(reply, errcode, owner, token)
 
     def _token_reply(self, token: IssuedToken, now: float, *, remaining: bool) -> Outcome:
         """A WeChat token answer: a fresh ``expires_in``, or the token's remaining life."""

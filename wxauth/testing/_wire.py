@@ -16,6 +16,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 __all__ = [
+    "COMPONENT_KINDS",
     "HTML",
     "TOKEN_KINDS",
     "WECHAT_JSON",
@@ -33,13 +34,29 @@ __all__ = [
     "ok_body",
 ]
 
-#: Which family answered a request: the three token endpoints, the ticket endpoints, or
+#: Which family answered a request: the three token endpoints, the ticket endpoints, the
+#: Open Platform's component token, authorizer token and other component endpoints, or
 #: any other path.
-CallKind = Literal["token", "stable_token", "wecom_token", "ticket", "api"]
+CallKind = Literal[
+    "token",
+    "stable_token",
+    "wecom_token",
+    "ticket",
+    "component_token",
+    "authorizer_token",
+    "component_api",
+    "api",
+]
 #: What the emulator knows of a token: ``"retired"`` answers 40001, ``"expired"`` 42001.
 TokenStatus = Literal["valid", "retired", "expired", "unknown"]
 #: The call kinds that are token fetches.
-TOKEN_KINDS: frozenset[str] = frozenset({"token", "stable_token", "wecom_token"})
+TOKEN_KINDS: frozenset[str] = frozenset(
+    {"token", "stable_token", "wecom_token", "component_token", "authorizer_token"}
+)
+#: The call kinds of the Open Platform's ``/cgi-bin/component/`` endpoints.
+COMPONENT_KINDS: frozenset[str] = frozenset(
+    {"component_token", "authorizer_token", "component_api"}
+)
 
 #: ``Content-Type`` of api.weixin.qq.com answers.
 WECHAT_JSON = "application/json; encoding=utf-8"
@@ -94,7 +111,7 @@ class Reply:
         return json.loads(self.body)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Call:
     """One request the emulator answered; :attr:`FakeWeChat.calls` lists them in order.
 
@@ -103,7 +120,9 @@ class Call:
     ``errcode`` is ``None`` when the answer had no JSON errcode (HTTP 5xx, HTML, hang, or a
     user-registered binary body); a token endpoint's success is errcode ``0``.
     ``fault`` names the injected fault that produced the answer, if any. Secrets are
-    never recorded.
+    never recorded. Open Platform calls: ``owner`` is the component appid, except for
+    ``kind="authorizer_token"``, whose owner is the authorizer appid; ``token`` is the
+    component token presented or returned (``authorizer_token``: the one returned).
     """
 
     time: float
@@ -119,7 +138,8 @@ class Call:
 
     @property
     def is_token_fetch(self) -> bool:
-        """Whether this was a request to a token endpoint (classic, stable or WeCom)."""
+        """Whether this was a request to a token endpoint (classic, stable, WeCom, or the
+        Open Platform's component and authorizer tokens)."""
         return self.kind in TOKEN_KINDS
 
     def __repr__(self) -> str:

@@ -12,4 +12,8 @@ held. The rules each module follows are listed in ``docs/testing.md``.
 - :mod:`.ticket`: ``ticket/getticket`` and WeCom's ``get_jsapi_ticket`` / ``ticket/get``
   (the token check of :mod:`.api`, then a ticket); the JS-SDK signature check.
 - :mod:`.quota`: ``clear_quota``, ``clear_quota/v2`` and ``openapi/quota/get``.
+- :mod:`.component`: the Open Platform's ``/cgi-bin/component/`` endpoints (component and
+  authorizer tokens, authorization codes, the authorizer list), and the controls that
+  play WeChat's side (tickets, authorizations); :mod:`.api` is built on it, so an
+  authorizer token works on every API path.
 """

@@ -1,7 +1,10 @@
 """Every other path: the ``access_token`` check, then the registered answer.
 
 A missing token answers 41001, one never issued 40014, a retired one 40001 (a WeCom
-token: 40014), an expired one 42001. A token that passes gets the answer registered with
+token: 40014), an expired one 42001. An Open Platform ``authorizer_access_token`` is an
+access token like any other (its owner is the authorizer appid); a
+``component_access_token`` answers 40001 here, except on ``openapi/quota/get``, which
+reports the component's own quotas. A token that passes gets the answer registered with
 :meth:`FakeWeChat.add_api`, else ``{"errcode":0,"errmsg":"ok"}``, and the path's
 ``set_quota`` limit applies. The quota endpoints are API paths too: they are routed to
 :mod:`.quota` here, ``clear_quota/v2`` before the token check (it needs none).
@@ -9,16 +12,14 @@ token: 40014), an expired one 42001. A token that passes gets the answer registe
 
 from __future__ import annotations
 
-import contextlib
-import json
-
-from .._wire import WECHAT_JSON, WECOM_JSON, Outcome, Reply, Request, ok_body
-from .quota import CLEAR_QUOTA_PATH, CLEAR_QUOTA_V2_PATH, QUOTA_GET_PATH, QuotaEndpoints
+from .._wire import Outcome, Request
+from .component import ComponentEndpoints
+from .quota import CLEAR_QUOTA_PATH, CLEAR_QUOTA_V2_PATH, QUOTA_GET_PATH
 
 __all__ = ["ApiEndpoint"]
 
 
-class ApiEndpoint(QuotaEndpoints):
+class ApiEndpoint(ComponentEndpoints):
     """Any path that is not a token endpoint: token check, quota, canned answer."""
 
     def _api(self, path: str, request: Request, now: float) -> Outcome:
@@ -38,6 +39,12 @@ class ApiEndpoint(QuotaEndpoints):
             code = 40014 if token.kind == "wecom_token" else 40001
             return self._api_fail(code, path, request, now, value, token.owner)
         owner = token.owner
+        if token.kind == "component_token":
+            # A component token serves the component's own endpoints and its quota/get,
+            # never an account's API.
+            if path == QUOTA_GET_PATH:
+                return self._component_quota_get(token, request, now)
+            return self._api_fail(40001, path, request, now, value, owner)
         if path == CLEAR_QUOTA_PATH:
             return self._clear_quota(token, request, now)
         if path == QUOTA_GET_PATH:
@@ -45,19 +52,7 @@ class ApiEndpoint(QuotaEndpoints):
         app = self._apps.get(owner) if token.kind != "wecom_token" else None
         if app is not None and not self._quota_ok(app, path, now):
             return Outcome(self._error(45009, now), 45009, owner, value)
-        answer = self._answers.get(path)
-        if answer is None:
-            if token.kind == "wecom_token":
-                return Outcome(Reply(200, WECOM_JSON, ok_body()), 0, owner, value)
-            return Outcome(Reply(200, WECHAT_JSON, ok_body()), 0, owner, value)
-        errcode = 0 if answer.status < 400 else None
-        if "json" in answer.content_type:
-            with contextlib.suppress(ValueError):
-                decoded = json.loads(answer.body)
-                if isinstance(decoded, dict) and isinstance(decoded.get("errcode"), int):
-                    errcode = decoded["errcode"]
-        reply = Reply(answer.status, answer.content_type, answer.body)
-        return Outcome(reply, errcode, owner, value)
+        return self._canned_answer(path, owner, value, wecom=token.kind == "wecom_token")
 
     def _api_fail(
         self,
