@@ -36,8 +36,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import requests
 
 import wxauth
-from wxauth.openplatform import MAX_PUSH_BYTES, ComponentTokenManager
-from wxauth.openplatform._errors import PushError
+from wxauth.openplatform import MAX_PUSH_BYTES, ComponentTokenManager, PushError
 
 logger = logging.getLogger("push_receiver")
 

@@ -20,8 +20,12 @@ from test_openplatform_component import (
 )
 
 import wxauth
-from wxauth.openplatform import AuthorizerTokenSource, ComponentTokenManager
-from wxauth.openplatform._errors import AuthorizerNotAuthorizedError, RefreshTokenError
+from wxauth.openplatform import (
+    AuthorizerNotAuthorizedError,
+    AuthorizerTokenSource,
+    ComponentTokenManager,
+    RefreshTokenError,
+)
 from wxauth.openplatform._protocol import LIST_PAGE_SIZE
 from wxauth.testing import FakeWeChat
 

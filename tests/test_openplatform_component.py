@@ -18,13 +18,17 @@ import pytest
 import requests
 
 import wxauth
-from wxauth.openplatform import ComponentTokenManager, MessageCrypto, PushEvent, PushReplayError
-from wxauth.openplatform._errors import (
+from wxauth.openplatform import (
+    AuthorizationCodeError,
     AuthorizerNotAuthorizedError,
     ComponentTicketError,
+    ComponentTokenManager,
+    MessageCrypto,
     PushAppIdError,
     PushError,
+    PushEvent,
     PushFormatError,
+    PushReplayError,
     PushSignatureError,
 )
 from wxauth.openplatform._protocol import parse_ticket_record
@@ -387,8 +391,6 @@ def test_an_unauthorized_push_older_than_the_authorization_is_ignored(fake: Fake
 
 
 def test_query_auth_with_a_bad_code_is_an_authorization_code_error(fake: FakeWeChat) -> None:
-    from wxauth.openplatform._errors import AuthorizationCodeError
-
     platform = platform_on(fake)
     pushed_ticket(fake, platform)
     with pytest.raises(AuthorizationCodeError) as caught:

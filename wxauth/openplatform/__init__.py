@@ -12,20 +12,46 @@ from ._component import (
     PushReplayError,
 )
 from ._crypto import MAX_PUSH_BYTES, MessageCrypto
+from ._errors import (
+    OPEN_PLATFORM_ERRCODES,
+    AuthorizationCodeError,
+    AuthorizerNotAuthorizedError,
+    ComponentTicketError,
+    OpenPlatformError,
+    PushAppIdError,
+    PushDecryptError,
+    PushError,
+    PushFormatError,
+    PushSignatureError,
+    RefreshTokenError,
+    error_for_component_errcode,
+)
 from ._fleet import AuthorizerFleet, FleetPlatform, FleetStats
 from ._xml import parse_xml_fields
 
 __all__ = [
     "MAX_PUSH_BYTES",
+    "OPEN_PLATFORM_ERRCODES",
     "Authorization",
+    "AuthorizationCodeError",
     "AuthorizerFleet",
+    "AuthorizerNotAuthorizedError",
     "AuthorizerTokenSource",
+    "ComponentTicketError",
     "ComponentTokenManager",
     "ComponentTokenSource",
     "FleetPlatform",
     "FleetStats",
     "MessageCrypto",
+    "OpenPlatformError",
+    "PushAppIdError",
+    "PushDecryptError",
+    "PushError",
     "PushEvent",
+    "PushFormatError",
     "PushReplayError",
+    "PushSignatureError",
+    "RefreshTokenError",
+    "error_for_component_errcode",
     "parse_xml_fields",
 ]
