@@ -26,6 +26,7 @@ from typing import Any
 
 from cachetools import LRUCache
 
+from .._config import ManagerStats
 from .._errors import EXPIRED_ERRCODES, StoreError, TokenFetchError, WeChatAPIError
 from .._fetch import FetchContext, fetch_token_answer
 from .._manager import TokenManager
@@ -319,7 +320,7 @@ class ComponentTokenManager:
         return self.tokens.key
 
     @property
-    def stats(self) -> Any:
+    def stats(self) -> ManagerStats:
         """The component token fetches' counters (:class:`~wxauth.ManagerStats`)."""
         return self.tokens.stats
 
