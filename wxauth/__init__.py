@@ -36,6 +36,7 @@ from .sources import (
     CallableTokenSource,
     ClassicTokenSource,
     FetchContext,
+    RemoteSource,
     StableTokenSource,
     TokenProvider,
     TokenSource,
@@ -60,17 +61,28 @@ __all__ = [
     "EXPIRED_ERRCODES",
     "AsyncTicketManager",
     "AsyncTokenManager",
+    "AuthorizationCodeError",
+    "AuthorizerFleet",
+    "AuthorizerNotAuthorizedError",
     "CallableTokenSource",
     "ClassicTokenSource",
+    "ComponentTicketError",
+    "ComponentTokenManager",
     "CredentialError",
     "FetchContext",
     "FileStore",
     "ManagerStats",
     "MemoryStore",
     "MessageCrypto",
+    "OpenPlatformError",
+    "PushError",
+    "PushEvent",
+    "PushReplayError",
     "QuotaError",
     "RedisStore",
     "RefreshBudgetError",
+    "RefreshTokenError",
+    "RemoteSource",
     "Secret",
     "StableTokenSource",
     "StoreError",
@@ -103,13 +115,35 @@ _install_log_redaction()
 
 if _TYPE_CHECKING:
     from ._async_manager import AsyncTokenManager
-    from .openplatform import MessageCrypto
+    from .openplatform import (
+        AuthorizationCodeError,
+        AuthorizerFleet,
+        AuthorizerNotAuthorizedError,
+        ComponentTicketError,
+        ComponentTokenManager,
+        MessageCrypto,
+        OpenPlatformError,
+        PushError,
+        PushEvent,
+        PushReplayError,
+        RefreshTokenError,
+    )
 
 #: Exported names that need an extra, imported on first use so that ``import wxauth``
 #: works with the core dependencies alone: name -> (module, extra).
 _LAZY: dict[str, tuple[str, str]] = {
     "AsyncTokenManager": ("._async_manager", "httpx"),
     "MessageCrypto": (".openplatform", "openplatform"),
+    "AuthorizationCodeError": (".openplatform", "openplatform"),
+    "AuthorizerFleet": (".openplatform", "openplatform"),
+    "AuthorizerNotAuthorizedError": (".openplatform", "openplatform"),
+    "ComponentTicketError": (".openplatform", "openplatform"),
+    "ComponentTokenManager": (".openplatform", "openplatform"),
+    "OpenPlatformError": (".openplatform", "openplatform"),
+    "PushError": (".openplatform", "openplatform"),
+    "PushEvent": (".openplatform", "openplatform"),
+    "PushReplayError": (".openplatform", "openplatform"),
+    "RefreshTokenError": (".openplatform", "openplatform"),
 }
 
 

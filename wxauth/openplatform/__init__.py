@@ -9,7 +9,6 @@ from ._component import (
     ComponentTokenManager,
     ComponentTokenSource,
     PushEvent,
-    PushReplayError,
 )
 from ._crypto import MAX_PUSH_BYTES, MessageCrypto
 from ._errors import (
@@ -22,6 +21,7 @@ from ._errors import (
     PushDecryptError,
     PushError,
     PushFormatError,
+    PushReplayError,
     PushSignatureError,
     RefreshTokenError,
     error_for_component_errcode,

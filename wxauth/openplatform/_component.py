@@ -43,7 +43,7 @@ from ._errors import (
     ComponentTicketError,
     PushAppIdError,
     PushFormatError,
-    PushSignatureError,
+    PushReplayError,
 )
 from ._protocol import (
     AUTHORIZER_LIST,
@@ -97,12 +97,6 @@ MAX_LIST_PAGES = 10_000
 
 _SENSITIVE_FIELDS = frozenset({"ComponentVerifyTicket", "AuthorizationCode", "PreAuthCode"})
 _AUTHORIZED = frozenset({"authorized", "updateauthorized"})
-
-
-class PushReplayError(PushSignatureError):
-    """A push whose signature is right but which was already handled, or was signed
-    more than ``push_max_age`` seconds away from this host's clock: replayed (or this
-    host's clock is off)."""
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,8 @@ class MessageCrypto:
         return self._appid
 
     def __repr__(self) -> str:
-        return f"MessageCrypto(appid={self.appid!r})"
+        # getattr: a repr of an instance whose __init__ refused a setting must not raise
+        return f"MessageCrypto(appid={getattr(self, 'appid', None)!r})"
 
     def signature(self, timestamp: str, nonce: str, encrypt: str) -> str:
         """``sha1`` of ``token``, ``timestamp``, ``nonce`` and ``encrypt`` sorted and

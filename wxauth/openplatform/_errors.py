@@ -5,6 +5,7 @@
     WxAuthError
     ├── PushError                     a push to the platform's URL cannot be accepted
     │   ├── PushSignatureError        msg_signature missing or wrong (forged, tampered)
+    │   │   └── PushReplayError       signed right, but already handled or signed too long ago
     │   ├── PushDecryptError          Encrypt is not base64, not AES blocks, bad padding
     │   ├── PushAppIdError            the appid inside the plaintext is not ours
     │   └── PushFormatError           the XML is malformed, too large or hostile
@@ -34,6 +35,7 @@ __all__ = [
     "PushDecryptError",
     "PushError",
     "PushFormatError",
+    "PushReplayError",
     "PushSignatureError",
     "RefreshTokenError",
     "error_for_component_errcode",
@@ -48,6 +50,12 @@ class PushError(WxAuthError, ValueError):
 class PushSignatureError(PushError):
     """The ``msg_signature`` is missing or does not match ``sha1(sort(token,
     timestamp, nonce, Encrypt))``."""
+
+
+class PushReplayError(PushSignatureError):
+    """A push whose signature is right but which was already handled, or was signed
+    more than ``push_max_age`` seconds away from this host's clock: replayed (or this
+    host's clock is off)."""
 
 
 class PushDecryptError(PushError):
