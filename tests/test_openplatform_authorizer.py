@@ -164,16 +164,18 @@ def test_authorizer_managers_are_bounded_and_start_no_thread(fake: FakeWeChat) -
 
 
 def test_lost_refresh_tokens_come_back_from_one_list_pass(fake: FakeWeChat) -> None:
-    """450 authorizers, none stored (a flushed store): 24 threads asking for 24 of them
-    make exactly one pass over the list (3 pages) and all get their token."""
+    """1200 authorizers, none stored (a flushed store): 24 threads asking for 24 of them
+    make exactly one pass over the list (3 pages of WeChat's largest, 500) and all get
+    their token."""
     platform = platform_on(fake)
     pushed_ticket(fake, platform)
-    appids = [f"wxauthorizer{i:06d}" for i in range(450)]
+    appids = [f"wxauthorizer{i:06d}" for i in range(1200)]
     fake.add_authorizers(COMPONENT, appids)
     with ThreadPoolExecutor(24) as pool:
-        tokens = list(pool.map(lambda a: platform.authorizer(a).get_token(), appids[::19]))
+        tokens = list(pool.map(lambda a: platform.authorizer(a).get_token(), appids[::50]))
     assert all(tokens)
-    assert list_calls(fake) == -(-450 // LIST_PAGE_SIZE) == 3
+    assert LIST_PAGE_SIZE == 500
+    assert list_calls(fake) == 3
     assert platform.authorizer_appids() == sorted(appids)
     assert stored_refresh(platform, appids[7]) == fake.refresh_token_of(appids[7])
 

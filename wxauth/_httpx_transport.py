@@ -10,7 +10,7 @@ with the same helpers and answer a redirect the same way (see :mod:`wxauth.trans
   connection's socket at the deadline from a timer thread, which wakes a read that
   would otherwise wait a whole read timeout past it;
 - **no redirects**: ``follow_redirects=False``, and a 3xx comes back with its body unread;
-- a **size cap** of ``MAX_ANSWER_BYTES + 1`` decoded bytes.
+- a **size cap** of ``request.max_bytes + 1`` decoded bytes.
 
 Only the users of the ``wxauth[httpx]`` extra import this module.
 """
@@ -27,7 +27,7 @@ import anyio
 import httpx
 from requests.structures import CaseInsensitiveDict
 
-from ._protocol import MAX_ANSWER_BYTES, TokenRequest
+from ._protocol import TokenRequest
 from ._secret import reveal
 from .transport import (
     HTTPAnswer,
@@ -104,15 +104,15 @@ def _redirect(response: httpx.Response) -> HTTPAnswer | None:
     return None
 
 
-def _answer(response: httpx.Response, body: bytearray) -> HTTPAnswer:
+def _answer(response: httpx.Response, body: bytearray, cap: int) -> HTTPAnswer:
     headers = CaseInsensitiveDict(response.headers)
-    return HTTPAnswer(response.status_code, headers, bytes(body[: MAX_ANSWER_BYTES + 1]))
+    return HTTPAnswer(response.status_code, headers, bytes(body[: cap + 1]))
 
 
-def _full(body: bytearray, chunk: bytes) -> bool:
-    """Add ``chunk`` to ``body``; whether the cap is passed (read no more)."""
+def _full(body: bytearray, chunk: bytes, cap: int) -> bool:
+    """Add ``chunk`` to ``body``; whether ``cap`` is passed (read no more)."""
     body += chunk
-    return len(body) > MAX_ANSWER_BYTES
+    return len(body) > cap
 
 
 @contextlib.contextmanager
@@ -154,12 +154,12 @@ def _watchdog(response: httpx.Response, deadline: float) -> Iterator[threading.E
         timer.cancel()
 
 
-def _read_body(response: httpx.Response, deadline: float) -> bytearray:
+def _read_body(response: httpx.Response, deadline: float, cap: int) -> bytearray:
     """Read the decoded body, at most just past the cap; raise :class:`_LateError` when
     a chunk comes after the deadline."""
     body = bytearray()
     for chunk in response.iter_bytes():
-        if _full(body, chunk):
+        if _full(body, chunk, cap):
             break
         if time.monotonic() >= deadline:
             raise _LateError
@@ -200,12 +200,12 @@ class HttpxTransport:
                 return redirect, None
             with _watchdog(response, deadline) as shut:
                 try:
-                    body = _read_body(response, deadline)
+                    body = _read_body(response, deadline, request.max_bytes)
                 except Exception as exc:  # _LateError, ReadError after the shutdown...
                     return None, _failed_read(exc, request, timeout, deadline)
             if shut.is_set():  # a body read to the connection's end may look whole
                 return None, _late(timeout)
-            return _answer(response, body), None
+            return _answer(response, body, request.max_bytes), None
         finally:
             with contextlib.suppress(Exception):
                 response.close()
@@ -261,11 +261,11 @@ class AsyncHttpxTransport:
             body = bytearray()
             try:
                 async for chunk in response.aiter_bytes():
-                    if _full(body, chunk):
+                    if _full(body, chunk, request.max_bytes):
                         break
             except Exception as exc:  # httpx's read timeout may fire just before ours
                 return None, _failed_read(exc, request, timeout, deadline)
-            return _answer(response, body), None
+            return _answer(response, body, request.max_bytes), None
         finally:
             with contextlib.suppress(Exception):
                 await response.aclose()

@@ -93,6 +93,9 @@ class TokenRequest:
     #: raised as a plain :class:`~wxauth.WeChatAPIError`, for the caller to heal, never
     #: as the :class:`~wxauth.CredentialError` a token endpoint's 40001 means.
     token_errcodes: frozenset[int] = frozenset()
+    #: The largest answer body read (a transport reads at most one byte more, then
+    #: stops): a token answer is about 200 bytes; a page of a list can be more.
+    max_bytes: int = MAX_ANSWER_BYTES
 
     def __repr__(self) -> str:
         return f"TokenRequest({self.method} {self.path})"
@@ -204,13 +207,13 @@ def read_token_answer(
             retryable=False,
         )
     if status >= 500:
-        excerpt = _excerpt(body[:MAX_ANSWER_BYTES], secrets)
+        excerpt = _excerpt(body[: request.max_bytes], secrets)
         return Failure(TokenFetchError(f"{path} answered HTTP {status}: {excerpt!r}"), True)
-    if len(body) > MAX_ANSWER_BYTES:
+    if len(body) > request.max_bytes:
         return Failure(
             TokenFetchError(
-                f"{path} answered HTTP {status} with more than {MAX_ANSWER_BYTES} bytes; a "
-                "token answer is about 200"
+                f"{path} answered HTTP {status} with more than {request.max_bytes} bytes, "
+                "more than such an answer can be"
             ),
             retryable=False,
         )

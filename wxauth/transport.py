@@ -9,7 +9,8 @@ duties that make a token request safe whatever HTTP library carries it:
   slowly a server trickles its answer (a per-read timeout never trips on that);
 - **no redirects**: a 3xx is returned as it is (its body unread), never followed, since
   following it would carry the secret to wherever it points;
-- a **size cap**: at most ``MAX_ANSWER_BYTES + 1`` bytes of body are read.
+- a **size cap**: at most ``request.max_bytes + 1`` bytes of body are read (default
+  ``MAX_ANSWER_BYTES``).
 
 Failures to send or to read are raised as :class:`TransportError` with a message free of
 secrets, and with no exception of the HTTP library chained to it (their messages and
@@ -30,7 +31,7 @@ from typing import Any, Protocol
 import requests
 from requests.structures import CaseInsensitiveDict
 
-from ._protocol import MAX_ANSWER_BYTES, TokenRequest, scrub, shown_location
+from ._protocol import TokenRequest, scrub, shown_location
 from ._secret import Secret, reveal
 
 __all__ = [
@@ -246,7 +247,7 @@ class RequestsTransport:
             if 300 <= response.status_code < 400:  # a session whose send() skips our hook
                 return _redirect_answer(response.status_code, response.headers), None
             try:
-                body = _read_body(response, deadline)
+                body = _read_body(response, deadline, request.max_bytes)
             except Exception as exc:  # _LateError, ChunkedEncodingError, ReadTimeoutError...
                 return None, _failed_read(exc, request, timeout, deadline)
             headers = CaseInsensitiveDict(response.headers)
@@ -256,9 +257,9 @@ class RequestsTransport:
         return f"RequestsTransport({type(self.session).__name__})"
 
 
-def _read_body(response: requests.Response, deadline: float) -> bytes:
+def _read_body(response: requests.Response, deadline: float, cap: int) -> bytes:
     """Read the (streamed) body by ``deadline`` (``time.monotonic()``), decoded like
-    ``response.content``, and at most ``MAX_ANSWER_BYTES + 1`` bytes of it; raise
+    ``response.content``, and at most ``cap + 1`` bytes of it; raise
     :class:`_LateError` at the deadline, or what requests raised.
 
     The body is read a byte at a time: a buffered read of n bytes waits until n bytes
@@ -273,7 +274,7 @@ def _read_body(response: requests.Response, deadline: float) -> bytes:
     applied = math.inf
     body = bytearray()
     chunks = response.iter_content(chunk_size=1)
-    while len(body) <= MAX_ANSWER_BYTES:
+    while len(body) <= cap:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise _LateError

@@ -29,6 +29,7 @@ __all__ = [
     "AUTHORIZER_TOKEN",
     "COMPONENT_TOKEN",
     "LIST_PAGE_SIZE",
+    "MAX_LIST_ANSWER_BYTES",
     "QUERY_AUTH",
     "TICKET_TTL",
     "ListPage",
@@ -57,10 +58,11 @@ API_START_PUSH_TICKET = "/cgi-bin/component/api_start_push_ticket"
 #: How long a ``component_verify_ticket`` is kept after it arrived (seconds): WeChat
 #: says it is valid 12 hours, and pushes a new one every 10 minutes.
 TICKET_TTL = 12 * 3600.0
-#: Authorizers asked for per ``api_get_authorizer_list`` page. WeChat allows 500, but
-#: a page of 500 (about 75 KB) is over the 64 KB a token answer may be
-#: (:data:`wxauth.sources.MAX_ANSWER_BYTES`); 200 stay under it with room to spare.
-LIST_PAGE_SIZE = 200
+#: Authorizers asked for per ``api_get_authorizer_list`` page: WeChat's largest page.
+LIST_PAGE_SIZE = 500
+#: The largest answer read from a component endpoint: a page of 500 authorizers is
+#: about 75 KB (a token answer is read up to :data:`wxauth.sources.MAX_ANSWER_BYTES`).
+MAX_LIST_ANSWER_BYTES = 1024 * 1024
 
 # An appid becomes part of store keys and file names; WeChat's look like wx + 16 hex.
 _APPID_FORM = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -233,6 +235,7 @@ def component_api_request(
         json=body,
         secrets=(token, *secrets),
         token_errcodes=EXPIRED_ERRCODES,
+        max_bytes=MAX_LIST_ANSWER_BYTES,
     )
 
 
