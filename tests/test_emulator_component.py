@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -914,6 +916,44 @@ def test_pushes_go_to_loopback_only(fake: FakeWeChat) -> None:
     fake.add_component("wxcomponent0000002", "s2", token=TOKEN, encoding_aes_key=KEY)
     with pytest.raises(ValueError, match="give component_appid"):
         fake.push_verify_ticket(f"http://127.0.0.1:{port}/gone")
+
+
+_WITHOUT_CRYPTOGRAPHY = """
+import sys
+
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "cryptography":
+            raise ImportError("No module named 'cryptography'")
+
+sys.meta_path.insert(0, Block())
+from wxauth.testing import FakeWeChat
+
+fake = FakeWeChat()
+fake.add_component("wxc", "s", token="t", encoding_aes_key="a" * 43)
+try:
+    fake.verify_ticket_push("wxc")
+except ImportError as exc:
+    print(exc)
+print(fake.latest_verify_ticket("wxc"))
+"""
+
+
+def test_the_emulator_imports_without_cryptography() -> None:
+    """Only building a push needs cryptography; without it the push names the extra and
+    no ticket was issued."""
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_CRYPTOGRAPHY],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.splitlines() == [
+        "the emulator's Open Platform pushes are encrypted with cryptography: "
+        "pip install 'wxauth[openplatform]'",
+        "None",
+    ]
 
 
 # -- the front ends and WxAuth -------------------------------------------------------------------

@@ -100,8 +100,13 @@ class _Sealed:
 
 def _message_crypto() -> type[MessageCrypto]:
     """The crypto class, imported when first needed (it needs ``cryptography``)."""
-    from ..openplatform._crypto import MessageCrypto
-
+    try:
+        from ..openplatform._crypto import MessageCrypto
+    except ImportError as exc:
+        raise ImportError(
+            "the emulator's Open Platform pushes are encrypted with cryptography: "
+            "pip install 'wxauth[openplatform]'"
+        ) from exc
     return MessageCrypto
 
 
