@@ -453,6 +453,8 @@ def test_rotating_refresh_tokens_keep_the_old_one_300s() -> None:
     assert errcode(refresh(fake, ctoken, AUTHZ, first)) == 61023
     third = refresh(fake, ctoken, AUTHZ, second)["authorizer_refresh_token"]
     assert third not in (first, second)
+    fake.authorize(COMP, AUTHZ)  # a re-authorization ends the grace of the one rotated out
+    assert errcode(refresh(fake, ctoken, AUTHZ, second)) == 61023
 
 
 def test_authorizer_belongs_to_each_component_separately(fake: FakeWeChat) -> None:
