@@ -319,7 +319,7 @@ class _Api:
                         retry_after=wait,
                     )  # fmt: skip
                 return _answer(resource, await self._get(resource), invalidated=False)
-            dropped, token = await self._in_thread(resource.invalidate, value, resource=resource)
+            dropped = await self._in_thread(resource.invalidate, value, resource=resource)
         except (WxAuthError, TimeoutError) as exc:
             return _unavailable(exc, resource.label)
         if dropped:
@@ -327,7 +327,7 @@ class _Api:
             logger.info(
                 "client=%s invalidated %s (%s)", client, resource.label, redact_token(value)
             )
-        return _answer(resource, token, invalidated=dropped)
+        return _answer(resource, await self._get(resource), invalidated=dropped)
 
 
 def _wrap(

@@ -111,13 +111,13 @@ class Resource:
         self._last = token
         return token
 
-    def invalidate(self, value: str) -> tuple[bool, Token]:
-        """Drop the token if it is still ``value`` (compare-and-invalidate) and return
-        whether it did, with the token to use now (worker thread)."""
+    def invalidate(self, value: str) -> bool:
+        """Drop the token if it is still ``value`` (compare-and-invalidate); say
+        whether it did (worker thread). :meth:`get` then fetches the next one."""
         dropped = self.manager.invalidate(value)
         if dropped and self._last is not None and self._last.value == value:
             self._last = None
-        return dropped, self.get()
+        return dropped
 
     def is_current(self, value: str) -> bool:
         """Whether ``value`` is the stored token (worker thread)."""
