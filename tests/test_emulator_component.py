@@ -1048,3 +1048,13 @@ def test_wxauth_on_an_authorizer_token_heals_a_retired_one(fake: FakeWeChat) -> 
     assert len(answer.history) == 1
     assert fake.token_fetches_of(AUTHZ) == 2
     assert fake.errcodes(kind="api") == {0: 2, 40001: 1}
+
+
+def test_the_emulator_log_masks_component_tokens() -> None:
+    """The emulator's request log masks ``component_access_token`` like the other
+    credentials in a query."""
+    from wxauth.testing._server import redact_target
+
+    line = "POST /cgi-bin/component/api_authorizer_token?component_access_token=CT-secret HTTP/1.1"
+    assert "CT-secret" not in redact_target(line)
+    assert "component_access_token=***" in redact_target(line)

@@ -15,17 +15,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._fake import (
+    AUTHORIZER_LIST_PATH,
+    AUTHORIZER_TOKEN_PATH,
     CLEAR_QUOTA_PATH,
     CLEAR_QUOTA_V2_PATH,
+    COMPONENT_TOKEN_PATH,
     DEFAULT_DAILY_QUOTA,
     DEFAULT_EXPIRES_IN,
     DEFAULT_GRACE,
+    QUERY_AUTH_PATH,
     QUOTA_GET_PATH,
     STABLE_TOKEN_PATH,
     TOKEN_PATH,
     WECOM_TOKEN_PATH,
     Call,
     FakeWeChat,
+    PushDeliveryError,
 )
 
 if TYPE_CHECKING:
@@ -33,11 +38,15 @@ if TYPE_CHECKING:
     from ._server import EmulatorServer
 
 __all__ = [
+    "AUTHORIZER_LIST_PATH",
+    "AUTHORIZER_TOKEN_PATH",
     "CLEAR_QUOTA_PATH",
     "CLEAR_QUOTA_V2_PATH",
+    "COMPONENT_TOKEN_PATH",
     "DEFAULT_DAILY_QUOTA",
     "DEFAULT_EXPIRES_IN",
     "DEFAULT_GRACE",
+    "QUERY_AUTH_PATH",
     "QUOTA_GET_PATH",
     "STABLE_TOKEN_PATH",
     "TOKEN_PATH",
@@ -45,6 +54,7 @@ __all__ = [
     "Call",
     "EmulatorServer",
     "FakeWeChat",
+    "PushDeliveryError",
     "WeChatInterceptor",
 ]
 

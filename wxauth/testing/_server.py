@@ -29,7 +29,9 @@ __all__ = ["EmulatorServer", "redact_target"]
 _MAX_BODY = 1024 * 1024
 
 _DIGITS = re.compile(r"[0-9]+")
-_SECRET_PARAM = re.compile(r"(?<=[?&])(secret|corpsecret|appsecret|access_token)=[^&\s]*")
+_SECRET_PARAM = re.compile(
+    r"(?<=[?&])(secret|corpsecret|appsecret|access_token|component_access_token)=[^&\s]*"
+)
 
 
 def redact_target(target: str) -> str:
