@@ -21,6 +21,8 @@ PUBLIC_MODULES = [
     "wxauth.transport",
     "wxauth.testing",
     "wxauth.tickets",
+    "wxauth.server",
+    "wxauth.openplatform",
 ]
 
 
