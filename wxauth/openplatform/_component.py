@@ -14,7 +14,6 @@ budgets and background refresh are the access token's), and hands out one
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -27,7 +26,13 @@ from typing import Any
 from cachetools import LRUCache
 
 from .._config import ManagerStats
-from .._errors import EXPIRED_ERRCODES, StoreError, TokenFetchError, WeChatAPIError
+from .._errors import (
+    EXPIRED_ERRCODES,
+    StoreError,
+    TokenFetchError,
+    WeChatAPIError,
+    WxAuthError,
+)
 from .._fetch import FetchContext, fetch_token_answer
 from .._manager import TokenManager
 from .._protocol import TokenRequest, parse_token_answer
@@ -57,7 +62,9 @@ from ._protocol import (
     component_error,
     component_token_request,
     parse_list_page,
+    parse_recovery_record,
     parse_ticket_record,
+    recovery_record,
     start_push_ticket_request,
     take_secret,
     ticket_record,
@@ -66,6 +73,7 @@ from ._protocol import (
 __all__ = [
     "DEFAULT_MAX_AUTHORIZER_MANAGERS",
     "PUSH_MAX_AGE",
+    "RECOVERY_RETRY",
     "RECOVERY_SPACING",
     "Authorization",
     "ComponentTokenManager",
@@ -83,6 +91,9 @@ PUSH_MAX_AGE = 300.0
 #: After a re-read of the authorizer list, the next one waits at least this many
 #: seconds (a storm of 61023 answers makes one pass, not one per authorizer).
 RECOVERY_SPACING = 60.0
+#: After a re-read that failed, the next one waits at least this many seconds; callers
+#: meanwhile get a :class:`~wxauth.TokenFetchError` naming the failure.
+RECOVERY_RETRY = 10.0
 #: How many authorizer managers a platform keeps built (least recently used first out):
 #: 100,000 authorizers never mean 100,000 live managers. A manager dropped from here
 #: keeps working for whoever holds it; the token lives in the store either way.
@@ -624,33 +635,58 @@ class ComponentTokenManager:
         the store) and at most one per :data:`RECOVERY_SPACING` seconds.
 
         Returns how many authorizers the list gave a refresh token for, or ``None``
-        when a pass ran moments ago (its result is in the store)."""
-        with self._recovery_lock:
-            key = self.keys.recovery
-            lock = self.store.lock(key, lease=RECOVERY_LEASE)
-            if not lock.acquire(timeout=self.tokens.lock_timeout):
-                logger.warning(
-                    "gave up waiting for another process's re-read of the authorizer list "
-                    "of component appid=%s",
-                    self.component_appid,
-                )
-                return None
+        when a pass ran moments ago (its result is in the store). Raises
+        :class:`~wxauth.TokenFetchError` when the list cannot be read now: another
+        pass held it past ``lock_timeout``, or one failed less than
+        :data:`RECOVERY_RETRY` seconds ago. Without a component token (no ticket
+        yet) no pass is made, and none is counted: that error is raised as it is."""
+        wait = self.tokens.lock_timeout
+        if not self._recovery_lock.acquire(timeout=wait):
+            raise self._recovery_busy(wait)
+        try:
+            lock = self.store.lock(self.keys.recovery, lease=RECOVERY_LEASE)
+            if not lock.acquire(timeout=wait):
+                raise self._recovery_busy(wait)
             try:
-                if self._recovered_recently():
-                    return None
-                record = json.dumps({"at": self.clock()})
-                self.store.set_meta(key, record, ttl=RECOVERY_SPACING)
-                return self._read_authorizer_list(reason)
+                return self._recover_once(reason)
             finally:
                 _release(lock)
+        finally:
+            self._recovery_lock.release()
 
-    def _recovered_recently(self) -> bool:
-        raw = self.store.get_meta(self.keys.recovery)
+    def _recover_once(self, reason: str) -> int | None:
+        """A pass over the list, unless one ran (or failed) moments ago; under the
+        recovery locks."""
+        key = self.keys.recovery
+        last = parse_recovery_record(self.store.get_meta(key))
+        if last is not None:
+            ago = abs(self.clock() - last.at)
+            if last.failure is None and ago < RECOVERY_SPACING:
+                return None
+            if last.failure is not None and ago < RECOVERY_RETRY:
+                raise TokenFetchError(
+                    f"the authorizer list of component appid={self.component_appid} could "
+                    f"not be read {ago:.0f}s ago ({last.failure}); it is read again "
+                    f"{RECOVERY_RETRY:g}s after a failure"
+                )
+        # The component token first: without one (no ticket yet, say) no pass is made,
+        # and none is counted, so the pass runs as soon as a ticket comes.
+        self.get_token()
+        self.store.set_meta(key, recovery_record(self.clock()), ttl=RECOVERY_SPACING)
         try:
-            at = float(json.loads(raw)["at"]) if raw else None
-        except (ValueError, KeyError, TypeError):
-            at = None
-        return at is not None and abs(self.clock() - at) < RECOVERY_SPACING
+            return self._read_authorizer_list(reason)
+        except WxAuthError as exc:
+            failure = f"{type(exc).__name__}: {exc}"
+            record = recovery_record(self.clock(), failure=failure)
+            self.store.set_meta(key, record, ttl=RECOVERY_RETRY)
+            raise
+
+    def _recovery_busy(self, waited: float) -> TokenFetchError:
+        return TokenFetchError(
+            f"gave up after {waited:.1f}s waiting for another thread's or process's "
+            f"re-read of the authorizer list of component appid={self.component_appid}; "
+            "try again shortly"
+        )
 
     def _read_authorizer_list(self, reason: str) -> int:
         ctx = self._context()

@@ -34,6 +34,7 @@ __all__ = [
     "TICKET_TTL",
     "ListPage",
     "PlatformKeys",
+    "RecoveryRecord",
     "StoredRefresh",
     "StoredTicket",
     "check_appid",
@@ -41,8 +42,10 @@ __all__ = [
     "component_error",
     "component_token_request",
     "parse_list_page",
+    "parse_recovery_record",
     "parse_refresh_record",
     "parse_ticket_record",
+    "recovery_record",
     "refresh_record",
     "start_push_ticket_request",
     "take_secret",
@@ -197,6 +200,36 @@ def parse_refresh_record(raw: str | None) -> StoredRefresh | None:
         if type(when) is int:
             event_time = when
     return StoredRefresh(Secret(raw), token, event_time)
+
+
+@dataclass(frozen=True)
+class RecoveryRecord:
+    """The last re-read of the authorizer list: when it started (epoch s), and what
+    made it fail (``None``: it did not, or has not yet)."""
+
+    at: float
+    failure: str | None = None
+
+
+def recovery_record(at: float, *, failure: str | None = None) -> str:
+    """The meta record of a re-read of the authorizer list."""
+    record: dict[str, Any] = {"at": at}
+    if failure is not None:
+        record["failed"] = failure[:300]
+    return json.dumps(record)
+
+
+def parse_recovery_record(raw: str | None) -> RecoveryRecord | None:
+    """Read the meta record of the last re-read (``None``: none, or damaged)."""
+    try:
+        data = json.loads(raw) if raw else None
+        if not isinstance(data, dict):
+            return None
+        at = float(data["at"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    failure = data.get("failed")
+    return RecoveryRecord(at, failure if isinstance(failure, str) else None)
 
 
 # -- requests ---------------------------------------------------------------------------

@@ -1,0 +1,168 @@
+"""An adversarial review of the Open Platform: outages (a flushed store, a failing or
+slow authorizer list, a host clock that is off), races (a cancellation during a code
+exchange), crash reports (frame locals while the store is down), and the contract
+surface (signatures, adapters over loopback HTTP, steady state), against the emulator.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+import requests
+from test_openplatform_component import (
+    AES_KEY,
+    AUTHORIZER,
+    COMPONENT,
+    PUSH_TOKEN,
+    SECRET,
+    platform_on,
+    pushed_ticket,
+)
+
+import wxauth
+from wxauth.openplatform import (
+    AuthorizerNotAuthorizedError,
+    ComponentTicketError,
+)
+from wxauth.openplatform._protocol import AUTHORIZER_LIST
+from wxauth.testing import FakeWeChat
+from wxauth.transport import HTTPAnswer, RequestsTransport
+
+API = "https://api.weixin.qq.com/cgi-bin/user/info"
+
+
+@pytest.fixture
+def fake(wechat: FakeWeChat) -> FakeWeChat:
+    """The emulator behind api.weixin.qq.com, with the platform registered."""
+    wechat.add_component(COMPONENT, SECRET, token=PUSH_TOKEN, encoding_aes_key=AES_KEY)
+    return wechat
+
+
+class Gate(RequestsTransport):
+    """A requests transport that, for one path, gets WeChat's answer and then holds it
+    until :meth:`open` (``answered`` is set meanwhile): the moment between WeChat
+    acting on a request and the platform reading the answer."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(requests.Session())
+        self.path = path
+        self.answered = threading.Event()
+        self._open = threading.Event()
+
+    def open(self) -> None:
+        self._open.set()
+
+    def send(self, request: Any, *, timeout: float) -> HTTPAnswer:
+        answer = super().send(request, timeout=timeout)
+        if request.path == self.path and not self._open.is_set():
+            self.answered.set()
+            self._open.wait(10)
+        return answer
+
+
+def list_calls(fake: FakeWeChat) -> int:
+    return fake.count(path=AUTHORIZER_LIST)
+
+
+# -- a lost store, a failing list: no verdict on the authorizer ----------------------------
+
+
+def test_a_flushed_store_recovers_at_the_next_ticket_push(fake: FakeWeChat) -> None:
+    """The store is wiped (a Redis flush): the ticket, the tokens and the refresh
+    tokens are gone. The authorizer's fetch says there is no ticket; once the next
+    ticket arrives, the very next fetch re-reads the list and works: the failed attempt
+    counted as no pass over the list and as no verdict on the authorizer."""
+    store = wxauth.MemoryStore()
+    platform = platform_on(fake, store)
+    pushed_ticket(fake, platform)
+    platform.query_auth(fake.authorize(COMPONENT, AUTHORIZER))
+    manager = platform.authorizer(AUTHORIZER)
+    manager.get_token()
+    store.clear()
+    fake.advance(7200)
+    with pytest.raises(ComponentTicketError, match="no component_verify_ticket"):
+        manager.get_token()
+    assert list_calls(fake) == 0
+    fake.advance(2)
+    pushed_ticket(fake, platform)
+    assert manager.get_token() == fake.authorizer_token_of(AUTHORIZER)
+    assert list_calls(fake) == 1
+
+
+def test_a_failed_list_pass_is_no_verdict_and_is_retried_soon(fake: FakeWeChat) -> None:
+    """api_get_authorizer_list fails (HTTP 502): the caller gets that failure; a caller
+    moments later gets a TokenFetchError that names it, never the 61003 of an
+    authorizer that is not listed (a fleet drops those), and the list is not asked
+    again at once; a little later it is, and the authorizer comes back."""
+    platform = platform_on(fake, retries=0)
+    pushed_ticket(fake, platform)
+    fake.add_authorizers(COMPONENT, [AUTHORIZER])
+    manager = platform.authorizer(AUTHORIZER)
+    fake.fail_next(on=AUTHORIZER_LIST, status=502)
+    with pytest.raises(wxauth.TokenFetchError):
+        manager.get_token()
+    fake.advance(2)
+    with pytest.raises(wxauth.TokenFetchError, match="authorizer list") as caught:
+        platform.authorizer("wxauthorizer000002").get_token()
+    assert not isinstance(caught.value, AuthorizerNotAuthorizedError)
+    assert list_calls(fake) == 1
+    fake.advance(30)
+    assert manager.get_token() == fake.authorizer_token_of(AUTHORIZER)
+    assert list_calls(fake) == 2
+
+
+def test_a_recovery_held_elsewhere_is_no_verdict(fake: FakeWeChat) -> None:
+    """Another process holds the re-read of the list past lock_timeout: the caller
+    gets a TokenFetchError saying so, not AuthorizerNotAuthorizedError."""
+    platform = platform_on(fake, lock_timeout=0.2)
+    pushed_ticket(fake, platform)
+    fake.add_authorizers(COMPONENT, [AUTHORIZER])
+    other = platform.store.lock(platform.keys.recovery, lease=30)
+    assert other.acquire(timeout=1)
+    try:
+        with pytest.raises(wxauth.TokenFetchError, match="authorizer list") as caught:
+            platform.authorizer(AUTHORIZER).get_token()
+        assert not isinstance(caught.value, AuthorizerNotAuthorizedError)
+    finally:
+        other.release()
+    fake.advance(2)
+    assert platform.authorizer(AUTHORIZER).get_token()
+
+
+def test_a_slow_list_pass_does_not_hold_other_threads_past_lock_timeout(
+    fake: FakeWeChat,
+) -> None:
+    """One thread's pass over the list hangs on a slow answer: another thread that
+    needs a pass waits lock_timeout, then gets a TokenFetchError; it is not stuck until
+    the slow answer comes."""
+    gate = Gate(AUTHORIZER_LIST)
+    platform = platform_on(fake, transport=gate, lock_timeout=0.3)
+    pushed_ticket(fake, platform)
+    fake.add_authorizers(COMPONENT, [AUTHORIZER, "wxauthorizer000002"])
+    slow = threading.Thread(target=platform.authorizer(AUTHORIZER).get_token, daemon=True)
+    slow.start()
+    try:
+        assert gate.answered.wait(10)
+        outcome: list[BaseException] = []
+
+        def other() -> None:
+            try:
+                platform.authorizer("wxauthorizer000002").get_token()
+            except BaseException as exc:
+                outcome.append(exc)
+
+        started = time.monotonic()
+        waiter = threading.Thread(target=other, daemon=True)
+        waiter.start()
+        waiter.join(5)
+        assert not waiter.is_alive(), "the second thread waited for the slow pass"
+        assert time.monotonic() - started < 3
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], wxauth.TokenFetchError)
+        assert not isinstance(outcome[0], AuthorizerNotAuthorizedError)
+    finally:
+        gate.open()
+        slow.join(10)
