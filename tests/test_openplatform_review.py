@@ -27,7 +27,7 @@ from wxauth.openplatform import (
     AuthorizerNotAuthorizedError,
     ComponentTicketError,
 )
-from wxauth.openplatform._protocol import AUTHORIZER_LIST
+from wxauth.openplatform._protocol import AUTHORIZER_LIST, QUERY_AUTH
 from wxauth.testing import FakeWeChat
 from wxauth.transport import HTTPAnswer, RequestsTransport
 
@@ -166,3 +166,109 @@ def test_a_slow_list_pass_does_not_hold_other_threads_past_lock_timeout(
     finally:
         gate.open()
         slow.join(10)
+
+
+# -- a cancellation racing a code exchange ------------------------------------------------
+
+
+def test_a_cancellation_during_the_exchange_of_an_authorization_push_wins(
+    fake: FakeWeChat,
+) -> None:
+    """The authorized push's code is exchanged; while WeChat's answer is on its way the
+    account cancels and the unauthorized push (later CreateTime) is handled. The
+    answer that arrives after must not bring the authorizer back: no refresh token, no
+    cached access token."""
+    gate = Gate(QUERY_AUTH)
+    platform = platform_on(fake, transport=gate)
+    pushed_ticket(fake, platform)
+    authorized = fake.authorization_push(COMPONENT, AUTHORIZER)
+    worker = threading.Thread(target=platform.handle_push, args=authorized, daemon=True)
+    worker.start()
+    try:
+        assert gate.answered.wait(10)
+        fake.advance(5)
+        platform.handle_push(*fake.authorization_push(COMPONENT, AUTHORIZER, "unauthorized"))
+    finally:
+        gate.open()
+        worker.join(10)
+    assert platform.authorizer_appids() == []
+    assert platform.authorizer(AUTHORIZER).peek() is None
+    # A later authorization is taken as usual.
+    fake.advance(5)
+    platform.handle_push(*fake.authorization_push(COMPONENT, AUTHORIZER))
+    assert platform.authorizer_appids() == [AUTHORIZER]
+    assert platform.authorizer(AUTHORIZER).get_token() == fake.authorizer_token_of(AUTHORIZER)
+
+
+def test_a_cancellation_during_query_auth_wins(fake: FakeWeChat) -> None:
+    """query_auth (the merchant's redirect) is answered, and the account cancels before
+    the answer is read: query_auth raises AuthorizerNotAuthorizedError and stores
+    nothing; a code exchanged after the cancellation is stored as usual."""
+    gate = Gate(QUERY_AUTH)
+    platform = platform_on(fake, transport=gate)
+    pushed_ticket(fake, platform)
+    code = fake.authorize(COMPONENT, AUTHORIZER)
+    outcome: list[object] = []
+
+    def exchange() -> None:
+        try:
+            outcome.append(platform.query_auth(code))
+        except Exception as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=exchange, daemon=True)
+    worker.start()
+    try:
+        assert gate.answered.wait(10)
+        fake.advance(5)
+        platform.handle_push(*fake.authorization_push(COMPONENT, AUTHORIZER, "unauthorized"))
+    finally:
+        gate.open()
+        worker.join(10)
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], AuthorizerNotAuthorizedError)
+    assert platform.authorizer_appids() == []
+    assert platform.authorizer(AUTHORIZER).peek() is None
+    fake.advance(5)
+    platform.query_auth(fake.authorize(COMPONENT, AUTHORIZER))
+    assert platform.authorizer_appids() == [AUTHORIZER]
+
+
+def test_an_older_authorization_never_replaces_a_newer_one(fake: FakeWeChat) -> None:
+    """Two authorization pushes handled out of order: the refresh token of the later
+    one (by CreateTime) stays."""
+    gate = Gate(QUERY_AUTH)
+    platform = platform_on(fake, transport=gate)
+    pushed_ticket(fake, platform)
+    first = fake.authorization_push(COMPONENT, AUTHORIZER)
+    worker = threading.Thread(target=platform.handle_push, args=first, daemon=True)
+    worker.start()
+    try:
+        assert gate.answered.wait(10)
+        fake.advance(5)
+        gate_free = platform_on(fake, platform.store)
+        gate_free.handle_push(*fake.authorization_push(COMPONENT, AUTHORIZER, "updateauthorized"))
+    finally:
+        gate.open()
+        worker.join(10)
+    stored = platform.refresh_tokens.get(AUTHORIZER)
+    assert stored is not None
+    assert stored.token is not None
+    assert stored.token.get_secret_value() == fake.refresh_token_of(AUTHORIZER)
+
+
+def test_the_list_brings_back_an_authorizer_cancelled_then_authorized_again(
+    fake: FakeWeChat,
+) -> None:
+    """Cancelled (push handled), then authorized again with the push lost: the next
+    fetch re-reads the list and the authorizer works again."""
+    platform = platform_on(fake)
+    pushed_ticket(fake, platform)
+    platform.handle_push(*fake.authorization_push(COMPONENT, AUTHORIZER))
+    fake.advance(5)
+    platform.handle_push(*fake.authorization_push(COMPONENT, AUTHORIZER, "unauthorized"))
+    assert platform.authorizer_appids() == []
+    fake.advance(5)
+    fake.authorize(COMPONENT, AUTHORIZER)
+    assert platform.authorizer(AUTHORIZER).get_token() == fake.authorizer_token_of(AUTHORIZER)
+    assert platform.authorizer_appids() == [AUTHORIZER]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .._errors import WxAuthError
+from .._errors import StoreError, WxAuthError
 from .._fetch import FetchContext
 from .._protocol import parse_token_answer
 from .._secret import Secret
@@ -36,9 +36,13 @@ if TYPE_CHECKING:
 
     from ._component import ComponentTokenManager
 
-__all__ = ["AuthorizerTokenSource", "RefreshTokens", "not_authorized"]
+__all__ = ["CAS_ATTEMPTS", "AuthorizerTokenSource", "RefreshTokens", "not_authorized"]
 
 logger = logging.getLogger("wxauth")
+
+#: Compare-and-set attempts of one authorization or cancellation of a refresh-token
+#: record before it gives up (each failed one means another writer changed it).
+CAS_ATTEMPTS = 8
 
 
 def not_authorized(component_appid: str, authorizer_appid: str) -> AuthorizerNotAuthorizedError:
@@ -91,6 +95,44 @@ class RefreshTokens:
         previous = None if old is None else old.raw.get_secret_value()
         return self.store.replace_record(self.table, appid, previous, new)
 
+    def authorize(self, appid: str, token: Secret, *, event_time: int | None, since: float) -> bool:
+        """Store ``token``, brought by an authorization whose push has ``event_time``
+        (``None``: a code from the merchant's redirect) and whose code exchange started
+        at ``since`` (this host's clock), unless the record holds a later event: a
+        cancellation pushed later (without a push time: written after the exchange
+        started), or the token of a later authorization push. Say whether it stored."""
+        for _ in range(CAS_ATTEMPTS):
+            current = self.get(appid)
+            if current is not None and _supersedes(current, event_time, since):
+                return False
+            if self.replace(appid, current, token, event_time=event_time):
+                return True
+        raise StoreError(_contended(appid))
+
+    def superseded(self, appid: str, *, event_time: int | None, since: float) -> bool:
+        """Whether the record holds an event later than that authorization (see
+        :meth:`authorize`)."""
+        current = self.get(appid)
+        return current is not None and _supersedes(current, event_time, since)
+
+    def cancel(self, appid: str, *, event_time: int) -> bool:
+        """Mark ``appid`` cancelled by an ``unauthorized`` push of ``event_time``,
+        unless the record came from a later push; say whether it did. The mark is a
+        record (no refresh token), so an exchange in flight cannot store one after it."""
+        for _ in range(CAS_ATTEMPTS):
+            current = self.get(appid)
+            if (
+                current is not None
+                and current.event_time is not None
+                and current.event_time > event_time
+            ):
+                return False
+            record = refresh_record(None, event_time=event_time, at=self._clock())
+            previous = None if current is None else current.raw.get_secret_value()
+            if self.store.replace_record(self.table, appid, previous, record):
+                return True
+        raise StoreError(_contended(appid))
+
     def snapshot(self) -> dict[str, StoredRefresh]:
         """Every record, by authorizer appid."""
         parsed = {}
@@ -106,6 +148,23 @@ class RefreshTokens:
 
     def __repr__(self) -> str:
         return f"RefreshTokens(table={self.table!r}, store={self.store!r})"
+
+
+def _supersedes(current: StoredRefresh, event_time: int | None, since: float) -> bool:
+    """Whether ``current`` records an event later than an authorization of
+    ``event_time`` whose code exchange started at ``since``."""
+    if current.event_time is not None and event_time is not None:
+        if current.cancelled:
+            return current.event_time >= event_time  # same second: the cancellation wins
+        return current.event_time > event_time
+    return current.cancelled and current.at is not None and current.at >= since
+
+
+def _contended(appid: str) -> str:
+    return (
+        f"the refresh token record of authorizer appid={appid} changed under each of "
+        f"{CAS_ATTEMPTS} compare-and-set attempts; not written"
+    )
 
 
 class AuthorizerTokenSource(TokenSource):

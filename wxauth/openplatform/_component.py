@@ -45,6 +45,7 @@ from ..stores._memory import default_store
 from ._authorizer import AuthorizerTokenSource, RefreshTokens
 from ._crypto import MessageCrypto
 from ._errors import (
+    AuthorizerNotAuthorizedError,
     ComponentTicketError,
     PushAppIdError,
     PushFormatError,
@@ -458,7 +459,7 @@ class ComponentTokenManager:
         code = event.fields.get("AuthorizationCode")
         if not isinstance(code, Secret) or not code.get_secret_value().strip():
             raise PushFormatError("the authorization push has no AuthorizationCode")
-        result = self._exchange(code, event_time=event.create_time)
+        result, _ = self._exchange(code, event_time=event.create_time)
         if result.authorizer_appid != event.authorizer_appid:
             logger.warning(
                 "the %s push named authorizer appid=%s but its code is authorizer appid=%s's",
@@ -467,22 +468,17 @@ class ComponentTokenManager:
                 result.authorizer_appid,
             )
 
-    def _forget(self, authorizer_appid: str, event_time: int | None) -> None:
-        """An authorizer cancelled: forget its refresh token and cached token, unless
-        the stored refresh token came from a later authorization."""
-        stored = self.refresh_tokens.get(authorizer_appid)
-        authorized_at = None if stored is None else stored.event_time
-        if event_time is not None and authorized_at is not None and event_time < authorized_at:
+    def _forget(self, authorizer_appid: str, event_time: int) -> None:
+        """An authorizer cancelled: mark its refresh token cancelled and drop its
+        cached token, unless the stored record came from a later push."""
+        if not self.refresh_tokens.cancel(authorizer_appid, event_time=event_time):
             logger.info(
-                "ignored an unauthorized push for authorizer appid=%s older than its "
-                "authorization (CreateTime %d < %d)",
+                "ignored an unauthorized push for authorizer appid=%s older than the "
+                "authorization stored (CreateTime %d)",
                 authorizer_appid,
                 event_time,
-                authorized_at,
             )
             return
-        if stored is not None:
-            self.refresh_tokens.replace(authorizer_appid, stored, None)
         key = self.keys.authorizer_token(authorizer_appid)
         cached = self.store.get(key)
         if cached is not None:
@@ -506,14 +502,30 @@ class ComponentTokenManager:
         and the permission sets it granted.
 
         Raises :class:`~wxauth.openplatform.AuthorizationCodeError` for a code that is
-        invalid or expired (61009/61010)."""
+        invalid or expired (61009/61010), and
+        :class:`~wxauth.openplatform.AuthorizerNotAuthorizedError` when the account's
+        cancellation (an ``unauthorized`` push) was handled while the code was being
+        exchanged: nothing is stored then."""
         if isinstance(authorization_code, str):
             authorization_code = Secret(authorization_code)
         if not isinstance(authorization_code, Secret) or not authorization_code:
             raise ValueError("authorization_code must be a non-empty str")
-        return self._exchange(authorization_code, event_time=None)
+        result, stored = self._exchange(authorization_code, event_time=None)
+        if not stored:
+            raise AuthorizerNotAuthorizedError(
+                61003,
+                f"authorizer appid={result.authorizer_appid} cancelled its authorization "
+                f"of component appid={self.component_appid} while its code was being "
+                "exchanged; nothing stored",
+                url_path=QUERY_AUTH,
+            )
+        return result
 
-    def _exchange(self, code: Secret, *, event_time: int | None) -> Authorization:
+    def _exchange(self, code: Secret, *, event_time: int | None) -> tuple[Authorization, bool]:
+        """Exchange a code; store the tokens unless the authorizer's record holds a
+        later event (a cancellation, a later authorization push). Returns the
+        authorization and whether its tokens were stored."""
+        since = self.clock()
         body = {"component_appid": self.component_appid, "authorization_code": code}
         answer = self._call(self._context(), QUERY_AUTH, body, (code,))
         info = answer.get("authorization_info")
@@ -526,8 +538,11 @@ class ComponentTokenManager:
             appid = check_appid("authorizer_appid", appid)
         except ValueError:
             raise TokenFetchError(f"{QUERY_AUTH} answered no valid authorizer_appid") from None
+        result = Authorization(appid, _permissions(info.get("func_info")))
         if refresh is not None:
-            self.refresh_tokens.put(appid, refresh, event_time=event_time)
+            stored = self.refresh_tokens.authorize(
+                appid, refresh, event_time=event_time, since=since
+            )
         else:
             logger.warning(
                 "%s answered no authorizer_refresh_token for authorizer appid=%s (it granted "
@@ -535,13 +550,22 @@ class ComponentTokenManager:
                 QUERY_AUTH,
                 appid,
             )
+            stored = not self.refresh_tokens.superseded(appid, event_time=event_time, since=since)
+        if not stored:
+            logger.info(
+                "authorizer appid=%s of component appid=%s: a later event (a cancellation "
+                "or another authorization) was stored while its code was exchanged; kept it",
+                appid,
+                self.component_appid,
+            )
+            return result, False
         self._keep_authorizer_token(appid, access, info.get("expires_in"))
         logger.info(
             "authorizer appid=%s authorized component appid=%s; stored its refresh token",
             appid,
             self.component_appid,
         )
-        return Authorization(appid, _permissions(info.get("func_info")))
+        return result, True
 
     def _keep_authorizer_token(self, appid: str, access: Secret | None, expires: object) -> None:
         """Store the access token a code exchange brought (a re-authorization retires

@@ -163,24 +163,35 @@ class StoredRefresh:
     """An authorizer's refresh-token record as a store holds it.
 
     ``raw`` is the record's exact text (compare-and-set writes over it); ``token`` is
-    ``None`` when the record is damaged (it then counts as missing). ``event_time`` is
-    the ``CreateTime`` of the authorization push that brought it, if one did: an
-    ``unauthorized`` push older than that is stale.
+    ``None`` when the record is damaged or marks a cancellation (either way the
+    authorizer counts as unknown). ``event_time`` is the ``CreateTime`` of the push
+    that wrote it (an authorization, a cancellation) or the list's ``auth_time``, if
+    known: events older than it are stale. ``at`` is when it was written (this host's
+    clock, epoch s).
     """
 
     raw: Secret
     token: Secret | None
     event_time: int | None
+    cancelled: bool = False
+    at: float | None = None
 
     def __repr__(self) -> str:
-        return f"StoredRefresh(event_time={self.event_time})"
+        return (
+            f"StoredRefresh(event_time={self.event_time}, cancelled={self.cancelled}, at={self.at})"
+        )
 
 
-def refresh_record(token: Secret, *, event_time: int | None, at: float) -> str:
-    """The durable record of a refresh token (``at``: when it was written, epoch s)."""
-    return json.dumps(
-        {"refresh_token": token.get_secret_value(), "event_time": event_time, "at": at}
-    )
+def refresh_record(token: Secret | None, *, event_time: int | None, at: float) -> str:
+    """The durable record of a refresh token (``at``: when it was written, epoch s);
+    with ``token=None``, the record of a cancellation (an ``unauthorized`` push), kept
+    so that a code exchange answered before it and read after it stores nothing."""
+    record: dict[str, Any] = {"refresh_token": None, "event_time": event_time, "at": at}
+    if token is None:
+        record["cancelled"] = True
+    else:
+        record["refresh_token"] = token.get_secret_value()
+    return json.dumps(record)
 
 
 def parse_refresh_record(raw: str | None) -> StoredRefresh | None:
@@ -189,17 +200,22 @@ def parse_refresh_record(raw: str | None) -> StoredRefresh | None:
         return None
     token: Secret | None = None
     event_time: int | None = None
+    at: float | None = None
+    cancelled = False
     try:
         data = json.loads(raw)
     except ValueError:
         data = None
     if isinstance(data, dict):
-        value, when = data.get("refresh_token"), data.get("event_time")
+        value, when, written = data.get("refresh_token"), data.get("event_time"), data.get("at")
         if isinstance(value, str) and value.strip():
             token = Secret(value)
         if type(when) is int:
             event_time = when
-    return StoredRefresh(Secret(raw), token, event_time)
+        if isinstance(written, (int, float)) and not isinstance(written, bool):
+            at = float(written)
+        cancelled = token is None and data.get("cancelled") is True
+    return StoredRefresh(Secret(raw), token, event_time, cancelled, at)
 
 
 @dataclass(frozen=True)
