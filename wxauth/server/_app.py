@@ -34,7 +34,7 @@ import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -222,13 +222,23 @@ class _Api:
         chunks: list[bytes] = []
         size = 0
         with anyio.move_on_after(self.config.request_timeout) as scope:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > MAX_BODY:
-                    raise _RefusalError(
-                        error(413, "body_too_large", f"the body must be at most {MAX_BODY} bytes")
-                    )
-                chunks.append(chunk)
+            try:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > MAX_BODY:
+                        raise _RefusalError(
+                            error(
+                                413, "body_too_large", f"the body must be at most {MAX_BODY} bytes"
+                            )
+                        )
+                    chunks.append(chunk)
+            except ClientDisconnect:
+                # Gone before its body was whole: nobody to answer, nothing to log as an
+                # error (a traceback would keep the half-read body in its frames).
+                chunks.clear()
+                raise _RefusalError(
+                    error(400, "bad_request", "the client left before its body arrived")
+                ) from None
         if scope.cancelled_caught:
             raise _RefusalError(error(400, "bad_request", "the body did not arrive in time"))
         want = f'the body must be a JSON object {{"{field}": "..."}}'
