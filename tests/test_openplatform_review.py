@@ -6,6 +6,7 @@ surface (signatures, adapters over loopback HTTP, steady state), against the emu
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -26,6 +27,7 @@ import wxauth
 from wxauth.openplatform import (
     AuthorizerNotAuthorizedError,
     ComponentTicketError,
+    PushReplayError,
 )
 from wxauth.openplatform._protocol import AUTHORIZER_LIST, QUERY_AUTH
 from wxauth.testing import FakeWeChat
@@ -272,3 +274,42 @@ def test_the_list_brings_back_an_authorizer_cancelled_then_authorized_again(
     fake.authorize(COMPONENT, AUTHORIZER)
     assert platform.authorizer(AUTHORIZER).get_token() == fake.authorizer_token_of(AUTHORIZER)
     assert platform.authorizer_appids() == [AUTHORIZER]
+
+
+# -- a host clock that is off -------------------------------------------------------------
+
+
+def test_pushes_refused_for_this_hosts_clock_are_loud_and_named_by_the_ticket_error(
+    fake: FakeWeChat, caplog: pytest.LogCaptureFixture
+) -> None:
+    """This host's clock runs 10 minutes ahead: every push is refused (PushReplayError,
+    so the handler answers 4xx), each with a WARNING that names the offset and the
+    remedy, and the ComponentTicketError that follows says why no ticket is stored. A
+    wider push_max_age takes the push."""
+    ahead = platform_on(fake, clock=lambda: fake.clock() + 600)
+    query, body = fake.verify_ticket_push(COMPONENT)
+    with caplog.at_level(logging.WARNING, logger="wxauth"), pytest.raises(PushReplayError):
+        ahead.handle_push(query, body)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("clock" in w and "push_max_age" in w and "+60" in w for w in warnings)
+    with pytest.raises(ComponentTicketError, match="clock") as caught:
+        ahead.get_token()
+    assert "push_max_age" in str(caught.value)
+    tolerant = platform_on(fake, ahead.store, clock=lambda: fake.clock() + 600, push_max_age=900)
+    tolerant.handle_push(*fake.verify_ticket_push(COMPONENT))
+    assert tolerant.get_token() == fake.component_token_of(COMPONENT)
+
+
+def test_a_hint_about_a_refused_push_goes_once_a_later_push_is_taken(fake: FakeWeChat) -> None:
+    """The clock was fixed: once a later ticket is stored, a ticket error no longer
+    blames the clock."""
+    offset = [600.0]
+    platform = platform_on(fake, clock=lambda: fake.clock() + offset[0])
+    with pytest.raises(PushReplayError):
+        platform.handle_push(*fake.verify_ticket_push(COMPONENT))
+    offset[0] = 0.0
+    fake.advance(1)
+    pushed_ticket(fake, platform, ticket="ticket@@@refused-by-wechat")
+    with pytest.raises(ComponentTicketError) as caught:
+        platform.get_token()
+    assert "clock" not in str(caught.value)

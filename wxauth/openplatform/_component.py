@@ -58,6 +58,7 @@ from ._protocol import (
     QUERY_AUTH,
     TICKET_TTL,
     PlatformKeys,
+    StoredTicket,
     check_appid,
     component_api_request,
     component_error,
@@ -66,6 +67,8 @@ from ._protocol import (
     parse_recovery_record,
     parse_ticket_record,
     recovery_record,
+    refused_push_hint,
+    refused_push_record,
     start_push_ticket_request,
     take_secret,
     ticket_record,
@@ -148,12 +151,12 @@ class Authorization:
     permissions: tuple[int, ...] = ()
 
 
-def _no_ticket(component_appid: str) -> ComponentTicketError:
+def _no_ticket(component_appid: str, hint: str) -> ComponentTicketError:
     return ComponentTicketError(
         61006,
         f"wxauth: no component_verify_ticket stored for component appid={component_appid}: "
         "wait for WeChat's next push to the platform's URL (every 10 minutes, handled by "
-        "handle_push) or call start_push_ticket()",
+        f"handle_push) or call start_push_ticket(){hint}",
     )
 
 
@@ -194,7 +197,7 @@ class ComponentTokenSource(TokenSource):
         # the record (the ticket in clear) as a local on the traceback of a failure.
         stored = parse_ticket_record(ctx.store.get_meta(self.keys.ticket))
         if stored is None:
-            raise _no_ticket(self.appid)
+            raise _no_ticket(self.appid, self._hint(ctx, stored))
         request = component_token_request(self.appid, self._secret, stored.ticket, self.api_base)
         failure: WeChatAPIError | None = None
         try:
@@ -205,7 +208,20 @@ class ComponentTokenSource(TokenSource):
                 raise
         else:
             return parse_token_answer(answer, self.path, field="component_access_token")
+        if isinstance(failure, ComponentTicketError):
+            hint = self._hint(ctx, stored)
+            if hint:
+                failure = ComponentTicketError(
+                    failure.errcode, failure.errmsg + hint, url_path=failure.url_path
+                )
         raise failure  # outside the except block: the plain error is not chained
+
+    def _hint(self, ctx: FetchContext, stored: StoredTicket | None) -> str:
+        """Why no newer ticket came, if a push was refused for this host's clock."""
+        try:
+            return refused_push_hint(ctx.store.get_meta(self.keys.refused_push), stored)
+        except StoreError:
+            return ""
 
     def __repr__(self) -> str:
         return f"ComponentTokenSource(appid={self.appid!r}, api_base={self.api_base!r})"
@@ -398,6 +414,7 @@ class ComponentTokenManager:
             raise PushFormatError("the push's timestamp is not a number") from None
         age = self.clock() - signed_at
         if abs(age) > self.push_max_age:
+            self._refused_for_age(signed_at, age)
             raise PushReplayError(
                 f"the push was signed {age:.0f}s from this host's clock, more than "
                 f"push_max_age={self.push_max_age:g}s: replayed, or this host's clock is off"
@@ -423,6 +440,24 @@ class ComponentTokenManager:
         return PushEvent(
             info_type, self.component_appid, authorizer, int(create_time), MappingProxyType(fields)
         )
+
+    def _refused_for_age(self, signed_at: int, age: float) -> None:
+        """Say loudly that a push signed right was refused for its time: if this host's
+        clock is off, every push is, and the component token stops 12 hours later."""
+        logger.warning(
+            "refused a push to component appid=%s: signed %+.0fs from this host's clock, "
+            "past push_max_age=%gs. A replayed push, or this host's clock is off: then "
+            "every push is refused and no new ticket is stored (the component token "
+            "stops when the last one expires). Fix the clock (NTP) or raise push_max_age",
+            self.component_appid,
+            age,
+            self.push_max_age,
+        )
+        record = refused_push_record(signed_at, age, self.push_max_age)
+        try:
+            self.store.set_meta(self.keys.refused_push, record, ttl=TICKET_TTL)
+        except StoreError as exc:
+            logger.warning("could not record the refused push: %s", exc)
 
     def _take_ticket(self, event: PushEvent) -> None:
         ticket = event.fields.get("ComponentVerifyTicket")

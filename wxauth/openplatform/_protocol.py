@@ -47,6 +47,8 @@ __all__ = [
     "parse_ticket_record",
     "recovery_record",
     "refresh_record",
+    "refused_push_hint",
+    "refused_push_record",
     "start_push_ticket_request",
     "take_secret",
     "ticket_record",
@@ -107,6 +109,12 @@ class PlatformKeys:
         return f"{self._base}:refresh"
 
     @property
+    def refused_push(self) -> str:
+        """Meta record of the last push refused for its signing time (a hint for the
+        ticket errors that follow)."""
+        return f"{self._base}:refused-push"
+
+    @property
     def recovery(self) -> str:
         """Meta record (and lock) of the last re-read of the authorizer list."""
         return f"{self._base}:recovery"
@@ -156,6 +164,32 @@ def parse_ticket_record(raw: str | None) -> StoredTicket | None:
     if not isinstance(ticket, str) or not ticket.strip() or type(create_time) is not int:
         return None
     return StoredTicket(Secret(ticket), create_time)
+
+
+def refused_push_record(signed_at: int, offset: float, max_age: float) -> str:
+    """The meta record of a push refused because it was signed ``offset`` seconds from
+    this host's clock (``signed_at``: its timestamp, WeChat's clock)."""
+    return json.dumps({"signed_at": signed_at, "offset": round(offset), "max_age": max_age})
+
+
+def refused_push_hint(raw: str | None, stored: StoredTicket | None) -> str:
+    """What a ticket error adds about a refused push: nothing if none is recorded, or a
+    ticket signed later than it is stored (the clock was fixed since)."""
+    try:
+        data = json.loads(raw) if raw else None
+        if not isinstance(data, dict):
+            return ""
+        signed_at, offset, max_age = int(data["signed_at"]), data["offset"], data["max_age"]
+        offset, max_age = float(offset), float(max_age)
+    except (ValueError, KeyError, TypeError):
+        return ""
+    if stored is not None and stored.create_time >= signed_at:
+        return ""
+    return (
+        f"; the last push WeChat sent was refused: it was signed {offset:+.0f}s from this "
+        f"host's clock, past push_max_age={max_age:g}s. Fix this host's clock (NTP), or "
+        "raise push_max_age"
+    )
 
 
 @dataclass(frozen=True, repr=False)
