@@ -172,15 +172,28 @@ class Ticker:
 
     def __init__(self) -> None:
         self.ticks: list[tuple[float, float]] = []
+        #: The loop thread's CPU time (``time.thread_time``) spent during each sleep: the
+        #: part of a stall that was code running on the loop, not the OS running another
+        #: process (on a loaded 2-core machine a time slice alone is several ms).
+        self.busy: list[float] = []
         self.gc: dict[str, Any] = {}
         self._stop = False
 
     async def run(self) -> None:
         deadline = now() + CASE_TIMEOUT
         while not self._stop and now() < deadline:
-            slept = now()
+            slept, cpu = now(), time.thread_time()
             await anyio.sleep(TICK)
             self.ticks.append((slept, now()))
+            self.busy.append(time.thread_time() - cpu)
+
+    def max_busy_ms(self, start: float = float("-inf"), end: float = float("inf")) -> float:
+        """The most CPU time (ms) the loop's thread spent during one sleep that overlaps
+        ``[start, end]``: the stall that code on the loop caused, whatever the OS did."""
+        spent = [
+            b for (s, w), b in zip(self.ticks, self.busy, strict=True) if w >= start and s <= end
+        ]
+        return max(spent, default=0.0) * 1000
 
     def stop(self) -> None:
         self._stop = True
@@ -294,11 +307,14 @@ class Burst:
         self.end = now()
 
     def phases(self, ticker: Ticker) -> dict:
-        return ticker.phases(self.began, max(self.entries), self.first_done, self.end)
+        phases = ticker.phases(self.began, max(self.entries), self.first_done, self.end)
+        phases["busy_ms"] = round(ticker.max_busy_ms(self.began, self.end), 2)
+        return phases
 
 
 def phase_text(phases: dict[str, float], ticker: Ticker) -> str:
     return (
+        f"largest CPU-busy stall {phases['busy_ms']:.1f} ms; "
         f"stall by phase: start {phases['stall_start_ms']:.1f} ms, in flight "
         f"{phases['stall_in_flight_ms']:.1f} ms, wake {phases['stall_wake_ms']:.1f} ms; "
         f"{ticker.gc['gc_runs']} collections, the longest {ticker.gc['gc_max_ms']:.1f} ms"
