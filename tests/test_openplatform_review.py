@@ -313,3 +313,102 @@ def test_a_hint_about_a_refused_push_goes_once_a_later_push_is_taken(fake: FakeW
     with pytest.raises(ComponentTicketError) as caught:
         platform.get_token()
     assert "clock" not in str(caught.value)
+
+
+# -- crash reports while the store is down -------------------------------------------------
+
+
+class DroppingRedis(wxauth.RedisStore):
+    """A RedisStore whose record and meta writes fail, as if the server went away at
+    that moment, while ``down`` is set; everything else reaches the real server."""
+
+    down = False
+
+    def _gone(self) -> None:
+        import redis
+
+        if self.down:
+            raise redis.exceptions.ConnectionError("Error 111 connecting: Connection refused.")
+
+    def _write_meta(self, key: str, value: str, ttl: float) -> Any:
+        self._gone()
+        return super()._write_meta(key, value, ttl)
+
+    def _write_record(self, table: str, name: str, value: str) -> Any:
+        self._gone()
+        return super()._write_record(table, name, value)
+
+    def _swap_record(self, table: str, name: str, old: str | None, new: str | None) -> Any:
+        self._gone()
+        return super()._swap_record(table, name, old, new)
+
+
+@pytest.mark.redis
+def test_no_ticket_code_or_refresh_token_in_frame_locals_when_the_store_fails(
+    fake: FakeWeChat, redis_url: str
+) -> None:
+    """Redis goes away just as a ticket, a refresh token (an exchange, a list pass, a
+    rotation's neighbour: a cancellation) is written: every StoreError's traceback, as
+    a crash reporter renders its frames' locals, holds none of them in clear."""
+    from test_openplatform_component import locals_shown
+
+    store = DroppingRedis(__import__("redis").Redis.from_url(redis_url))
+    platform = platform_on(fake, store)
+    first = pushed_ticket(fake, platform)
+    failures: list[BaseException] = []
+
+    def failing(call: Any) -> None:
+        store.down = True
+        try:
+            with pytest.raises(wxauth.StoreError) as caught:
+                call()
+        finally:
+            store.down = False
+        failures.append(caught.value)
+
+    fake.advance(1)
+    query, body = fake.verify_ticket_push(COMPONENT)
+    ticket = fake.latest_verify_ticket(COMPONENT)
+    failing(lambda: platform.handle_push(query, body))
+    code = fake.authorize(COMPONENT, AUTHORIZER)
+    failing(lambda: platform.query_auth(code))
+    fake.add_authorizers(COMPONENT, [AUTHORIZER, "wxauthorizer000002"])
+    failing(platform.recover_refresh_tokens)
+    fake.advance(61)
+    platform.recover_refresh_tokens()
+    refresh = fake.refresh_token_of(AUTHORIZER)
+    fake.advance(1)
+    cancel = fake.authorization_push(COMPONENT, AUTHORIZER, "unauthorized")
+    failing(lambda: platform.handle_push(*cancel))
+    assert len(failures) == 4
+    for failure in failures:
+        shown = locals_shown(failure)
+        for secret in (SECRET, PUSH_TOKEN, AES_KEY, first, ticket, code, refresh):
+            assert secret
+            assert secret not in shown, (type(failure).__name__, secret[:12])
+
+
+def test_no_access_token_in_frame_locals_when_storing_an_exchanged_one_fails(
+    fake: FakeWeChat,
+) -> None:
+    """The authorizer token api_query_auth brings cannot be written (the store fails):
+    no frame on the StoreError's traceback holds it whole."""
+    from test_openplatform_component import locals_shown
+
+    class Failing(wxauth.MemoryStore):
+        down = False
+
+        def set(self, key: str, token: wxauth.Token) -> bool:
+            if self.down and key.startswith("token:authorizer:"):
+                raise wxauth.StoreError("the store is down")
+            return super().set(key, token)
+
+    store = Failing()
+    platform = platform_on(fake, store)
+    pushed_ticket(fake, platform)
+    store.down = True
+    with pytest.raises(wxauth.StoreError) as caught:
+        platform.query_auth(fake.authorize(COMPONENT, AUTHORIZER))
+    token = fake.authorizer_token_of(AUTHORIZER)
+    assert token
+    assert token not in locals_shown(caught.value)

@@ -25,6 +25,7 @@ from ..stores._base import TokenStore
 from ._errors import AuthorizerNotAuthorizedError, RefreshTokenError
 from ._protocol import (
     AUTHORIZER_TOKEN,
+    HiddenText,
     StoredRefresh,
     parse_refresh_record,
     refresh_record,
@@ -92,7 +93,7 @@ class RefreshTokens:
         new = None
         if token is not None:
             new = refresh_record(token, event_time=event_time, at=self._clock())
-        previous = None if old is None else old.raw.get_secret_value()
+        previous = None if old is None else HiddenText(old.raw.get_secret_value())
         return self.store.replace_record(self.table, appid, previous, new)
 
     def authorize(self, appid: str, token: Secret, *, event_time: int | None, since: float) -> bool:
@@ -128,7 +129,7 @@ class RefreshTokens:
             ):
                 return False
             record = refresh_record(None, event_time=event_time, at=self._clock())
-            previous = None if current is None else current.raw.get_secret_value()
+            previous = None if current is None else HiddenText(current.raw.get_secret_value())
             if self.store.replace_record(self.table, appid, previous, record):
                 return True
         raise StoreError(_contended(appid))

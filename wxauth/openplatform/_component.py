@@ -608,14 +608,15 @@ class ComponentTokenManager:
         manager = self.authorizer(appid)
         store, key = manager.store, manager.key
         manager._local.clear()
-        issued = None
+        expires_in = None
         if access is not None:
-            answer = {"access_token": access.get_secret_value(), "expires_in": expires}
+            # The answer's checks on a stand-in value: no local holds the token in clear.
+            answer = {"access_token": "-", "expires_in": expires}
             try:
-                issued = parse_token_answer(answer, QUERY_AUTH)
+                _, expires_in = parse_token_answer(answer, QUERY_AUTH)
             except TokenFetchError as exc:
                 logger.warning("authorizer appid=%s: %s", appid, exc)
-        if issued is None:
+        if access is None or expires_in is None:
             cached = store.get(key)
             if cached is not None:
                 store.delete_if(key, cached.value)
@@ -629,8 +630,10 @@ class ComponentTokenManager:
             )
             return
         try:
-            token = Token.issued(*issued, self.clock(), fence=lock.fence)
-            store.set(key, token)
+            store.set(
+                key,
+                Token.issued(access.get_secret_value(), expires_in, self.clock(), fence=lock.fence),
+            )
         finally:
             _release(lock)
 

@@ -32,6 +32,7 @@ __all__ = [
     "MAX_LIST_ANSWER_BYTES",
     "QUERY_AUTH",
     "TICKET_TTL",
+    "HiddenText",
     "ListPage",
     "PlatformKeys",
     "RecoveryRecord",
@@ -136,6 +137,18 @@ class PlatformKeys:
 # -- records ----------------------------------------------------------------------------
 
 
+class HiddenText(str):
+    """A ``str`` whose ``repr`` hides it: a record that holds a ticket or a refresh
+    token, on its way into a store. Stores take ``str`` values; should a write fail,
+    a crash reporter rendering the locals of the frames on the traceback (the store's
+    own included) shows ``<hidden: N characters>``, not the record."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<hidden: {len(self)} characters>"
+
+
 @dataclass(frozen=True, repr=False)
 class StoredTicket:
     """The ``component_verify_ticket`` a store holds, and its push's ``CreateTime``."""
@@ -147,9 +160,9 @@ class StoredTicket:
         return f"StoredTicket(create_time={self.create_time})"
 
 
-def ticket_record(ticket: Secret, create_time: int) -> str:
+def ticket_record(ticket: Secret, create_time: int) -> HiddenText:
     """The meta record of a ticket."""
-    return json.dumps({"create_time": create_time, "ticket": ticket.get_secret_value()})
+    return HiddenText(json.dumps({"create_time": create_time, "ticket": ticket.get_secret_value()}))
 
 
 def parse_ticket_record(raw: str | None) -> StoredTicket | None:
@@ -216,7 +229,7 @@ class StoredRefresh:
         )
 
 
-def refresh_record(token: Secret | None, *, event_time: int | None, at: float) -> str:
+def refresh_record(token: Secret | None, *, event_time: int | None, at: float) -> HiddenText:
     """The durable record of a refresh token (``at``: when it was written, epoch s);
     with ``token=None``, the record of a cancellation (an ``unauthorized`` push), kept
     so that a code exchange answered before it and read after it stores nothing."""
@@ -225,7 +238,7 @@ def refresh_record(token: Secret | None, *, event_time: int | None, at: float) -
         record["cancelled"] = True
     else:
         record["refresh_token"] = token.get_secret_value()
-    return json.dumps(record)
+    return HiddenText(json.dumps(record))
 
 
 def parse_refresh_record(raw: str | None) -> StoredRefresh | None:
