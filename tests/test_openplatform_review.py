@@ -6,6 +6,7 @@ surface (signatures, adapters over loopback HTTP, steady state), against the emu
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -412,3 +413,41 @@ def test_no_access_token_in_frame_locals_when_storing_an_exchanged_one_fails(
     token = fake.authorizer_token_of(AUTHORIZER)
     assert token
     assert token not in locals_shown(caught.value)
+
+
+class Rewrite(RequestsTransport):
+    """A requests transport that hands back WeChat's answers to one path changed by
+    ``change`` (a decoded JSON body in, one out): an answer WeChat might send."""
+
+    def __init__(self, path: str, change: Any) -> None:
+        super().__init__(requests.Session())
+        self.path = path
+        self.change = change
+
+    def send(self, request: Any, *, timeout: float) -> HTTPAnswer:
+        answer = super().send(request, timeout=timeout)
+        if request.path != self.path:
+            return answer
+        body = json.dumps(self.change(json.loads(answer.body))).encode()
+        return HTTPAnswer(answer.status, answer.headers, body)
+
+
+def test_no_refresh_token_in_frame_locals_when_a_list_page_is_malformed(
+    fake: FakeWeChat,
+) -> None:
+    """A page of the authorizer list without its total_count: a TokenFetchError whose
+    traceback's frames hold none of the page's refresh tokens in clear."""
+    from test_openplatform_component import locals_shown
+
+    def no_total(page: dict[str, Any]) -> dict[str, Any]:
+        page.pop("total_count", None)
+        return page
+
+    platform = platform_on(fake, transport=Rewrite(AUTHORIZER_LIST, no_total))
+    pushed_ticket(fake, platform)
+    fake.add_authorizers(COMPONENT, [AUTHORIZER])
+    with pytest.raises(wxauth.TokenFetchError, match="total_count") as caught:
+        platform.recover_refresh_tokens()
+    refresh = fake.refresh_token_of(AUTHORIZER)
+    assert refresh
+    assert refresh not in locals_shown(caught.value)

@@ -761,6 +761,8 @@ class ComponentTokenManager:
                 "count": LIST_PAGE_SIZE,
             }
             page = parse_list_page(self._call(ctx, AUTHORIZER_LIST, body))
+            if isinstance(page, TokenFetchError):
+                raise page
             pages += 1
             for appid, (token, auth_time) in page.tokens.items():
                 current = stored.get(appid)

@@ -378,13 +378,14 @@ class ListPage:
         return f"ListPage(entries={self.entries}, total={self.total})"
 
 
-def parse_list_page(answer: Mapping[str, Any]) -> ListPage:
+def parse_list_page(answer: Mapping[str, Any]) -> ListPage | TokenFetchError:
     """Read a page of ``api_get_authorizer_list`` (``list[].refresh_token``, not
-    ``authorizer_refresh_token``). Raises :class:`~wxauth.TokenFetchError` for an
-    answer that is not a page."""
+    ``authorizer_refresh_token``). An answer that is not a page gives a
+    :class:`~wxauth.TokenFetchError`, returned for the caller to raise from a frame
+    that does not hold the answer (its refresh tokens in clear)."""
     entries, total = answer.get("list"), answer.get("total_count")
     if not isinstance(entries, list) or type(total) is not int or total < 0:
-        raise TokenFetchError(
+        return TokenFetchError(
             f"{AUTHORIZER_LIST} answered without a list and a total_count (keys: {sorted(answer)})"
         )
     tokens: dict[str, tuple[Secret, int | None]] = {}
