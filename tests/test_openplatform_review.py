@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
+import warnings
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+import requests.adapters
 from test_openplatform_component import (
     AES_KEY,
     AUTHORIZER,
@@ -451,3 +455,51 @@ def test_no_refresh_token_in_frame_locals_when_a_list_page_is_malformed(
     refresh = fake.refresh_token_of(AUTHORIZER)
     assert refresh
     assert refresh not in locals_shown(caught.value)
+
+
+# -- a forked worker ------------------------------------------------------------------------
+
+
+class RefusingAdapter(requests.adapters.BaseAdapter):
+    """Mounted on a session no request may use any more."""
+
+    def send(self, *args: Any, **kwargs: Any) -> requests.Response:
+        raise AssertionError("a request went out on the parent's session")
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_fetches_authorizer_tokens_on_a_session_of_its_own(
+    fake_wechat: FakeWeChat, tmp_path: Path
+) -> None:
+    """gunicorn --preload: the platform was used before the fork, so its session holds
+    keep-alive connections every child inherits. A child's authorizer fetches must not
+    go out on them (two processes on one socket read each other's answers): they go
+    out on the child's own session, as the component token's do."""
+    from test_manager import wait_for_child
+
+    fake_wechat.add_component(COMPONENT, SECRET, token=PUSH_TOKEN, encoding_aes_key=AES_KEY)
+    with fake_wechat.serve() as api:
+        platform = platform_on(fake_wechat, wxauth.FileStore(tmp_path / "store"), api_base=api)
+        pushed_ticket(fake_wechat, platform)
+        platform.query_auth(fake_wechat.authorize(COMPONENT, AUTHORIZER))
+        parent_session = platform.tokens.session
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork + threads
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 3
+            try:
+                for prefix in ("http://", "https://"):
+                    parent_session.mount(prefix, RefusingAdapter())
+                platform.authorizer(AUTHORIZER).refresh()
+                code = 0
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        status = wait_for_child(pid, timeout=20)
+    assert os.WIFEXITED(status), f"child status {status}"
+    assert os.WEXITSTATUS(status) == 0, f"child exit code {os.WEXITSTATUS(status)}"

@@ -14,6 +14,7 @@ and the fetch is tried once more.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .._errors import StoreError, WxAuthError
@@ -204,6 +205,9 @@ class AuthorizerTokenSource(TokenSource):
 
     def fetch(self, ctx: FetchContext) -> tuple[str, float]:
         platform, appid = self.platform, self.appid
+        # The platform's session as of now: a manager built before an os.fork holds the
+        # parent's, whose pooled connections the parent (and every sibling) uses too.
+        ctx = replace(ctx, session=platform.tokens.session)
         refresh = platform.refresh_tokens
         stored = refresh.get(appid)
         recovered = False
