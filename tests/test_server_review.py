@@ -6,16 +6,26 @@ sockets without TCP_NODELAY."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
+import signal
 import socket
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from test_server_support import (
     APPID,
+    ENV,
     KEY,
     PATIENCE,
     auth,
+    config_text,
     make_config,
     new_fake,
     serve_app,
@@ -23,7 +33,8 @@ from test_server_support import (
     wait_until,
 )
 
-from wxauth.server import create_app
+from wxauth.server import create_app, parse_config
+from wxauth.server._service import Resource
 
 TOKEN = f"/v1/apps/{APPID}/token"
 INVALIDATE = f"{TOKEN}/invalidate"
@@ -54,3 +65,99 @@ def test_a_client_leaving_mid_body_is_no_server_error(caplog: pytest.LogCaptureF
     assert lines
     assert "status=400" in lines[0], lines
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@contextlib.contextmanager
+def blackhole() -> Iterator[str]:
+    """A loopback "WeChat" that accepts connections and never answers; its base URL."""
+    with socket.create_server(("127.0.0.1", 0), backlog=256) as sock:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def threads_in(code: object) -> int:
+    """Threads whose stack is inside ``code`` now."""
+    count = 0
+    for frame in sys._current_frames().values():
+        while frame is not None:
+            if frame.f_code is code:
+                count += 1
+                break
+            frame = frame.f_back  # type: ignore[assignment]
+    return count
+
+
+def concurrently(n: int, call: object) -> list[httpx.Response]:
+    """``call()`` from ``n`` threads at once; the answers."""
+    answers: list[httpx.Response] = []
+    barrier = threading.Barrier(n)
+
+    def run() -> None:
+        barrier.wait()
+        answers.append(call())  # type: ignore[operator]
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(PATIENCE)
+    return answers
+
+
+def test_reads_during_a_wechat_hang_share_one_worker_thread() -> None:
+    """WeChat accepts and never answers, and there is no token yet: 60 concurrent
+    reads all answer 503 after request_timeout, and only one worker thread waits for
+    the token on their behalf (not one per read, left running after each read gave up:
+    a thread pile-up that grows with the request rate)."""
+    with new_fake() as fake, fake.serve() as api_base, blackhole() as silent:
+        text = config_text(api_base, server="request_timeout = 0.3", app="timeout = 5")
+        text = text.replace(f'api_base = "{api_base}"', f'api_base = "{silent}"', 1)
+        with serve_app(create_app(parse_config(text, environ=ENV))) as url:
+            shared = httpx.Client(
+                base_url=url, timeout=PATIENCE, limits=httpx.Limits(max_connections=80)
+            )
+            with shared:
+                answers = concurrently(60, lambda: shared.get(TOKEN, headers=auth()))
+                assert [a.status_code for a in answers] == [503] * 60
+                assert {a.json()["error"] for a in answers} == {"wechat_unavailable"}
+                assert threads_in(Resource.get.__code__) == 1
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[tuple[int, str]]:
+    """A redis-server of this test's own (it gets SIGSTOPped): its pid and URL."""
+    from conftest import start_redis_server, stop_redis_server
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server binary not found")
+    proc, url = start_redis_server(tmp_path)
+    try:
+        yield proc.pid, url
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+        stop_redis_server(proc)
+
+
+@pytest.mark.redis
+def test_a_hung_redis_past_the_refresh_point_still_answers_at_once(
+    own_redis: tuple[int, str],
+) -> None:
+    """Redis hangs (SIGSTOP; each store call then costs its 1 s socket timeout, twice)
+    while the token is past its refresh point but valid: 32 concurrent reads with a
+    1 s request_timeout all answer that token at once, instead of queueing behind
+    worker threads that each wait 2 s on Redis and answering 503."""
+    pid, redis_url = own_redis
+    with new_fake() as fake, fake.serve() as api_base:
+        config = make_config(api_base, server=f'store = "{redis_url}"\nrequest_timeout = 1')
+        with serve_app(create_app(config, clock=fake.clock)) as url:
+            shared = httpx.Client(
+                base_url=url, timeout=PATIENCE, limits=httpx.Limits(max_connections=40)
+            )
+            with shared:
+                wait_ready(shared)
+                token = shared.get(TOKEN, headers=auth()).json()["access_token"]
+                os.kill(pid, signal.SIGSTOP)
+                fake.advance(7200 - 200)  # inside the refresh margin, still valid
+                answers = concurrently(32, lambda: shared.get(TOKEN, headers=auth()))
+                assert [a.status_code for a in answers] == [200] * 32
+                assert {a.json()["access_token"] for a in answers} == {token}
+                assert all(0 < a.json()["expires_in"] <= 200 for a in answers)

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
+from anyio.abc import TaskGroup
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -41,6 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._errors import RefreshBudgetError, StoreError, WeChatAPIError, WxAuthError
 from .._redact import RedactingFilter, redact_token
+from .._secret import Secret
 from .._token import Token
 from ._clients import ClientDirectory, InvalidationLimiter
 from ._config import APP_ID_PATTERN, ClientConfig, ConfigError, ServerConfig, load_config
@@ -62,6 +64,9 @@ _KIND = re.compile(r"[a-z_]{1,32}")
 #: Worker threads one app's token (or ticket) may hold at once: an app whose fetch hangs
 #: cannot take the threads the other apps' requests need.
 THREADS_PER_RESOURCE = 8
+#: After a failed flight, a resource with a valid remembered token waits this many
+#: seconds before the next one (a store that refuses is not asked on every read).
+_FLIGHT_RETRY = 1.0
 #: Retry-After (seconds) of a 503 when nothing better is known.
 _RETRY_STORE = 5
 _RETRY_WECHAT = 10
@@ -104,19 +109,23 @@ def _answer(resource: Resource, token: Token, **extra: Any) -> JSONResponse:
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
-def _unavailable(exc: BaseException, what: str) -> JSONResponse:
-    """The 503 for a failure to get ``what`` (the message never holds a secret)."""
+def _unavailable(exc: BaseException, what: str, *, log: bool = True) -> JSONResponse:
+    """The 503 for a failure to get ``what`` (the message never holds a secret);
+    ``log``: also log the failure (once per failure, not once per waiting request)."""
     if isinstance(exc, StoreError):
-        logger.warning("%s: the store is unavailable: %s", what, exc)
+        if log:
+            logger.warning("%s: the store is unavailable: %s", what, exc)
         return error(
             503, "store_unavailable", "the token store is unavailable; retry shortly",
             retry_after=_RETRY_STORE,
         )  # fmt: skip
     if isinstance(exc, TimeoutError):
-        logger.warning("%s: no token within the request timeout", what)
+        if log:
+            logger.warning("%s: no token within the request timeout", what)
         message = "no token within the request timeout; WeChat may be slow"
         return error(503, "wechat_unavailable", message, retry_after=_RETRY_WECHAT)
-    logger.warning("%s: %s: %s", what, type(exc).__name__, exc)
+    if log:
+        logger.warning("%s: %s: %s", what, type(exc).__name__, exc)
     retry: float = _RETRY_WECHAT
     if isinstance(exc, RefreshBudgetError):
         retry = exc.retry_after
@@ -126,6 +135,18 @@ def _unavailable(exc: BaseException, what: str) -> JSONResponse:
     else:
         message = "WeChat could not be reached; see the server log"
     return error(503, "wechat_unavailable", message, retry_after=retry)
+
+
+class _Flight:
+    """One worker thread getting a resource's token, and the reads waiting for it."""
+
+    __slots__ = ("done", "error", "timeout_logged", "token")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.token: Token | None = None
+        self.error: BaseException | None = None
+        self.timeout_logged = False
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -151,20 +172,28 @@ class _Api:
         self.limiter = limiter
         self.prometheus = ServiceMetrics(service)
         self._limiters: dict[str, anyio.CapacityLimiter] = {}
+        #: Started by the lifespan: runs the flights (None: no lifespan, a thread a read).
+        self.tasks: TaskGroup | None = None
+        self._flights: dict[str, _Flight] = {}
+        # Monotonic time before which a resource whose last flight failed gets no new
+        # one while its remembered token is valid (a down store is asked once a second).
+        self._retry_at: dict[str, float] = {}
 
     # -- helpers ---------------------------------------------------------------------
+
+    def _limiter(self, resource: Resource) -> anyio.CapacityLimiter:
+        limiter = self._limiters.get(resource.label)
+        if limiter is None:  # created here: a limiter needs the running event loop
+            limiter = anyio.CapacityLimiter(THREADS_PER_RESOURCE)
+            self._limiters[resource.label] = limiter
+        return limiter
 
     async def _in_thread(
         self, func: Callable[..., _T], *args: Any, resource: Resource | None = None
     ) -> _T:
         """Run ``func`` in a worker thread (one of ``resource``'s own, if given),
         giving up after ``request_timeout``."""
-        limiter = None
-        if resource is not None:
-            limiter = self._limiters.get(resource.label)
-            if limiter is None:  # created here: a limiter needs the running event loop
-                limiter = anyio.CapacityLimiter(THREADS_PER_RESOURCE)
-                self._limiters[resource.label] = limiter
+        limiter = None if resource is None else self._limiter(resource)
         with anyio.fail_after(self.config.request_timeout):
             return await anyio.to_thread.run_sync(
                 func, *args, abandon_on_cancel=True, limiter=limiter
@@ -202,16 +231,67 @@ class _Api:
         return client.name, resource
 
     async def _get(self, resource: Resource) -> Token:
+        """The token to answer: fresh from memory on the event loop, or from the
+        resource's one flight (a worker thread every concurrent read shares, so a
+        WeChat hang or a hung store costs one thread, not one per read). While a
+        flight runs, or a failed one waits to be retried, the token last handed out
+        is answered if still valid; else the read waits up to ``request_timeout``."""
         token = resource.cached()
         if token is not None:
             return token
-        try:
-            return await self._in_thread(resource.get, resource=resource)
-        except (WxAuthError, TimeoutError) as exc:
-            raise _RefusalError(_unavailable(exc, resource.label)) from None
+        if self.tasks is None:
+            try:
+                return await self._in_thread(resource.get, resource=resource)
+            except (WxAuthError, TimeoutError) as exc:
+                raise _RefusalError(_unavailable(exc, resource.label)) from None
+        label = resource.label
+        remembered = resource.remembered()
+        flight = self._flights.get(label)
+        if flight is None and (
+            remembered is None or time.monotonic() >= self._retry_at.get(label, 0.0)
+        ):
+            flight = self._flights[label] = _Flight()
+            self.tasks.start_soon(self._fly, resource, flight)
+        if remembered is not None:
+            return remembered
+        assert flight is not None
+        with anyio.move_on_after(self.config.request_timeout):
+            await flight.done.wait()
+        if flight.token is not None:
+            return flight.token
+        if flight.error is None or not flight.done.is_set():
+            log, flight.timeout_logged = not flight.timeout_logged, True
+            raise _RefusalError(_unavailable(TimeoutError(), label, log=log))
+        if not isinstance(flight.error, WxAuthError):
+            raise _RefusalError(error(500, "internal_error", "internal error; see the server log"))
+        raise _RefusalError(_unavailable(flight.error, label, log=False))
 
-    async def _reported(self, request: Request, field: str) -> str:
-        """The ``{field: value}`` of the body, checked; else a 4xx."""
+    async def _fly(self, resource: Resource, flight: _Flight) -> None:
+        """Get ``resource``'s token in a worker thread for every read waiting on
+        ``flight``; log a failure once."""
+        label = resource.label
+        try:
+            flight.token = await anyio.to_thread.run_sync(
+                resource.get, abandon_on_cancel=True, limiter=self._limiter(resource)
+            )
+        except WxAuthError as exc:
+            flight.error = exc
+            _unavailable(exc, label)
+        except Exception as exc:
+            flight.error = exc
+            logger.error("%s: getting the token failed", label, exc_info=exc)
+        finally:
+            if flight.token is None:
+                self._retry_at[label] = time.monotonic() + _FLIGHT_RETRY
+            else:
+                self._retry_at.pop(label, None)
+            if self._flights.get(label) is flight:
+                del self._flights[label]
+            flight.done.set()
+
+    async def _reported(self, request: Request, field: str) -> Secret:
+        """The ``{field: value}`` of the body, checked (wrapped: no frame of a failure
+        after this shows the token in clear); else a 4xx."""
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
             raise _RefusalError(
@@ -250,12 +330,11 @@ class _Api:
             raise _RefusalError(error(400, "bad_request", f"malformed JSON: {want}")) from None
         if not isinstance(data, dict) or set(data) != {field}:
             raise _RefusalError(error(400, "bad_request", f"{want}, with no other field"))
-        value = data[field]
-        if not isinstance(value, str) or not _REPORTED.fullmatch(value):
+        if not isinstance(data[field], str) or not _REPORTED.fullmatch(data[field]):
             raise _RefusalError(
                 error(400, "bad_request", f"{field} must be a string of 1-2048 visible ASCII")
             )
-        return value
+        return Secret(data.pop(field))
 
     # -- endpoints -------------------------------------------------------------------
 
@@ -335,7 +414,10 @@ class _Api:
         if dropped:
             self.limiter.charge(client, resource.label)
             logger.info(
-                "client=%s invalidated %s (%s)", client, resource.label, redact_token(value)
+                "client=%s invalidated %s (%s)",
+                client,
+                resource.label,
+                redact_token(value.get_secret_value()),
             )
         return _answer(resource, await self._get(resource), invalidated=dropped)
 
@@ -450,7 +532,13 @@ def create_app(
             len(config.apps), len(config.clients), config.store.split(":", 1)[0],
         )  # fmt: skip
         try:
-            yield
+            async with anyio.create_task_group() as tasks:
+                api.tasks = tasks
+                try:
+                    yield
+                finally:
+                    api.tasks = None
+                    tasks.cancel_scope.cancel()
         finally:
             await anyio.to_thread.run_sync(service.close)
 

@@ -13,6 +13,7 @@ anything. Past that, :class:`~wxauth.StoreError`.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 from .._errors import StoreError
 from .._manager import TokenManager
 from .._redact import redact_url_passwords
+from .._secret import Secret
 from .._token import Token
 from ..stores import MemoryStore, TokenStore
 from ..tickets import TicketManager
@@ -70,7 +72,12 @@ def open_store(spec: str) -> TokenStore:
 
 class Resource:
     """One token the service hands out: ``kind`` is :data:`ACCESS_TOKEN` or a ticket
-    kind; ``manager`` fetches, stores and refreshes it."""
+    kind; ``manager`` fetches, stores and refreshes it.
+
+    It remembers the token it last handed out (:meth:`remembered`): while that one is
+    valid, a read need not wait for the store or WeChat when neither answers at once.
+    A token a client reported rejected is never remembered again.
+    """
 
     def __init__(self, app_id: str, kind: str, manager: TokenManager) -> None:
         self.app_id = app_id
@@ -78,6 +85,8 @@ class Resource:
         self.manager = manager
         #: The token last handed out (for :meth:`cached` and store outages).
         self._last: Token | None = None
+        # The last tokens clients reported rejected (and that were served or stored).
+        self._reported: deque[str] = deque(maxlen=8)
 
     @property
     def label(self) -> str:
@@ -92,13 +101,29 @@ class Resource:
             return last
         return None
 
+    def remembered(self) -> Token | None:
+        """The token last handed out, while it is valid (no I/O; may be inside its
+        refresh margin, or older than the store's)."""
+        last = self._last
+        if last is None or last.is_expired(self.manager.clock()):
+            return None
+        return last
+
+    def _remember(self, token: Token) -> None:
+        self._last = token
+        # A get() that read the store just before an invalidate() dropped this token must
+        # not keep it: invalidate() records first and forgets second, get() remembers
+        # first and checks second, so one of the two sees the other.
+        if token.value in self._reported and self._last is token:
+            self._last = None
+
     def get(self) -> Token:
         """A valid token (worker thread: may read the store or wait for a fetch)."""
         try:
             token = self.manager.get()
         except StoreError as exc:
-            last = self._last
-            if last is None or last.is_expired(self.manager.clock()):
+            last = self.remembered()
+            if last is None:
                 raise
             logger.warning(
                 "%s: the store is unavailable (%s); serving the token this process last "
@@ -108,21 +133,27 @@ class Resource:
                 last.expires_at - self.manager.clock(),
             )
             return last
-        self._last = token
+        self._remember(token)
         return token
 
-    def invalidate(self, value: str) -> bool:
+    def invalidate(self, value: Secret) -> bool:
         """Drop the token if it is still ``value`` (compare-and-invalidate); say
         whether it did (worker thread). :meth:`get` then fetches the next one."""
-        dropped = self.manager.invalidate(value)
-        if dropped and self._last is not None and self._last.value == value:
-            self._last = None
+        dropped = self.manager.invalidate(value.get_secret_value())
+        last = self._last
+        if dropped or (last is not None and last.value == value.get_secret_value()):
+            # Reported rejected: never hand it out from memory again (a held token is
+            # still answered, from the store).
+            self._reported.append(value.get_secret_value())
+            last = self._last
+            if last is not None and last.value == value.get_secret_value():
+                self._last = None
         return dropped
 
-    def is_current(self, value: str) -> bool:
+    def is_current(self, value: Secret) -> bool:
         """Whether ``value`` is the stored token (worker thread)."""
         stored = self.manager.peek()
-        return stored is not None and stored.value == value
+        return stored is not None and stored.value == value.get_secret_value()
 
     def peek(self) -> Token | None:
         """The stored token, without fetching (worker thread; may be expired)."""
