@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,11 +68,35 @@ def test_a_client_leaving_mid_body_is_no_server_error(caplog: pytest.LogCaptureF
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+class Blackhole:
+    """A loopback "WeChat" that accepts connections and never answers."""
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0), backlog=256)
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self.accepted: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                self.accepted.append(self._sock.accept()[0])
+
+    def __enter__(self) -> Blackhole:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._sock.close()
+        for conn in self.accepted:
+            conn.close()
+
+
 @contextlib.contextmanager
 def blackhole() -> Iterator[str]:
-    """A loopback "WeChat" that accepts connections and never answers; its base URL."""
-    with socket.create_server(("127.0.0.1", 0), backlog=256) as sock:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    """A :class:`Blackhole`'s base URL."""
+    with Blackhole() as hole:
+        yield hole.url
 
 
 def threads_in(code: object) -> int:
@@ -161,3 +186,22 @@ def test_a_hung_redis_past_the_refresh_point_still_answers_at_once(
                 assert [a.status_code for a in answers] == [200] * 32
                 assert {a.json()["access_token"] for a in answers} == {token}
                 assert all(0 < a.json()["expires_in"] <= 200 for a in answers)
+
+
+def test_sigterm_during_a_wechat_hang_stops_100_apps_at_once() -> None:
+    """100 apps whose refreshers all wait on a WeChat that never answers: the
+    lifespan's shutdown (what SIGTERM starts) takes about one refresher's half-second
+    grace, not half a second per app (50 s: past a service manager's stop timeout)."""
+    with Blackhole() as hole:
+        apps = "".join(
+            f'[[apps]]\nappid = "wx{i:010d}"\nsecret_env = "S"\napi_base = "{hole.url}"\n'
+            "timeout = 30\n"
+            for i in range(100)
+        )
+        text = f'{apps}[[clients]]\nname = "c"\nkey_sha256 = "{"0" * 64}"\napps = ["*"]\n'
+        app = create_app(parse_config(text, environ={"S": "s" * 32}))
+        with serve_app(app):
+            wait_until(lambda: len(hole.accepted) == 100, "100 fetches under way")
+            started = time.monotonic()
+        stopped = time.monotonic() - started
+    assert stopped < 5.0, f"shutdown took {stopped:.1f}s"
