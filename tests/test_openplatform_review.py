@@ -6,12 +6,16 @@ surface (signatures, adapters over loopback HTTP, steady state), against the emu
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
 import threading
 import time
 import warnings
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,8 @@ import wxauth
 from wxauth.openplatform import (
     AuthorizerNotAuthorizedError,
     ComponentTicketError,
+    ComponentTokenManager,
+    MessageCrypto,
     PushReplayError,
 )
 from wxauth.openplatform._protocol import AUTHORIZER_LIST, QUERY_AUTH
@@ -503,3 +509,305 @@ def test_a_forked_child_fetches_authorizer_tokens_on_a_session_of_its_own(
         status = wait_for_child(pid, timeout=20)
     assert os.WIFEXITED(status), f"child status {status}"
     assert os.WEXITSTATUS(status) == 0, f"child exit code {os.WEXITSTATUS(status)}"
+
+
+# -- the contract surface --------------------------------------------------------------------
+
+
+def test_the_names_of_the_issue_have_its_signatures() -> None:
+    """ComponentTokenManager(component_appid, component_secret, *, token,
+    encoding_aes_key, store=None, **options), handle_push(query, body),
+    query_auth(code), authorizer(appid), start_push_ticket(), get_token(); and
+    MessageCrypto(token, encoding_aes_key, appid) with verify, decrypt and encrypt; at
+    the package root too."""
+    kinds = inspect.Parameter
+    params = inspect.signature(ComponentTokenManager).parameters
+    assert list(params)[:2] == ["component_appid", "component_secret"]
+    assert all(params[n].kind is kinds.POSITIONAL_OR_KEYWORD for n in list(params)[:2])
+    for name in ("token", "encoding_aes_key", "store"):
+        assert params[name].kind is kinds.KEYWORD_ONLY
+    assert params["store"].default is None
+    assert params["token"].default is kinds.empty
+    assert params["encoding_aes_key"].default is kinds.empty
+    assert list(params.values())[-1].kind is kinds.VAR_KEYWORD
+
+    def positional(function: Any) -> list[str]:
+        return [n for n in inspect.signature(function).parameters if n != "self"]
+
+    assert positional(ComponentTokenManager.handle_push) == ["query", "body"]
+    assert positional(ComponentTokenManager.query_auth) == ["authorization_code"]
+    assert positional(ComponentTokenManager.authorizer) == ["authorizer_appid"]
+    assert positional(ComponentTokenManager.start_push_ticket) == []
+    assert positional(ComponentTokenManager.get_token) == []
+    assert positional(ComponentTokenManager.invalidate) == ["token"]
+    assert positional(MessageCrypto) == ["token", "encoding_aes_key", "appid"]
+    for method in ("verify", "decrypt", "encrypt"):
+        assert callable(getattr(MessageCrypto, method))
+    assert wxauth.ComponentTokenManager is ComponentTokenManager
+    assert wxauth.openplatform.ComponentTokenManager is ComponentTokenManager
+    from wxauth.openplatform._component import (
+        Authorization,
+        ComponentTokenSource,
+        PushEvent,
+    )
+
+    assert wxauth.openplatform.Authorization is Authorization
+    assert wxauth.openplatform.PushEvent is PushEvent
+    assert wxauth.openplatform.ComponentTokenSource is ComponentTokenSource
+
+
+def test_the_token_manager_options_that_apply_are_taken(fake: FakeWeChat) -> None:
+    """api_base, clock, refresh_margin, timeout go to the component token's manager and
+    every authorizer's."""
+    platform = platform_on(
+        fake, api_base="https://api.weixin.qq.com/", refresh_margin=600, timeout=4
+    )
+    assert platform.api_base == "https://api.weixin.qq.com"
+    manager = platform.authorizer(AUTHORIZER)
+    for tokens in (platform.tokens, manager):
+        assert tokens.refresh_margin == 600
+        assert tokens.timeout == 4
+        assert tokens.clock == fake.clock
+    pushed_ticket(fake, platform)
+    first = platform.get_token()
+    fake.advance(7200 - 599)
+    assert platform.get_token() != first  # refreshed 600 s ahead
+
+
+def test_the_platform_is_a_token_provider_for_the_decorator_on_component_apis(
+    fake: FakeWeChat,
+) -> None:
+    """with_access_token(platform, param="component_access_token") on a component API
+    call: the component token goes in; a retired one is invalidated by value and the
+    call made once more."""
+    platform = platform_on(fake)
+    pushed_ticket(fake, platform)
+    assert isinstance(platform, wxauth.TokenProvider)
+
+    @wxauth.with_access_token(platform, param="component_access_token")
+    def pre_auth_code(*, component_access_token: str) -> dict[str, Any]:
+        answer = requests.post(
+            "https://api.weixin.qq.com/cgi-bin/component/api_create_preauthcode",
+            params={"component_access_token": component_access_token},
+            json={"component_appid": COMPONENT},
+            timeout=10,
+        )
+        return dict(answer.json())
+
+    assert pre_auth_code()["pre_auth_code"]
+    fake.retire_all()
+    assert pre_auth_code()["pre_auth_code"]
+    assert fake.count(path="/cgi-bin/component/api_create_preauthcode", errcode=40001) == 1
+    assert fake.count(kind="component_token") == 2
+
+
+@pytest.fixture
+def served(fake_wechat: FakeWeChat, tmp_path: Path) -> Iterator[tuple[FakeWeChat, str, Any]]:
+    """The emulator on a real loopback HTTP server, and a platform on a FileStore with
+    AUTHORIZER authorized: (fake, API base, platform)."""
+    fake_wechat.add_component(COMPONENT, SECRET, token=PUSH_TOKEN, encoding_aes_key=AES_KEY)
+    with fake_wechat.serve() as api:
+        platform = platform_on(fake_wechat, wxauth.FileStore(tmp_path / "store"), api_base=api)
+        pushed_ticket(fake_wechat, platform)
+        platform.query_auth(fake_wechat.authorize(COMPONENT, AUTHORIZER))
+        try:
+            yield fake_wechat, api, platform
+        finally:
+            platform.close()
+
+
+def test_an_authorizer_in_requests_wxauth_and_the_decorator_over_http(
+    served: tuple[FakeWeChat, str, Any],
+) -> None:
+    """Over loopback HTTP: WxAuth on a requests Session and with_access_token call the
+    authorizer's API with its token, and heal a retired one once."""
+    fake, api, platform = served
+    manager = platform.authorizer(AUTHORIZER)
+    session = requests.Session()
+    session.auth = wxauth.WxAuth(manager=manager)
+    assert session.get(f"{api}/cgi-bin/user/info", timeout=10).json()["errcode"] == 0
+    assert fake.calls[-1].token == fake.authorizer_token_of(AUTHORIZER)
+
+    @wxauth.with_access_token(manager)
+    def user_info(*, access_token: str) -> dict[str, Any]:
+        answer = requests.get(
+            f"{api}/cgi-bin/user/info", params={"access_token": access_token}, timeout=10
+        )
+        return dict(answer.json())
+
+    fake.retire(fake.authorizer_token_of(AUTHORIZER) or "")
+    assert user_info()["errcode"] == 0
+    fake.advance(301)  # a second rejection at once would be held back as a streak
+    fake.retire(fake.authorizer_token_of(AUTHORIZER) or "")
+    assert session.get(f"{api}/cgi-bin/user/info", timeout=10).json()["errcode"] == 0
+    assert fake.count(kind="authorizer_token") == 2
+
+
+def test_an_authorizer_in_the_httpx_auth_of_a_client_over_http(
+    served: tuple[FakeWeChat, str, Any],
+) -> None:
+    import httpx
+
+    import wxauth.httpx
+
+    fake, api, platform = served
+    auth = wxauth.httpx.WxAuth(manager=platform.authorizer(AUTHORIZER))
+    with httpx.Client(auth=auth, trust_env=False) as client:
+        assert client.get(f"{api}/cgi-bin/user/info").json()["errcode"] == 0
+        assert fake.calls[-1].token == fake.authorizer_token_of(AUTHORIZER)
+        fake.retire(fake.authorizer_token_of(AUTHORIZER) or "")
+        assert client.get(f"{api}/cgi-bin/user/info").json()["errcode"] == 0
+    assert fake.count(kind="authorizer_token") == 1
+
+
+def test_an_authorizer_in_the_httpx_auth_of_an_async_client_over_http(
+    served: tuple[FakeWeChat, str, Any],
+) -> None:
+    """httpx.AsyncClient on a real loopback server: the authorizer's token, a heal of
+    a retired one, and the same token as a sync client sees (one store, one key)."""
+    import anyio
+    import httpx
+
+    import wxauth.httpx
+
+    fake, api, platform = served
+    auth = wxauth.httpx.WxAuth(manager=platform.authorizer(AUTHORIZER))
+
+    async def calls() -> list[int]:
+        async with httpx.AsyncClient(auth=auth, trust_env=False) as client:
+            first = (await client.get(f"{api}/cgi-bin/user/info")).json()["errcode"]
+            fake.retire(fake.authorizer_token_of(AUTHORIZER) or "")
+            second = (await client.get(f"{api}/cgi-bin/user/info")).json()["errcode"]
+        return [first, second]
+
+    assert anyio.run(calls) == [0, 0]
+    assert fake.calls[-1].token == fake.authorizer_token_of(AUTHORIZER)
+    assert fake.count(kind="authorizer_token") == 1
+    assert platform.authorizer(AUTHORIZER).get_token() == fake.authorizer_token_of(AUTHORIZER)
+
+
+class CountingStore(wxauth.MemoryStore):
+    """A MemoryStore that counts what is asked of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: Counter[str] = Counter()
+
+    def get(self, key: str) -> wxauth.Token | None:
+        self.asked["get"] += 1
+        return super().get(key)
+
+    def lock(self, key: str, *, lease: float) -> Any:
+        self.asked["lock"] += 1
+        return super().lock(key, lease=lease)
+
+    def get_meta(self, key: str) -> str | None:
+        self.asked["get_meta"] += 1
+        return super().get_meta(key)
+
+    def get_record(self, table: str, name: str) -> str | None:
+        self.asked["get_record"] += 1
+        return super().get_record(table, name)
+
+
+def test_an_authorizer_token_in_steady_state_is_one_store_read(fake: FakeWeChat) -> None:
+    """Once fetched, each get_token() of an authorizer is one read of the store: no
+    request, no lock, no refresh-token record, no meta record."""
+    store = CountingStore()
+    platform = platform_on(fake, store)
+    pushed_ticket(fake, platform)
+    platform.query_auth(fake.authorize(COMPONENT, AUTHORIZER))
+    manager = platform.authorizer(AUTHORIZER)
+    token = manager.get_token()
+    calls = len(fake.calls)
+    store.asked.clear()
+    for _ in range(100):
+        assert manager.get_token() == token
+    assert store.asked == Counter(get=100)
+    assert len(fake.calls) == calls
+
+
+def test_no_secret_in_any_log_at_debug_over_http(
+    fake_wechat: FakeWeChat, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A whole life over loopback HTTP with every logger at DEBUG (urllib3 prints each
+    request line, query string included): pushes, the component token, an exchange,
+    API calls, a rotation, a missed re-authorization healed through 61023 and the list,
+    a cancellation, a forged push, a failing endpoint. No log line holds the component
+    secret, the push token, the AES key, a ticket, a code, a refresh token or a whole
+    token."""
+    fake = fake_wechat
+    fake.add_component(COMPONENT, SECRET, token=PUSH_TOKEN, encoding_aes_key=AES_KEY)
+    secrets = [SECRET, PUSH_TOKEN, AES_KEY]
+    with caplog.at_level(logging.DEBUG), fake.serve() as api:
+        platform = platform_on(fake, wxauth.FileStore(tmp_path / "store"), api_base=api, retries=0)
+        secrets.append(pushed_ticket(fake, platform))
+        platform.get_token()
+        event = platform.handle_push(*fake.authorization_push(COMPONENT, AUTHORIZER))
+        code = event.fields["AuthorizationCode"]
+        assert isinstance(code, wxauth.Secret)
+        secrets.append(code.get_secret_value())
+        secrets.append(fake.refresh_token_of(AUTHORIZER) or "")
+        session = requests.Session()
+        session.auth = wxauth.WxAuth(manager=platform.authorizer(AUTHORIZER))
+        assert session.get(f"{api}/cgi-bin/user/info", timeout=10).json()["errcode"] == 0
+        fake.rotate_refresh_tokens = True
+        platform.authorizer(AUTHORIZER).refresh()
+        secrets.append(fake.refresh_token_of(AUTHORIZER) or "")
+        fake.rotate_refresh_tokens = False
+        fake.advance(400)
+        secrets.append(fake.authorize(COMPONENT, AUTHORIZER))  # its push is lost
+        secrets.append(fake.refresh_token_of(AUTHORIZER) or "")
+        assert session.get(f"{api}/cgi-bin/user/info", timeout=10).json()["errcode"] == 0
+        query, body = fake.verify_ticket_push(COMPONENT)
+        secrets.append(fake.latest_verify_ticket(COMPONENT) or "")
+        with pytest.raises(wxauth.WxAuthError):
+            platform.handle_push({**query, "msg_signature": "0" * 40}, body)
+        platform.handle_push(query, body)
+        fake.advance(5)
+        platform.handle_push(*fake.authorization_push(COMPONENT, AUTHORIZER, "unauthorized"))
+        fake.fail_next(on="/cgi-bin/component/api_component_token", status=502)
+        with pytest.raises(wxauth.WxAuthError):
+            platform.refresh()
+        platform.close()
+    secrets += fake.issued_tokens
+    assert len(secrets) > 12
+    lines = [record.getMessage() for record in caplog.records]
+    assert any("HTTP/1.1" in line for line in lines), "urllib3 logged no request line"
+    shown = "\n".join(lines) + caplog.text
+    for secret in secrets:
+        assert secret
+        assert secret not in shown, secret[:12]
+
+
+# -- storms ----------------------------------------------------------------------------------
+
+
+def test_a_61023_storm_from_1000_threads_makes_one_list_pass(fake: FakeWeChat) -> None:
+    """Every stored refresh token is stale (a store restored from an old backup): 1000
+    threads, four per authorizer, all at once; each authorizer's fetch gets 61023 or
+    finds the pass done. The list is read once (600 authorizers: 2 pages of 500) and
+    every thread gets its authorizer's new token."""
+    appids = [f"wxauthorizer{i:06d}" for i in range(250)]
+    listed = appids + [f"wxother{i:06d}" for i in range(350)]
+    platform = platform_on(fake)
+    pushed_ticket(fake, platform)
+    fake.add_authorizers(COMPONENT, listed)
+    platform.recover_refresh_tokens()
+    fake.add_authorizers(COMPONENT, listed)  # re-authorized: every stored token is stale
+    fake.advance(61)
+    before = list_calls(fake)
+    callers = appids * 4
+    start = threading.Barrier(len(callers))
+
+    def fetch(appid: str) -> str:
+        start.wait(30)
+        return platform.authorizer(appid).get_token()
+
+    with ThreadPoolExecutor(len(callers)) as pool:
+        tokens = list(pool.map(fetch, callers))
+    assert list_calls(fake) - before == 2
+    expected = {appid: fake.authorizer_token_of(appid) for appid in appids}
+    assert tokens == [expected[appid] for appid in callers]
+    assert fake.count(kind="authorizer_token", errcode=0) == len(appids)
+    assert fake.count(kind="authorizer_token", errcode=61023) >= 1
