@@ -106,6 +106,8 @@ def test_the_secret_file_is_read_and_stripped(tmp_path: Path) -> None:
         (("[[clients]]", "[server]\nstore = \"postgres://x\"\n\n[[clients]]"),
          "server.store", "must be memory"),
         (("[[clients]]", "[server]\nport = 70000\n\n[[clients]]"), "server.port", "at most"),
+        (("[[clients]]", "[server]\ninvalidations_per_day = 0\n\n[[clients]]"),
+         "server.invalidations_per_day", ">= 1"),
         (("[[clients]]", "[server]\nworkers = 4\n\n[[clients]]"), "[server]", "unknown keys"),
         (("[[clients]]", "[server]\nssl_certfile = \"c.pem\"\n\n[[clients]]"),
          "server", "together"),

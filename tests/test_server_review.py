@@ -36,6 +36,7 @@ from test_server_support import (
 
 from wxauth.server import create_app, parse_config
 from wxauth.server._service import Resource
+from wxauth.testing import FakeWeChat
 
 TOKEN = f"/v1/apps/{APPID}/token"
 INVALIDATE = f"{TOKEN}/invalidate"
@@ -205,3 +206,56 @@ def test_sigterm_during_a_wechat_hang_stops_100_apps_at_once() -> None:
             started = time.monotonic()
         stopped = time.monotonic() - started
     assert stopped < 5.0, f"shutdown took {stopped:.1f}s"
+
+
+def spend_a_day(client: httpx.Client, fake: FakeWeChat, *, alternate: bool) -> int:
+    """A client that reports every token it gets as rejected, for one simulated day,
+    as fast as the service lets it: each token at once, or (``alternate``) one token
+    once it is five minutes old and the next at once, which resets the manager's
+    rejection streak half the time. It waits out every 429's Retry-After to the
+    second and retries a held token every minute. Returns its requests."""
+    end = fake.clock() + 86400
+    token = client.get(TOKEN, headers=auth()).json()
+    aged = alternate
+    requests = 0
+    while fake.clock() < end:
+        if aged:
+            age = fake.clock() - (token["expires_at"] - 7200)
+            fake.advance(max(301 - age, 0))
+        answer = client.post(INVALIDATE, json={"access_token": token["access_token"]},
+                             headers=auth())  # fmt: skip
+        requests += 1
+        if answer.status_code == 429:
+            fake.advance(int(answer.headers["retry-after"]))
+            continue
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        if body["invalidated"]:
+            aged = alternate and not aged
+        elif body["access_token"] == token["access_token"]:
+            fake.advance(60)  # held by the rejection streak
+        token = body
+    return requests
+
+
+@pytest.mark.parametrize("alternate", [False, True], ids=["at-once", "alternating"])
+def test_a_client_reporting_every_token_for_a_day_costs_a_bounded_number_of_fetches(
+    alternate: bool,
+) -> None:
+    """End to end with the emulator and a simulated day: one client reporting every
+    token it is handed costs at most invalidations_per_day (20) fetches, plus the
+    day's ordinary renewals (one per ~6800 s token life: 13). Before the daily cap the
+    at-once client cost 53 fetches (the manager's rejection streak held it) and the
+    alternating one 523: more than the default fetch budget of a day (500), after
+    which the service could not renew its tokens for anyone."""
+    with new_fake() as fake, fake.serve() as api_base:
+        config = make_config(api_base)
+        app = create_app(config, clock=fake.clock, limiter_clock=fake.clock)
+        with serve_app(app) as url, httpx.Client(base_url=url, timeout=PATIENCE) as client:
+            wait_ready(client)
+            before = fake.token_fetches_of(APPID)
+            requests = spend_a_day(client, fake, alternate=alternate)
+            fetches = fake.token_fetches_of(APPID) - before
+    assert requests > 20
+    assert config.invalidations_per_day == 20
+    assert fetches <= 20 + 13, fetches

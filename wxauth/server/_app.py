@@ -506,6 +506,7 @@ def create_app(
     limiter = InvalidationLimiter(
         config.invalidations_per_minute,
         config.invalidation_burst,
+        config.invalidations_per_day,
         **({"clock": limiter_clock} if limiter_clock is not None else {}),
     )
     api = _Api(config, service, limiter)

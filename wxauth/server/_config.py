@@ -44,6 +44,7 @@ __all__ = [
     "APP_OPTIONS",
     "CLIENT_NAME_PATTERN",
     "DEFAULT_HOST",
+    "DEFAULT_INVALIDATIONS_PER_DAY",
     "DEFAULT_INVALIDATIONS_PER_MINUTE",
     "DEFAULT_INVALIDATION_BURST",
     "DEFAULT_PORT",
@@ -62,6 +63,9 @@ DEFAULT_PORT = 8700
 DEFAULT_INVALIDATIONS_PER_MINUTE = 2.0
 #: Token drops a client may cause in a burst before the per-minute rate applies.
 DEFAULT_INVALIDATION_BURST = 3
+#: Token drops a client may cause per app (or ticket kind) in any 24 hours: what bounds
+#: the fetches one client can cost a day (WeChat allows 2000; the fetch budget is 500).
+DEFAULT_INVALIDATIONS_PER_DAY = 20
 #: Longest a request waits for a token the service does not have yet (seconds).
 DEFAULT_REQUEST_TIMEOUT = 10.0
 #: An app's name in URLs (``/v1/apps/{id}/token``): no dots, slashes or other tricks.
@@ -97,6 +101,7 @@ _SERVER_KEYS = frozenset(
         "ssl_keyfile",
         "invalidations_per_minute",
         "invalidation_burst",
+        "invalidations_per_day",
         "request_timeout",
         "public_metrics",
     }
@@ -160,6 +165,7 @@ class ServerConfig:
     ssl_keyfile: str | None = None
     invalidations_per_minute: float = DEFAULT_INVALIDATIONS_PER_MINUTE
     invalidation_burst: int = DEFAULT_INVALIDATION_BURST
+    invalidations_per_day: int = DEFAULT_INVALIDATIONS_PER_DAY
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     public_metrics: bool = True
     base_dir: Path = field(default_factory=Path.cwd)
@@ -277,6 +283,9 @@ class _Reader:
             ),
             invalidation_burst=self._int(
                 server, "invalidation_burst", "server", DEFAULT_INVALIDATION_BURST, low=1
+            ),
+            invalidations_per_day=self._int(
+                server, "invalidations_per_day", "server", DEFAULT_INVALIDATIONS_PER_DAY, low=1
             ),
             request_timeout=self._number(
                 server, "request_timeout", "server", DEFAULT_REQUEST_TIMEOUT, positive=True
