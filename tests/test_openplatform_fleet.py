@@ -25,6 +25,7 @@ from wxauth.openplatform._errors import AuthorizerNotAuthorizedError
 from wxauth.openplatform._fleet import (
     BUSY_RETRY,
     FAILURE_RETRY_FIRST,
+    FAILURE_RETRY_MAX,
     AuthorizerFleet,
     FleetPlatform,
 )
@@ -273,10 +274,11 @@ def test_a_failed_refresh_backs_off_and_keeps_the_member(
     assert len(fleet) == 2
 
 
-def test_not_authorized_drops_the_member_once_the_registry_forgot_it(
+def test_not_authorized_is_looked_at_later_and_dropped_by_the_registry(
     store_factory: Any, fetches: Fetches, clock: Clock
 ) -> None:
-    """61003 drops the member if the registry no longer has it, else backs off."""
+    """61003 for an authorizer the registry forgot: looked at again after 300 s, and
+    dropped by two comparisons with the registry; one it still has backs off as usual."""
     platform = Platform(store_factory(), fetches, appids(2))
     fleet = fleet_on(platform)
     fleet.sync()
@@ -289,8 +291,14 @@ def test_not_authorized_drops_the_member_once_the_registry_forgot_it(
         platform.authorizer(appid).source.func = refused  # type: ignore[attr-defined]
     platform.registry.discard(gone)
     fleet.run_once()
-    assert fleet.due(gone) is None
+    assert fleet.due(gone) == clock.now + FAILURE_RETRY_MAX
     assert fleet.due(kept) == clock.now + FAILURE_RETRY_FIRST
+    assert fleet.stats.unknown == 1
+    fleet.sync()
+    assert fleet.due(gone) is not None  # missing once: a registry being rebuilt?
+    fleet.sync()
+    assert fleet.due(gone) is None
+    assert fleet.due(kept) is not None
     assert fleet.stats.removed == 1
 
 
@@ -417,18 +425,60 @@ def test_schedule_and_registry_lost_recover_once_across_workers(
 def test_sync_adds_new_and_drops_forgotten_authorizers(
     store_factory: Any, fetches: Fetches
 ) -> None:
-    """A later sync schedules new registry entries and unschedules removed ones."""
+    """A later sync schedules new registry entries; entries missing twice in a row go."""
     names = appids(4)
     platform = Platform(store_factory(), fetches, names[:3])
     fleet = fleet_on(platform)
     assert fleet.sync() == 3
     platform.registry = {names[1], names[2], names[3]}
     assert fleet.sync() == 1
+    assert fleet.due(names[0]) is not None
+    assert fleet.sync() == 0
     assert fleet.due(names[0]) is None
     assert fleet.due(names[3]) is not None
     platform.registry = set()  # an empty registry is a lost one: nothing is dropped
     fleet.sync()
     assert len(fleet) == 3
+
+
+def test_nothing_to_seed_stays_unseeded_and_tries_again_later(
+    store_factory: Any, fetches: Fetches, clock: Clock
+) -> None:
+    """An empty registry whose recovery finds nobody (or fails) is not taken as seeded:
+    seeding is tried again after one lease, then two."""
+    platform = Platform(store_factory(), fetches)
+    fleet = fleet_on(platform, lease=60)
+    assert fleet.sync() == 0
+    assert platform.recoveries == 1
+    clock.advance(59)
+    assert fleet.sync() == 0
+    assert platform.recoveries == 1
+    clock.advance(1)
+    platform.recoverable = {"wxlate"}
+    assert fleet.sync() == 1
+    assert fleet.due("wxlate") == clock.now
+    assert platform.recoveries == 2
+    assert fleet.sync() == 0  # seeded: only compared
+    assert platform.recoveries == 2
+
+
+def test_a_failed_recovery_leaves_the_schedule_unseeded(
+    store_factory: Any, fetches: Fetches, clock: Clock
+) -> None:
+    """A recovery that raises frees the seeding for the next try (after a pause)."""
+    platform = Platform(store_factory(), fetches)
+
+    def broken() -> list[str]:
+        raise WxAuthError("component token unavailable")
+
+    platform.recover_authorizers = broken  # type: ignore[method-assign]
+    fleet = fleet_on(platform, lease=60)
+    with pytest.raises(WxAuthError):
+        fleet.sync()
+    del platform.recover_authorizers
+    platform.recoverable = {"wxback"}
+    clock.advance(60)
+    assert fleet.sync() == 1
 
 
 def test_add_and_remove(store_factory: Any, fetches: Fetches, clock: Clock) -> None:
@@ -631,7 +681,8 @@ def test_a_flushed_redis_is_recovered_from_the_authorizer_list(
 
 @pytest.mark.redis
 def test_an_authorizer_that_cancelled_is_dropped(redis_url: str, emulator: FakeWeChat) -> None:
-    """An authorizer WeChat answers 61003 for is forgotten by the platform and the fleet."""
+    """An authorizer WeChat answers 61003 for is forgotten by the platform, then by the
+    fleet's comparisons with the registry."""
     fake = emulator
     names = appids(3)
     fake.add_authorizers(COMPONENT, names)
@@ -644,6 +695,10 @@ def test_an_authorizer_that_cancelled_is_dropped(redis_url: str, emulator: FakeW
     fake.advance(7200 - 420)
     push_ticket(fake, platform)
     fleet.step()
+    assert fleet.stats.unknown == 1
+    assert not platform.has_authorizer(names[0])  # the platform forgot it on 61003
+    fleet.sync()
+    fleet.sync()
     assert fleet.due(names[0]) is None
     assert fleet.stats.removed == 1
     assert len(fleet) == 2

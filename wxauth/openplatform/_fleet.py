@@ -18,8 +18,11 @@ the load). A worker that dies after claiming loses nothing: its members come due
 ``lease`` seconds after the claim and another worker takes them.
 
 A refresh that fails reschedules the member after a growing pause (10 s doubling to
-300 s), counted per member in the schedule (a Redis hash beside the set); a member is
-dropped only when WeChat says the account no longer authorizes the platform (61003).
+300 s), counted per member in the schedule (a Redis hash beside the set). Members are
+never dropped on an error: the platform's registry of authorizers decides. A periodic
+comparison (``sync_interval``) schedules the authorizers it lacks and drops those the
+registry lacked twice in a row (a cancelled authorization; a registry being rebuilt
+after a loss lacks some for a moment, an empty one is taken for a lost one).
 
 After Redis loses its data (a flush, a restart without persistence), the set is gone
 with the tokens and refresh tokens. A ``seeded`` marker key goes with them: a worker
@@ -137,7 +140,11 @@ class FleetStats:
     busy: int = 0
     #: Refreshes that raised (rescheduled with backoff).
     failures: int = 0
-    #: Members dropped because WeChat answered 61003 (no longer authorized).
+    #: Refreshes WeChat answered 61003 for (not authorized) of authorizers the
+    #: platform has forgotten: looked at again after :data:`FAILURE_RETRY_MAX`.
+    unknown: int = 0
+    #: Members dropped because two comparisons in a row found them missing from the
+    #: platform's registry (cancelled authorizations).
     removed: int = 0
     #: Members claimed but left to expire their claim (the claim ran out mid-batch).
     abandoned: int = 0
@@ -231,6 +238,11 @@ class AuthorizerFleet:
         self._refresher: Refresher | None = None
         self._refresher_lock = threading.Lock()
         self._next_sync = float("-inf")
+        self._next_seed = float("-inf")
+        self._seed_failures = 0
+        # Members the last reconciliation found missing from the registry: dropped if
+        # the next one finds them missing again (a registry being rebuilt is not empty).
+        self._absent: set[str] = set()
         self._warned_margin = False
 
     # -- the schedule ----------------------------------------------------------------
@@ -240,6 +252,12 @@ class AuthorizerFleet:
         ``due`` keeps its due time; with one, moves it there."""
         when = self._clock() if due is None else float(due)
         self._schedule.add({appid: when}, only_new=due is None)
+
+    def schedule(self, dues: Mapping[str, float]) -> None:
+        """Set the due time (epoch seconds) of each appid in ``dues``, scheduling those
+        not yet scheduled: one round trip per 5,000 (to spread a first start, or to
+        carry a schedule over from elsewhere)."""
+        self._schedule.add({appid: float(due) for appid, due in dues.items()}, only_new=False)
 
     def remove(self, appid: str) -> None:
         """Stop keeping ``appid``'s token fresh (its authorization was cancelled)."""
@@ -255,13 +273,16 @@ class AuthorizerFleet:
 
     def sync(self) -> int:
         """Compare the schedule with the platform's registry: schedule (due now) every
-        authorizer it lacks, drop those the registry no longer has. When the schedule
-        was lost (its ``seeded`` marker is gone) and the registry is empty too, ask the
-        platform to recover its authorizers from WeChat. Returns how many were added."""
+        authorizer it lacks, and drop those the registry lacked at this comparison and
+        the one before. When the schedule was lost (its ``seeded`` marker is gone) and
+        the registry is empty too, ask the platform to recover its authorizers from
+        WeChat; if that finds none (or fails), try again after a growing pause (one
+        ``lease``, doubling up to an hour). Returns how many were added."""
         now = self._clock()
-        seeded = self._schedule.seeded()
-        if seeded:
+        if self._schedule.seeded():
             return self._reconcile(now)
+        if now < self._next_seed:
+            return 0
         owner = self._schedule.begin_seed()
         if owner is None:
             return 0  # another worker is seeding
@@ -275,11 +296,18 @@ class AuthorizerFleet:
                     self.component_appid,
                 )
                 appids = list(recover())
+            if not appids:
+                # Nothing to seed with (yet): stay unseeded, so the next try recovers.
+                self._schedule.abort_seed(owner)
+                self._seed_later(now)
+                return 0
             added = self._schedule.add(dict.fromkeys(appids, now), only_new=True)
             self._schedule.end_seed(owner)
         except BaseException:
             self._schedule.abort_seed(owner)
+            self._seed_later(now)
             raise
+        self._seed_failures = 0
         self.stats.seeds += 1
         logger.info(
             "fleet of component %s: seeded %d authorizers (%d new)",
@@ -289,16 +317,37 @@ class AuthorizerFleet:
         )
         return added
 
+    def _seed_later(self, now: float) -> None:
+        self._seed_failures += 1
+        pause = min(self.lease * 2 ** (self._seed_failures - 1), 3600.0)
+        self._next_seed = now + pause
+        logger.warning(
+            "fleet of component %s: no authorizers to seed the schedule with; trying "
+            "again in %.0fs",
+            self.component_appid,
+            pause,
+        )
+
     def _reconcile(self, now: float) -> int:
         # The schedule is read before the registry: an authorizer added in between is
         # in the registry snapshot, so it is never dropped by mistake.
         scheduled = set(self._schedule.members())
         known = set(self.platform.authorizer_appids())
         added = self._schedule.add(dict.fromkeys(known - scheduled, now), only_new=True)
-        if known:  # an empty registry is a lost one, not a platform with no authorizers
-            gone = scheduled - known
-            if gone:
-                self._schedule.remove(sorted(gone))
+        # An empty registry is a lost one, not a platform with no authorizers; and one
+        # being rebuilt (api_get_authorizer_list) lacks some for a moment: a member is
+        # dropped only when two comparisons in a row found it missing.
+        missing = scheduled - known if known else set()
+        gone = missing & self._absent
+        self._absent = missing - gone
+        if gone:
+            self._schedule.remove(sorted(gone))
+            self.stats.removed += len(gone)
+            logger.info(
+                "fleet of component %s: dropped %d authorizers the registry no longer has",
+                self.component_appid,
+                len(gone),
+            )
         return added
 
     # -- running ---------------------------------------------------------------------
@@ -337,7 +386,6 @@ class AuthorizerFleet:
         dues: dict[str, float] = {}
         succeeded: list[str] = []
         failed: list[str] = []
-        dropped: list[str] = []
         fetched = 0
         try:
             for index, (appid, _) in enumerate(claimed):
@@ -348,10 +396,9 @@ class AuthorizerFleet:
                 outcome, due = self._refresh_one(appid)
                 if outcome == "failed":
                     failed.append(appid)
-                elif outcome == "removed":
-                    dropped.append(appid)
-                else:
-                    dues[appid] = due
+                    continue
+                dues[appid] = due
+                if outcome != "unknown":
                     succeeded.append(appid)
                     fetched += outcome == "fetched"
         finally:
@@ -359,8 +406,8 @@ class AuthorizerFleet:
                 counts = self._schedule.count_failures(failed)
                 for appid, count in zip(failed, counts, strict=True):
                     dues[appid] = self._clock() + _failure_retry(count)
-            self._schedule.finish(dues, succeeded, dropped)
-        return len(dues) + len(dropped), fetched
+            self._schedule.finish(dues, succeeded)
+        return len(dues), fetched
 
     def _refresh_one(self, appid: str) -> tuple[str, float]:
         """Refresh one authorizer if it needs it; ``(outcome, next due time)``."""
@@ -377,14 +424,15 @@ class AuthorizerFleet:
             token = manager._refresh(current, margin=window, stopped=self._closed.is_set)
         except WxAuthError as exc:
             if getattr(exc, "errcode", None) == 61003 and not self._still_known(appid):
-                self.stats.removed += 1
-                logger.warning(
-                    "fleet: authorizer %s no longer authorizes component %s (61003); "
-                    "dropped from the schedule",
+                # Unauthorized, and forgotten by the platform: look again much later;
+                # the next comparisons with the registry drop it (unless it comes back).
+                self.stats.unknown += 1
+                logger.info(
+                    "fleet: authorizer %s does not authorize component %s (61003)",
                     appid,
                     self.component_appid,
                 )
-                return "removed", 0.0
+                return "unknown", self._clock() + FAILURE_RETRY_MAX
             self.stats.failures += 1
             logger.warning("fleet: refreshing authorizer %s failed (%s)", appid, exc)
             return "failed", 0.0
@@ -534,9 +582,7 @@ class _Schedule(Protocol):
     def next_due(self) -> float | None: ...
     def claim(self, now: float, until: float, batch: int) -> list[tuple[str, float]]: ...
     def count_failures(self, members: Sequence[str]) -> list[int]: ...
-    def finish(
-        self, dues: Mapping[str, float], succeeded: Sequence[str], dropped: Sequence[str]
-    ) -> None: ...
+    def finish(self, dues: Mapping[str, float], succeeded: Sequence[str]) -> None: ...
     def seeded(self) -> bool: ...
     def begin_seed(self) -> str | None: ...
     def end_seed(self, owner: str) -> None: ...
@@ -664,22 +710,16 @@ class _RedisSchedule:
 
         return [int(count) for count in self._call("count failed refreshes", op)]
 
-    def finish(
-        self, dues: Mapping[str, float], succeeded: Sequence[str], dropped: Sequence[str]
-    ) -> None:
-        if not (dues or dropped):
+    def finish(self, dues: Mapping[str, float], succeeded: Sequence[str]) -> None:
+        if not dues:
             return
 
         def op() -> Any:
             pipe = self._client.pipeline(transaction=False)
-            if dues:
-                # XX: a member removed meanwhile (cancelled authorization) stays out.
-                pipe.zadd(self._due, dict(dues), xx=True)
+            # XX: a member removed meanwhile (cancelled authorization) stays out.
+            pipe.zadd(self._due, dict(dues), xx=True)
             if succeeded:
                 pipe.hdel(self._failures, *succeeded)
-            if dropped:
-                pipe.zrem(self._due, *dropped)
-                pipe.hdel(self._failures, *dropped)
             return pipe.execute()
 
         self._call("reschedule authorizers", op)
@@ -793,17 +833,12 @@ class _MemorySchedule:
                 counts.append(count)
             return counts
 
-    def finish(
-        self, dues: Mapping[str, float], succeeded: Sequence[str], dropped: Sequence[str]
-    ) -> None:
+    def finish(self, dues: Mapping[str, float], succeeded: Sequence[str]) -> None:
         with self._lock:
             for member, due in dues.items():
                 if member in self._dues:
                     self._set(member, due)
             for member in succeeded:
-                self._failures.pop(member, None)
-            for member in dropped:
-                self._dues.pop(member, None)
                 self._failures.pop(member, None)
 
     def seeded(self) -> bool:
