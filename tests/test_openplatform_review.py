@@ -811,3 +811,54 @@ def test_a_61023_storm_from_1000_threads_makes_one_list_pass(fake: FakeWeChat) -
     assert tokens == [expected[appid] for appid in callers]
     assert fake.count(kind="authorizer_token", errcode=0) == len(appids)
     assert fake.count(kind="authorizer_token", errcode=61023) >= 1
+
+
+# -- pushes WeChat sends that the platform must take ----------------------------------------
+
+
+def test_an_authorization_push_whose_code_the_redirect_already_exchanged_is_taken(
+    fake: FakeWeChat, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The merchant's redirect exchanged the code (query_auth) before the authorized
+    push with the same code was handled: WeChat answers 61009 to the second exchange.
+    Pushing again cannot help, so handle_push returns (the handler answers success),
+    logs it, and the stored refresh token stays."""
+    platform = platform_on(fake)
+    pushed_ticket(fake, platform)
+    query, body = fake.authorization_push(COMPONENT, AUTHORIZER)
+    code = MessageCrypto(PUSH_TOKEN, AES_KEY, COMPONENT).decrypt_push(query, body)
+    platform.query_auth(code["AuthorizationCode"])
+    stored = platform.refresh_tokens.get(AUTHORIZER)
+    with caplog.at_level(logging.WARNING, logger="wxauth"):
+        event = platform.handle_push(query, body)
+    assert event.info_type == "authorized"
+    assert any("61009" in r.getMessage() for r in caplog.records)
+    assert platform.refresh_tokens.get(AUTHORIZER) == stored
+    assert platform.authorizer(AUTHORIZER).get_token() == fake.authorizer_token_of(AUTHORIZER)
+
+
+def test_a_push_with_nested_fields_and_an_unknown_info_type_is_logged_and_returned(
+    fake: FakeWeChat,
+) -> None:
+    """notify_third_fasteregister (a mini program registered for the platform) nests an
+    <info> element and carries an auth_code: it is returned, not refused; the nested
+    field holds its inner XML, and the code is a Secret."""
+    from test_openplatform_component import handmade_push
+
+    platform = platform_on(fake)
+    inner = (
+        f"<xml><AppId>{COMPONENT}</AppId><CreateTime>{int(fake.clock())}</CreateTime>"
+        "<InfoType>notify_third_fasteregister</InfoType><appid>wxnewminiprogram1</appid>"
+        "<status>0</status><auth_code>fastregister@@@code-0123456789</auth_code><msg>OK</msg>"
+        "<info><name><![CDATA[a company]]></name><code>91110000</code></info></xml>"
+    )
+    event = platform.handle_push(*handmade_push(fake, inner))
+    assert event.info_type == "notify_third_fasteregister"
+    assert event.fields["appid"] == "wxnewminiprogram1"
+    auth_code = event.fields["auth_code"]
+    assert isinstance(auth_code, wxauth.Secret)
+    assert auth_code.get_secret_value() == "fastregister@@@code-0123456789"
+    info = event.fields["info"]
+    assert isinstance(info, str)
+    nested = wxauth.openplatform.parse_xml_fields(f"<xml>{info}</xml>")
+    assert nested == {"name": "a company", "code": "91110000"}

@@ -45,11 +45,13 @@ from ..stores._memory import default_store
 from ._authorizer import AuthorizerTokenSource, RefreshTokens
 from ._crypto import MessageCrypto
 from ._errors import (
+    AuthorizationCodeError,
     AuthorizerNotAuthorizedError,
     ComponentTicketError,
     PushAppIdError,
     PushFormatError,
     PushReplayError,
+    PushSignatureError,
 )
 from ._protocol import (
     AUTHORIZER_LIST,
@@ -73,6 +75,7 @@ from ._protocol import (
     take_secret,
     ticket_record,
 )
+from ._pushes import push_fields
 
 __all__ = [
     "DEFAULT_MAX_AUTHORIZER_MANAGERS",
@@ -110,8 +113,8 @@ RECOVERY_LEASE = 120.0
 #: The most pages one re-read of the authorizer list asks for.
 MAX_LIST_PAGES = 10_000
 
-_SENSITIVE_FIELDS = frozenset({"ComponentVerifyTicket", "AuthorizationCode", "PreAuthCode"})
 _AUTHORIZED = frozenset({"authorized", "updateauthorized"})
+_QUERY_FIELDS = ("msg_signature", "timestamp", "nonce")
 
 
 @dataclass(frozen=True)
@@ -407,7 +410,17 @@ class ComponentTokenManager:
 
     def _open(self, query: Mapping[str, str], body: bytes | str) -> PushEvent:
         """Verify, decrypt and read a push (the ticket and codes wrapped at once)."""
-        fields = _masked(self.crypto.decrypt_push(query, body))
+        missing = [name for name in _QUERY_FIELDS if not query.get(name)]
+        if missing:
+            raise PushSignatureError(f"the push's query has no {', '.join(missing)}")
+        # Read at once from the decrypted text, which no local of this frame holds.
+        fields = push_fields(
+            self.crypto.decrypt_message(
+                body, query["msg_signature"], query["timestamp"], query["nonce"]
+            )
+        )
+        if isinstance(fields, PushFormatError):
+            raise fields
         try:
             signed_at = int(query["timestamp"])
         except ValueError:
@@ -494,7 +507,23 @@ class ComponentTokenManager:
         code = event.fields.get("AuthorizationCode")
         if not isinstance(code, Secret) or not code.get_secret_value().strip():
             raise PushFormatError("the authorization push has no AuthorizationCode")
-        result, _ = self._exchange(code, event_time=event.create_time)
+        try:
+            result, _ = self._exchange(code, event_time=event.create_time)
+        except AuthorizationCodeError as exc:
+            # Used (the merchant's redirect exchanged it first) or expired: a push again
+            # cannot help. The refresh token, if missing, comes from the list.
+            logger.warning(
+                "the %s push for authorizer appid=%s of component appid=%s: its code was "
+                "refused (%d: %s); taking the push as handled",
+                event.info_type,
+                event.authorizer_appid,
+                self.component_appid,
+                exc.errcode,
+                "used or invalid: exchanged already by query_auth?"
+                if exc.errcode == 61009
+                else "expired",
+            )
+            return
         if result.authorizer_appid != event.authorizer_appid:
             logger.warning(
                 "the %s push named authorizer appid=%s but its code is authorizer appid=%s's",
@@ -862,14 +891,6 @@ class ComponentTokenManager:
             f"ComponentTokenManager(component_appid={getattr(source, 'appid', None)!r}, "
             f"store={getattr(self, 'store', None)!r})"
         )
-
-
-def _masked(fields: dict[str, str]) -> dict[str, str | Secret]:
-    """The fields of a push, the ticket and codes wrapped in :class:`~wxauth.Secret`."""
-    return {
-        name: Secret(value) if name in _SENSITIVE_FIELDS else value
-        for name, value in fields.items()
-    }
 
 
 def _permissions(func_info: object) -> tuple[int, ...]:
