@@ -34,7 +34,7 @@ from test_server_support import (
     wait_until,
 )
 
-from wxauth.server import create_app, parse_config
+from wxauth.server import ConfigError, create_app, load_config, parse_config
 from wxauth.server._service import Resource
 from wxauth.testing import FakeWeChat
 
@@ -259,3 +259,183 @@ def test_a_client_reporting_every_token_for_a_day_costs_a_bounded_number_of_fetc
     assert requests > 20
     assert config.invalidations_per_day == 20
     assert fetches <= 20 + 13, fetches
+
+
+# -- the config: secrets in frames, odd secret files, one table per app ----------------
+
+INLINE = "5e884898da28047151d0e56f8dc62927"  # shaped like a real AppSecret
+
+
+def frame_values(exc: BaseException) -> Iterator[object]:
+    """Every local of every wxauth frame on ``exc``'s traceback (what an error
+    tracker records), and of its causes and contexts."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        link = todo.pop()
+        if id(link) in seen:
+            continue
+        seen.add(id(link))
+        tb = link.__traceback__
+        while tb is not None:
+            if f"{os.sep}wxauth{os.sep}" in tb.tb_frame.f_code.co_filename:
+                yield from tb.tb_frame.f_locals.values()
+            tb = tb.tb_next
+        todo.extend(e for e in (link.__cause__, link.__context__) if e is not None)
+
+
+def shows(value: object, secret: str, depth: int = 0) -> bool:
+    """Whether ``value`` (a string, bytes, container, or anything's repr) shows it."""
+    if depth > 10:
+        return False
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("utf-8", "replace")
+    if isinstance(value, str):
+        return secret in value
+    if isinstance(value, dict):
+        return any(shows(k, secret, depth + 1) or shows(v, secret, depth + 1)
+                   for k, v in value.items())  # fmt: skip
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(shows(v, secret, depth + 1) for v in value)
+    try:
+        return secret in repr(value)
+    except Exception:
+        return False
+
+
+MINIMAL = f"""
+[[apps]]
+appid = "{APPID}"
+secret_file = "secret"
+
+[[clients]]
+name = "billing"
+key_sha256 = "{"0" * 64}"
+apps = ["{APPID}"]
+"""
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (f"{INLINE}\n" + "x" * 5000, "too large"),
+        (f"{INLINE}\nWECHAT_SECRET_SHOP=other\n", "not one line"),
+        (f"WECHAT_SECRET_MAIN = {INLINE}", "not one line"),
+        (INLINE.encode() + b"\xff", "not UTF-8"),
+    ],
+)
+def test_a_bad_secret_file_is_refused_without_its_content_in_any_frame(
+    tmp_path: Path, content: str | bytes, says: str
+) -> None:
+    """A secret file too large, of several lines (an env file, the wrong file), with
+    spaces, or not UTF-8: a ConfigError that neither says nor keeps in any frame of
+    its traceback what the file holds (error trackers record every frame's locals)."""
+    secret = tmp_path / "secret"
+    secret.write_bytes(content if isinstance(content, bytes) else content.encode())
+    (tmp_path / "svc.toml").write_text(MINIMAL)
+    with pytest.raises(ConfigError, match=says) as caught:
+        load_config(tmp_path / "svc.toml", environ={})
+    assert INLINE not in str(caught.value)
+    assert not [v for v in frame_values(caught.value) if shows(v, INLINE)]
+
+
+def test_an_inline_secret_is_in_no_frame_of_the_refusal(tmp_path: Path) -> None:
+    """`secret = "..."` in the TOML: refused, and no frame of the ConfigError (the
+    file's text, the parsed tables) keeps the secret it names."""
+    (tmp_path / "svc.toml").write_text(
+        MINIMAL.replace('secret_file = "secret"', f'appsecret = "{INLINE}"')
+    )
+    with pytest.raises(ConfigError, match="inline secrets are refused") as caught:
+        load_config(tmp_path / "svc.toml", environ={})
+    assert not [v for v in frame_values(caught.value) if shows(v, INLINE)]
+    text = MINIMAL.replace('secret_file = "secret"', f'secret = "{INLINE}"')
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, environ={})
+    del text
+    assert not [v for v in frame_values(caught.value) if shows(v, INLINE)]
+
+
+def test_a_secret_file_that_is_a_fifo_is_refused_at_once(tmp_path: Path) -> None:
+    """A FIFO (or a device) named as the secret file: a ConfigError at once, where
+    opening it blocked the start for good, waiting for a writer."""
+    os.mkfifo(tmp_path / "secret")
+    (tmp_path / "svc.toml").write_text(MINIMAL)
+    outcome: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            load_config(tmp_path / "svc.toml", environ={})
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    thread.join(5)
+    if thread.is_alive():  # free the blocked open() so the thread ends
+        with open(tmp_path / "secret", "wb"):
+            pass
+        thread.join(5)
+        pytest.fail("load_config blocked on a FIFO")
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], ConfigError)
+    assert "not a regular file" in str(outcome[0])
+
+
+def test_a_secret_file_readable_by_everyone_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Mode 0644: the service starts, and logs a warning naming the file (never its
+    content); 0600: no warning. A symlink to the file is followed (Kubernetes)."""
+    caplog.set_level(logging.WARNING, logger="wxauth.server")
+    secret = tmp_path / "real-secret"
+    secret.write_text(INLINE + "\n")
+    (tmp_path / "secret").symlink_to(secret)
+    (tmp_path / "svc.toml").write_text(MINIMAL)
+    secret.chmod(0o644)
+    config = load_config(tmp_path / "svc.toml", environ={})
+    assert config.apps[0].secret.get_secret_value() == INLINE
+    assert "readable by every user" in caplog.text
+    assert INLINE not in caplog.text
+    caplog.clear()
+    secret.chmod(0o600)
+    load_config(tmp_path / "svc.toml", environ={})
+    assert "readable by every user" not in caplog.text
+
+
+def test_a_secret_env_of_several_words_is_refused_unquoted() -> None:
+    """A variable holding more than the secret (two lines, `KEY = value` pasted
+    whole): a ConfigError naming the variable, not its value."""
+    text = MINIMAL.replace('secret_file = "secret"', 'secret_env = "S"')
+    for value in (f"{INLINE}\nother", f"S = {INLINE}"):
+        with pytest.raises(ConfigError, match="variable S is not one line") as caught:
+            parse_config(text, environ={"S": value})
+        assert INLINE not in str(caught.value)
+    assert parse_config(text, environ={"S": f" {INLINE}\n"}).apps[0].secret.get_secret_value() == (
+        INLINE
+    )
+
+
+@pytest.mark.parametrize(
+    ("second", "refused"),
+    [
+        (f'appid = "{APPID}"\nid = "again"\nsecret_env = "S"', True),
+        (f'appid = "{APPID}"\nid = "stable"\nsecret_env = "S"\nsource = "stable"', True),
+        ('appid = "wwcorp"\nid = "agent2"\nsecret_env = "T"\nsource = "wecom"', False),
+        ('appid = "wwcorp"\nid = "agent2"\nsecret_env = "S"\nsource = "wecom"', True),
+    ],
+)
+def test_two_tables_for_one_app_are_refused(second: str, refused: bool) -> None:
+    """The same appid twice (under another id, or another source): refused, since two
+    managers would each fetch its token and retire the other's. WeCom applications
+    of one corp with distinct secrets are distinct apps."""
+    first = 'appid = "wwcorp"\nid = "agent1"\nsecret_env = "S"\nsource = "wecom"'
+    text = MINIMAL.replace('secret_file = "secret"', 'secret_env = "S"').replace(
+        "[[clients]]", f"[[apps]]\n{first}\n\n[[apps]]\n{second}\n\n[[clients]]"
+    )
+    environ = {"S": INLINE, "T": INLINE[::-1]}
+    if refused:
+        with pytest.raises(ConfigError, match=r"apps\[2\]: the same app as apps\[\d\]") as caught:
+            parse_config(text, environ=environ)
+        assert INLINE not in str(caught.value)
+    else:
+        assert len(parse_config(text, environ=environ).apps) == 3

@@ -24,9 +24,11 @@ naming the file and the place in it (``apps[0].refresh_margin``), never a secret
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
+import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ from typing import Any
 from .._config import check_options
 from .._redact import redact_url_passwords
 from .._secret import Secret
+from ..sources import secret_digest
 from ..tickets import TICKET_KINDS, WECOM_TICKET_KINDS
 
 __all__ = [
@@ -74,6 +77,8 @@ CLIENT_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 #: In a client's ``apps``: every configured app.
 ALL_APPS = "*"
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+#: What an AppSecret (or WeCom corpsecret) looks like: one token of visible ASCII.
+_SECRET_TEXT = re.compile(r"[\x21-\x7e]{1,4096}")
 #: Longest secret_file read (an AppSecret is 32 characters).
 _MAX_SECRET_FILE = 4096
 
@@ -108,6 +113,9 @@ _SERVER_KEYS = frozenset(
 )
 _CLIENT_KEYS = frozenset({"name", "key_sha256", "apps"})
 _TOP_KEYS = frozenset({"server", "apps", "clients"})
+
+
+logger = logging.getLogger("wxauth.server")
 
 
 class ConfigError(ValueError):
@@ -185,15 +193,23 @@ def load_config(
     """Read the TOML file at ``path``; secrets come from ``environ`` (default
     ``os.environ``) and the files it names. Raises :class:`ConfigError`."""
     path = Path(path)
+    # The text is passed on, never named here: a ConfigError's frames (which error
+    # trackers record) then hold no copy of a secret written inline by mistake.
+    return parse_config(
+        _read_text(path), origin=str(path), base_dir=path.resolve().parent, environ=environ
+    )
+
+
+def _read_text(path: Path) -> str:
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read the config file {path}: {exc.strerror}") from None
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError:
+        del data
         raise ConfigError(f"{path}: not UTF-8 text") from None
-    return parse_config(text, origin=str(path), base_dir=path.resolve().parent, environ=environ)
 
 
 def parse_config(
@@ -209,8 +225,10 @@ def parse_config(
     try:
         raw = toml.loads(text)
     except toml.TOMLDecodeError as exc:
+        del text
         # tomllib's messages give a line and column, never the offending value.
         raise ConfigError(f"{origin}: not valid TOML: {exc}") from None
+    del text  # see load_config: the parsed tables are scrubbed before an error
     return _Reader(origin, Path(base_dir) if base_dir else Path.cwd(), environ).read(raw)
 
 
@@ -252,6 +270,7 @@ class _Reader:
                 raise self.error(
                     "apps", f"two apps have the id {app_id!r}; give them distinct `id`s"
                 )
+        self._one_table_per_app(apps)
         clients = tuple(
             self._client(i, t, set(ids)) for i, t in enumerate(self._array(raw, "clients"))
         )
@@ -299,7 +318,10 @@ class _Reader:
 
     def _app(self, index: int, table: dict[str, Any]) -> AppConfig:
         where = f"apps[{index}]"
-        if "secret" in table or any(k.endswith("secret") for k in table):
+        if any(k.endswith("secret") for k in table):
+            for key in table:
+                if key.endswith("secret"):
+                    table[key] = "***"  # not left in the frames of the error below
             raise self.error(
                 f"{where}.secret",
                 "inline secrets are refused (a config file is copied, committed and "
@@ -349,6 +371,25 @@ class _Reader:
             tickets=tuple(dict.fromkeys(tickets)),
         )
 
+    def _one_table_per_app(self, apps: tuple[AppConfig, ...]) -> None:
+        """Two tables for one app would keep two managers fetching its token, each
+        retiring the other's (and burning the quota); WeCom applications of one corp
+        are told apart by their secrets."""
+        seen: dict[tuple[str, ...], int] = {}
+        for index, app in enumerate(apps):
+            identity: tuple[str, ...] = ("wechat", app.appid)
+            if app.options.get("source") == "wecom":
+                identity = ("wecom", app.appid, secret_digest(app.secret))  # never shown
+            first = seen.setdefault(identity, index)
+            if first != index:
+                raise self.error(
+                    f"apps[{index}]",
+                    f"the same app as apps[{first}] (appid {app.appid!r}"
+                    + (" and secret" if identity[0] == "wecom" else "")
+                    + "): its token would be fetched twice, each fetch retiring the "
+                    "other's; give it one [[apps]] table",
+                )
+
     def _check_options(self, where: str, options: dict[str, Any]) -> None:
         try:
             check_options(
@@ -371,29 +412,19 @@ class _Reader:
             raise self.error(where, "give the AppSecret by exactly one of secret_env, secret_file")
         if "secret_env" in table:
             name = self._str(table, "secret_env", where)
-            value = self.environ.get(name, "")
-            if not value.strip():
+            problem = _secret_problem(self.environ.get(name, ""))
+            if problem is not None:
                 raise self.error(
-                    f"{where}.secret_env", f"the environment variable {name} is not set or empty"
+                    f"{where}.secret_env", f"the environment variable {name} {problem}"
                 )
-            return Secret(value.strip())
+            return Secret(self.environ[name].strip())
         path = self._path(table, "secret_file", where)
-        try:
-            with open(path, "rb") as file:
-                data = file.read(_MAX_SECRET_FILE + 1)
-        except OSError as exc:
-            raise self.error(
-                f"{where}.secret_file", f"cannot read {path}: {exc.strerror}"
-            ) from None
-        if len(data) > _MAX_SECRET_FILE:
-            raise self.error(f"{where}.secret_file", f"{path} is too large for a secret")
-        try:
-            text = data.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            raise self.error(f"{where}.secret_file", f"{path} is not UTF-8 text") from None
-        if not text:
-            raise self.error(f"{where}.secret_file", f"{path} is empty")
-        return Secret(text)
+        secret, problem = _read_secret_file(path)
+        if secret is None:
+            raise self.error(f"{where}.secret_file", str(problem))
+        if problem is not None:
+            logger.warning("%s: %s.secret_file: %s", self.origin, where, problem)
+        return secret
 
     def _client(self, index: int, table: dict[str, Any], app_ids: set[str]) -> ClientConfig:
         where = f"clients[{index}]"
@@ -516,3 +547,47 @@ class _Reader:
             "must be memory, file:///dir, or a redis://, rediss:// or unix:// URL, not "
             f"{redact_url_passwords(spec)!r}",
         )
+
+
+def _secret_problem(value: str) -> str | None:
+    """What is wrong with a secret's text (``None``: nothing). Never quotes it."""
+    value = value.strip()
+    if not value:
+        return "is not set or empty"
+    if not _SECRET_TEXT.fullmatch(value):
+        return (
+            "is not one line of visible ASCII (an AppSecret is 32 letters and digits): "
+            "the wrong file or variable?"
+        )
+    return None
+
+
+def _read_secret_file(path: str) -> tuple[Secret | None, str | None]:
+    """The secret in the file at ``path`` and a warning, or ``None`` and what is wrong.
+
+    Opened without blocking and read only if it is a regular file: a FIFO or a device
+    (``/dev/stdin``, ``/dev/zero``) would hang the start or read junk. Symlinks are
+    followed (Kubernetes mounts secrets through them). The content never reaches a
+    message, and no local holds it in clear when an error is raised."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        return None, f"cannot read {path}: {exc.strerror}"
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return None, f"{path} is not a regular file"
+        if info.st_size > _MAX_SECRET_FILE:
+            return None, f"{path} is too large for a secret"
+        try:
+            problem = _secret_problem(file.read(_MAX_SECRET_FILE + 1).decode("utf-8"))
+        except UnicodeDecodeError:
+            return None, f"{path} is not UTF-8 text"
+        if problem is not None:
+            return None, f"{path} " + problem.replace("is not set or empty", "is empty")
+        file.seek(0)
+        secret = Secret(file.read(_MAX_SECRET_FILE + 1).decode("utf-8").strip())
+    warning = None
+    if info.st_mode & stat.S_IROTH:
+        warning = f"{path} is readable by every user of this host: chmod o-r it (0600 or 0640)"
+    return secret, warning
