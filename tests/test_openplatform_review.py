@@ -10,6 +10,9 @@ import inspect
 import json
 import logging
 import os
+import shutil
+import socket
+import subprocess
 import threading
 import time
 import warnings
@@ -22,6 +25,7 @@ from typing import Any
 import pytest
 import requests
 import requests.adapters
+from conftest import stop_redis_server
 from test_openplatform_component import (
     AES_KEY,
     AUTHORIZER,
@@ -862,3 +866,80 @@ def test_a_push_with_nested_fields_and_an_unknown_info_type_is_logged_and_return
     assert isinstance(info, str)
     nested = wxauth.openplatform.parse_xml_fields(f"<xml>{info}</xml>")
     assert nested == {"name": "a company", "code": "91110000"}
+
+
+# -- a Redis restart --------------------------------------------------------------------------
+
+
+def _redis_on(port: int, workdir: Path) -> subprocess.Popen[bytes]:
+    """A redis-server without persistence on ``port`` (answering PING)."""
+    import redis
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server binary not found")
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    command += ["--appendonly", "no", "--dir", str(workdir)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(port=port, socket_connect_timeout=0.5, socket_timeout=0.5)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if client.ping():
+                    return proc
+            except redis.exceptions.ConnectionError:
+                time.sleep(0.02)
+    finally:
+        client.close()
+    stop_redis_server(proc)
+    pytest.fail("redis-server did not start")
+
+
+@pytest.mark.redis
+def test_a_redis_restart_without_persistence_heals_at_the_next_ticket_push(
+    fake: FakeWeChat, tmp_path: Path, redis_server: str
+) -> None:
+    """Redis goes down: callers get StoreError (a 5xx for a push handler), nothing
+    half-written. It comes back empty: the authorizer's fetch says no ticket is stored;
+    after the next ticket push the refresh token comes back from one list pass."""
+    import redis
+
+    port = int(redis_server.rsplit(":", 1)[1].split("/")[0]) + 1
+    for _ in range(20):  # a free port next to the session's server
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) != 0:
+                break
+        port += 1
+    proc = _redis_on(port, tmp_path)
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    client = redis.Redis(
+        port=port, socket_connect_timeout=0.5, socket_timeout=0.5, retry=Retry(NoBackoff(), 0)
+    )
+    try:
+        platform = platform_on(fake, wxauth.RedisStore(client))
+        pushed_ticket(fake, platform)
+        platform.query_auth(fake.authorize(COMPONENT, AUTHORIZER))
+        manager = platform.authorizer(AUTHORIZER)
+        assert manager.get_token()
+        stop_redis_server(proc)
+        manager._local.clear()  # this process's copy: the outage is the store's
+        fake.advance(7200)
+        with pytest.raises(wxauth.StoreError):
+            manager.get_token()
+        with pytest.raises(wxauth.StoreError):
+            platform.handle_push(*fake.verify_ticket_push(COMPONENT))
+        proc = _redis_on(port, tmp_path)
+        fake.advance(2)
+        with pytest.raises(ComponentTicketError):
+            manager.get_token()
+        fake.advance(2)
+        pushed_ticket(fake, platform)
+        assert manager.get_token() == fake.authorizer_token_of(AUTHORIZER)
+        assert list_calls(fake) == 1
+        assert platform.authorizer_appids() == [AUTHORIZER]
+    finally:
+        client.close()
+        stop_redis_server(proc)
