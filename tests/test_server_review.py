@@ -439,3 +439,25 @@ def test_two_tables_for_one_app_are_refused(second: str, refused: bool) -> None:
         assert INLINE not in str(caught.value)
     else:
         assert len(parse_config(text, environ=environ).apps) == 3
+
+
+def test_a_client_key_in_a_url_is_masked_in_uvicorns_log(caplog: pytest.LogCaptureFixture) -> None:
+    """uvicorn's own access log on (plain `uvicorn --factory`, gunicorn): a key a
+    client put in the query (`?key=`, `?authorization=Bearer ...`) or in the path is
+    masked, as tokens there already were."""
+    caplog.set_level(logging.INFO, logger="uvicorn")
+    with new_fake() as fake, fake.serve() as api_base:
+        app = create_app(make_config(api_base))
+        with serve_app(app, access_log=True) as url, httpx.Client(base_url=url) as client:
+            wait_ready(client)
+            for target in (
+                f"{TOKEN}?key={KEY}",
+                f"{TOKEN}?authorization=Bearer%20{KEY}",
+                f"/v1/apps/{KEY}/token",
+                f"{TOKEN}?x=1&api_key={KEY[4:]}",
+                f"{TOKEN}?auth=Bearer+{KEY[4:]}",
+            ):
+                client.get(target, headers=auth())
+    lines = [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"]
+    assert len(lines) >= 5
+    assert not [line for line in lines if KEY[4:] in line]

@@ -41,10 +41,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._errors import RefreshBudgetError, StoreError, WeChatAPIError, WxAuthError
-from .._redact import RedactingFilter, redact_token
+from .._redact import RedactingFilter, redact_token, redact_url_text
 from .._secret import Secret
 from .._token import Token
-from ._clients import ClientDirectory, InvalidationLimiter
+from ._clients import KEY_PREFIX, ClientDirectory, InvalidationLimiter
 from ._config import APP_ID_PATTERN, ClientConfig, ConfigError, ServerConfig, load_config
 from ._metrics import ServiceMetrics
 from ._service import ACCESS_TOKEN, Resource, TokenService
@@ -556,12 +556,39 @@ def create_app(
     return app
 
 
+class _ServerLogFilter(logging.Filter):
+    """Masks, in uvicorn's log lines, what a client may have put in a URL: tokens and
+    secrets (``access_token=``, ``secret=``), client keys (``wxk_...`` wherever they
+    are, in a path segment too) and the values of query parameters named like a key
+    (``key=``, ``api_key=``, ``authorization=``) or following ``Bearer``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken record is the logger's problem, not ours
+            return True
+        cleaned = _CLIENT_KEY.sub(KEY_PREFIX + "***", redact_url_text(message))
+        cleaned = _QUERY_KEY.sub(r"\1***", _BEARER.sub(r"\1***", cleaned))
+        if cleaned != message:
+            record.msg = cleaned
+            record.args = None
+        return True
+
+
+_CLIENT_KEY = re.compile(re.escape(KEY_PREFIX) + r"[A-Za-z0-9_\-]+")
+_BEARER = re.compile(r"(\b[Bb]earer(?:%20|\+|\s)+)[^\s&'\"]+")
+_QUERY_KEY = re.compile(r"([?&][\w.-]*(?:key|authorization|auth)=)[^&\s'\"#]+", re.IGNORECASE)
+
+
 def _redact_server_logs() -> None:
-    """uvicorn's access log shows a request's query: mask any token put there."""
-    redacting = RedactingFilter()
+    """uvicorn's access log shows a request's path and query: mask any token, secret
+    or client key put there."""
+    redacting = _ServerLogFilter()
     for name in ("uvicorn.access", "uvicorn.error"):
         log = logging.getLogger(name)
-        if not any(isinstance(f, RedactingFilter) for f in log.filters):
+        for old in [f for f in log.filters if isinstance(f, RedactingFilter)]:
+            log.removeFilter(old)  # what earlier versions installed: ours does it too
+        if not any(isinstance(f, _ServerLogFilter) for f in log.filters):
             log.addFilter(redacting)
 
 
