@@ -943,3 +943,29 @@ def test_a_redis_restart_without_persistence_heals_at_the_next_ticket_push(
     finally:
         client.close()
         stop_redis_server(proc)
+
+
+def test_replays_of_a_stale_push_log_one_warning_a_minute(
+    fake: FakeWeChat, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Someone replays a captured push 50 times: each is refused, but the log gets one
+    WARNING (the rest at DEBUG) and the store one record, not 50."""
+    platform = platform_on(fake)
+    query, body = fake.verify_ticket_push(COMPONENT)
+    fake.advance(3600)
+    with caplog.at_level(logging.DEBUG, logger="wxauth"):
+        for _ in range(50):
+            with pytest.raises(PushReplayError):
+                platform.handle_push(query, body)
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len([r for r in warnings if "push_max_age" in r.getMessage()]) == 1
+
+
+def test_push_max_age_must_be_a_window_within_a_tickets_life() -> None:
+    """An infinite or negative window, or one longer than a ticket lives (12 h), is
+    refused at construction (the replay memory lasts twice the window)."""
+    settings: dict[str, Any] = {"token": PUSH_TOKEN, "encoding_aes_key": AES_KEY}
+    for bad in (float("inf"), float("nan"), 0, -1, 12 * 3600 + 1):
+        with pytest.raises(ValueError, match="push_max_age"):
+            ComponentTokenManager(COMPONENT, SECRET, push_max_age=bad, **settings)
+    ComponentTokenManager(COMPONENT, SECRET, push_max_age=12 * 3600, **settings)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -105,6 +106,8 @@ RECOVERY_RETRY = 10.0
 #: 100,000 authorizers never mean 100,000 live managers. A manager dropped from here
 #: keeps working for whoever holds it; the token lives in the store either way.
 DEFAULT_MAX_AUTHORIZER_MANAGERS = 1024
+#: Pushes refused for their signing time log one WARNING per this many seconds.
+REFUSAL_LOG_INTERVAL = 60.0
 #: The longest a push waits for another push's ticket write, or an authorization's
 #: token write waits for a fetch of that authorizer's token, in seconds.
 PUSH_LOCK_WAIT = 5.0
@@ -280,8 +283,12 @@ class ComponentTokenManager:
             encoding_aes_key = Secret(encoding_aes_key)
         if "source" in options:
             raise TypeError("ComponentTokenManager takes no source=: it is the component token's")
-        if not push_max_age > 0 or max_authorizer_managers < 1:
-            raise ValueError("push_max_age must be > 0 and max_authorizer_managers >= 1")
+        if not 0 < push_max_age <= TICKET_TTL:  # NaN too
+            raise ValueError(
+                f"push_max_age must be > 0 and at most a ticket's life ({TICKET_TTL:g} s)"
+            )
+        if max_authorizer_managers < 1:
+            raise ValueError("max_authorizer_managers must be >= 1")
         api_base = str(options.pop("api_base", DEFAULT_API_BASE)).rstrip("/")
         self.source = ComponentTokenSource(component_appid, component_secret, api_base=api_base)
         self.crypto = MessageCrypto(token, encoding_aes_key, self.source.appid)
@@ -319,6 +326,7 @@ class ComponentTokenManager:
 
     def _reset_after_fork(self) -> None:
         """New locks (in a forked child none may be inherited held)."""
+        self._refusal_logged_at = float("-inf")
         self._managers_lock = threading.Lock()
         self._recovery_lock = threading.Lock()
 
@@ -456,7 +464,17 @@ class ComponentTokenManager:
 
     def _refused_for_age(self, signed_at: int, age: float) -> None:
         """Say loudly that a push signed right was refused for its time: if this host's
-        clock is off, every push is, and the component token stops 12 hours later."""
+        clock is off, every push is, and the component token stops 12 hours later.
+        Once a minute at most (a replay flood must not flood the log): DEBUG between."""
+        now = time.monotonic()
+        if now - self._refusal_logged_at < REFUSAL_LOG_INTERVAL:
+            logger.debug(
+                "refused a push to component appid=%s signed %+.0fs from this host's clock",
+                self.component_appid,
+                age,
+            )
+            return
+        self._refusal_logged_at = now
         logger.warning(
             "refused a push to component appid=%s: signed %+.0fs from this host's clock, "
             "past push_max_age=%gs. A replayed push, or this host's clock is off: then "
