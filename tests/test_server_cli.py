@@ -235,7 +235,7 @@ def test_wxauth_serve_runs_uvicorn_over_tls_and_stops_cleanly(
             token = client.get(TOKEN, headers=auth()).json()["access_token"]
             assert client.get(TOKEN).status_code == 401
         text = stop_and_read(proc, log)  # (an idle TLS connection would delay it)
-    assert f"Uvicorn running on {url}" in text  # 127.0.0.1 without --host
+    assert f"listening on {url} " in text  # 127.0.0.1 without --host
     assert f"client=billing method=GET path={TOKEN} status=200" in text
     assert "client=- method=GET" in text
     assert "status=401" in text

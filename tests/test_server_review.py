@@ -35,6 +35,7 @@ from test_server_support import (
 )
 
 from wxauth.server import ConfigError, create_app, load_config, parse_config
+from wxauth.server._cli import listen_socket
 from wxauth.server._service import Resource
 from wxauth.testing import FakeWeChat
 
@@ -461,3 +462,51 @@ def test_a_client_key_in_a_url_is_masked_in_uvicorns_log(caplog: pytest.LogCaptu
     lines = [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"]
     assert len(lines) >= 5
     assert not [line for line in lines if KEY[4:] in line]
+
+
+def accepted_nodelay(sock: socket.socket) -> int:
+    """TCP_NODELAY of a connection that asyncio (as uvicorn does) accepted on ``sock``."""
+    import asyncio
+
+    async def main() -> int:
+        seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            raw = writer.get_extra_info("socket")
+            seen.set_result(raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(handle, sock=sock)
+        async with server:
+            _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+            value = await asyncio.wait_for(seen, PATIENCE)
+            writer.close()
+        return value
+
+    return asyncio.run(main())
+
+
+def test_wxauth_serve_listens_on_a_socket_whose_connections_have_tcp_nodelay() -> None:
+    """The socket `wxauth serve` (and the tests' uvicorn) listens on gives accepted
+    connections TCP_NODELAY; a bare socket.socket(), as a pre-created socket often
+    is, does not (each keep-alive answer then waits ~40 ms: Nagle and delayed ACK)."""
+    assert accepted_nodelay(listen_socket("127.0.0.1", 0)) != 0
+    bare = socket.socket()
+    bare.bind(("127.0.0.1", 0))
+    assert accepted_nodelay(bare) == 0
+
+
+def test_wxauth_serve_on_a_busy_port_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A port already taken: exit status 1 and one line naming it."""
+    from wxauth._cli import main
+
+    monkeypatch.setenv("S", "s" * 32)
+    (tmp_path / "svc.toml").write_text(
+        MINIMAL.replace('secret_file = "secret"', 'secret_env = "S"')
+    )
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        assert main(["serve", "--config", str(tmp_path / "svc.toml"), "--port", port]) == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err

@@ -5,7 +5,6 @@ a thread, against the emulator served on another (``FakeWeChat.serve()``)."""
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +13,7 @@ from typing import Any
 import httpx
 
 from wxauth.server import ServerConfig, create_app, hash_key, parse_config
+from wxauth.server._cli import listen_socket
 from wxauth.testing import FakeWeChat
 
 APPID = "wx1234567890"
@@ -99,11 +99,9 @@ def serve_app(
     ``options`` are more ``uvicorn.Config`` arguments."""
     import uvicorn
 
-    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets' connections
-    # (else every keep-alive answer waits out a 40 ms delayed ACK).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    # As `wxauth serve` makes it: TCP_NODELAY (a socket.socket() would make every
+    # keep-alive answer wait out a 40 ms delayed ACK).
+    sock = listen_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     settings: dict[str, Any] = {
         "log_config": None,

@@ -14,6 +14,7 @@ import argparse
 import ipaddress
 import logging
 import os
+import socket
 import sys
 from typing import Any
 
@@ -21,7 +22,14 @@ from .._errors import StoreError
 from ._clients import hash_key, new_key
 from ._config import CLIENT_NAME_PATTERN, ConfigError, load_config
 
-__all__ = ["DEFAULT_CONFIG", "add_keygen_parser", "add_serve_parser", "run_keygen", "run_serve"]
+__all__ = [
+    "DEFAULT_CONFIG",
+    "add_keygen_parser",
+    "add_serve_parser",
+    "listen_socket",
+    "run_keygen",
+    "run_serve",
+]
 
 #: The config file ``wxauth serve`` reads without ``--config`` or ``$WXAUTH_SERVER_CONFIG``.
 DEFAULT_CONFIG = "wxauth-server.toml"
@@ -108,6 +116,27 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` (not yet listening) whose accepted
+    connections send small answers at once: ``TCP_NODELAY`` on the listener (Linux
+    hands it to every accepted connection) and ``IPPROTO_TCP`` as its protocol
+    (asyncio sets ``TCP_NODELAY`` on connections only then). A ``socket.socket()``
+    passed to uvicorn has neither, and every keep-alive answer then waits ~40 ms for
+    the client's delayed ACK (Nagle). Raises ``OSError``."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Run the service until SIGINT/SIGTERM; exit status 0, 2 for a config or usage
     error (or a missing extra), 1 when it cannot start."""
@@ -142,9 +171,13 @@ def run_serve(args: argparse.Namespace) -> int:
             "--ssl-certfile/--ssl-keyfile or put a TLS proxy in front",
             host,
         )
+    try:
+        sock = listen_socket(host, port)
+    except OSError as exc:
+        return _fail("serve", f"cannot listen on {host}:{port}: {exc.strerror or exc}", 1)
     options: dict[str, Any] = {
         "host": host,
-        "port": port,
+        "port": sock.getsockname()[1],
         "log_config": None,
         "access_log": False,  # the service logs its own line, naming the client
         "lifespan": "on",
@@ -153,8 +186,17 @@ def run_serve(args: argparse.Namespace) -> int:
     }
     if certfile is not None:
         options.update(ssl_certfile=certfile, ssl_keyfile=keyfile)
+    server = uvicorn.Server(uvicorn.Config(app, **options))
+    shown = f"[{host}]" if ":" in host else host
+    logging.getLogger("wxauth.server").info(
+        "listening on %s://%s:%d (SIGINT or SIGTERM to stop)",
+        "https" if certfile else "http", shown, options["port"],
+    )  # fmt: skip
     try:
-        uvicorn.run(app, **options)
+        # What uvicorn.run(app) does for one process, on a socket made as it should be.
+        server.run(sockets=[sock])
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
-    return 0
+    finally:
+        sock.close()
+    return 0 if server.started else 1
