@@ -36,12 +36,13 @@ from test_server_support import (
     wait_until,
 )
 
-from wxauth.server import create_app, parse_config
+from wxauth.server import create_app, hash_key, parse_config
 from wxauth.testing import FakeWeChat
 
 TICKET_PATH = "/cgi-bin/ticket/getticket"
 TOKEN = f"/v1/apps/{APPID}/token"
 INVALIDATE = f"/v1/apps/{APPID}/token/invalidate"
+MONITOR_KEY = "wxk_monitor-key-0123456789abcdefghijklmnopqrstu"
 
 
 def report(client: httpx.Client, token: str, key: str = KEY) -> httpx.Response:
@@ -224,7 +225,8 @@ def test_wechat_refusing_is_a_503_without_the_secret(caplog: pytest.LogCaptureFi
             assert "40125" in answer.json()["message"]
             assert int(answer.headers["retry-after"]) >= 1
             assert client.get("/readyz").status_code == 503
-            texts = [answer.text, client.get("/metrics").text, client.get("/readyz").text]
+            metrics = client.get("/metrics", headers=auth(ADMIN_KEY)).text
+            texts = [answer.text, metrics, client.get("/readyz").text]
     assert SECRET not in caplog.text
     assert not any(SECRET in text for text in texts)
 
@@ -238,8 +240,12 @@ def test_metrics_name_fetches_ages_and_requests_but_no_secret(
     token = client.get(TOKEN, headers=auth()).json()["access_token"]
     report(client, token)
     client.get(TOKEN, headers=auth("wrong"))
-    text = client.get("/metrics").text
-    assert client.get("/metrics").headers["content-type"].startswith("text/plain")
+    text = client.get("/metrics", headers=auth(ADMIN_KEY)).text
+    assert (
+        client.get("/metrics", headers=auth(ADMIN_KEY))
+        .headers["content-type"]
+        .startswith("text/plain")
+    )
     for line in (
         f'wxauth_server_fetches_total{{app="{APPID}",kind="access_token"}} 2.0',
         f'wxauth_server_fetch_failures_total{{app="{APPID}",kind="access_token"}} 0.0',
@@ -256,11 +262,27 @@ def test_metrics_name_fetches_ages_and_requests_but_no_secret(
         assert secret not in text
 
 
-def test_metrics_can_require_a_key() -> None:
-    """public_metrics = false: /metrics answers 401 without a client key."""
-    with running_service(server="public_metrics = false") as (_fake, client, _app):
+def test_metrics_need_a_key_of_every_app_or_none() -> None:
+    """By default /metrics answers 401 without a key and 403 to a client of some apps
+    (the metrics name every app id: 403-not-404 would protect nothing); a client of
+    every app, or of none (a monitoring key), reads them. public_metrics = true opens
+    them to anyone."""
+    text = config_text("http://127.0.0.1:9").replace(
+        "[[clients]]",
+        f'[[clients]]\nname = "prometheus"\nkey_sha256 = "{hash_key(MONITOR_KEY)}"\n'
+        "apps = []\n\n[[clients]]",
+        1,
+    )
+    app = create_app(parse_config(text, environ=ENV))
+    with serve_app(app) as url, httpx.Client(base_url=url) as client:
         assert client.get("/metrics").status_code == 401
-        assert client.get("/metrics", headers=auth()).status_code == 200
+        assert client.get("/metrics", headers=auth()).status_code == 403
+        assert client.get("/metrics", headers=auth()).json()["error"] == "forbidden"
+        assert client.get("/metrics", headers=auth(ADMIN_KEY)).status_code == 200
+        assert client.get("/metrics", headers=auth(MONITOR_KEY)).status_code == 200
+        assert client.get(TOKEN, headers=auth(MONITOR_KEY)).status_code == 403
+    with running_service(server="public_metrics = true") as (_fake, client, _app):
+        assert client.get("/metrics").status_code == 200
 
 
 def test_secret_and_tokens_never_reach_the_logs_or_answers(
@@ -277,7 +299,9 @@ def test_secret_and_tokens_never_reach_the_logs_or_answers(
         client.get(TOKEN, headers=auth(OTHER_KEY))
         client.get(f"/v1/apps/{token[:60]}/token", headers=auth())
         client.post(INVALIDATE, content=b"{" + token.encode(), headers=auth())
-        answers = [client.get(p).text for p in ("/healthz", "/readyz", "/metrics")]
+        answers = [
+            client.get(p, headers=auth(ADMIN_KEY)).text for p in ("/healthz", "/readyz", "/metrics")
+        ]
         issued = fake.issued_tokens
     log = caplog.text
     assert "client=billing method=GET path=/v1/apps/wx1234567890/token status=200" in log

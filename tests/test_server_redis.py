@@ -17,6 +17,7 @@ import httpx
 import pytest
 import redis
 from test_server_support import (
+    ADMIN_KEY,
     APPID,
     PATIENCE,
     auth,
@@ -163,7 +164,10 @@ def test_a_hung_redis_under_load_then_recovery(
                         f"{TOKEN}/invalidate", json={"access_token": token}, headers=auth()
                     )
                     assert report.status_code == 503
-                    assert "wxauth_server_store_up 0.0" in client.get("/metrics").text
+                    assert (
+                        "wxauth_server_store_up 0.0"
+                        in client.get("/metrics", headers=auth(ADMIN_KEY)).text
+                    )
                 finally:
                     os.kill(proc.pid, signal.SIGCONT)
                 wait_until(
@@ -176,7 +180,9 @@ def test_a_hung_redis_under_load_then_recovery(
             assert fresh != token
             assert fresh == fake.latest_token(APPID)
             wait_ready(client)
-            assert "wxauth_server_store_up 1.0" in client.get("/metrics").text
+            assert (
+                "wxauth_server_store_up 1.0" in client.get("/metrics", headers=auth(ADMIN_KEY)).text
+            )
 
 
 def test_a_redis_restarted_empty_is_refilled(

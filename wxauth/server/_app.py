@@ -359,9 +359,17 @@ class _Api:
         )  # fmt: skip
 
     async def metrics(self, request: Request) -> Response:
-        """Prometheus text (``public_metrics = false``: a client key is needed)."""
+        """Prometheus text. Unless ``public_metrics = true``, it needs the key of a
+        client that may read every app, or none (a monitoring key): the metrics name
+        every app, which a client of some apps must not learn."""
         if not self.config.public_metrics:
-            self._client(request)
+            client = self._client(request)
+            if client.apps and not client.all_apps:
+                return error(
+                    403, "forbidden",
+                    'the metrics name every app: use a key of a client of every app ("*") '
+                    "or of none (apps = [])",
+                )  # fmt: skip
         try:
             content = await self._in_thread(self.prometheus.render)
         except TimeoutError:

@@ -175,7 +175,7 @@ class ServerConfig:
     invalidation_burst: int = DEFAULT_INVALIDATION_BURST
     invalidations_per_day: int = DEFAULT_INVALIDATIONS_PER_DAY
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
-    public_metrics: bool = True
+    public_metrics: bool = False
     base_dir: Path = field(default_factory=Path.cwd)
     origin: str = "<config>"
 
@@ -309,7 +309,7 @@ class _Reader:
             request_timeout=self._number(
                 server, "request_timeout", "server", DEFAULT_REQUEST_TIMEOUT, positive=True
             ),
-            public_metrics=self._bool(server, "public_metrics", "server", True),
+            public_metrics=self._bool(server, "public_metrics", "server", False),
             base_dir=self.base_dir,
             origin=self.origin,
         )  # fmt: skip
