@@ -36,7 +36,7 @@ from ._protocol import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ._component import ComponentTokenManager
+    from ._recovery import RefreshTokenRecovery
 
 __all__ = ["CAS_ATTEMPTS", "AuthorizerTokenSource", "RefreshTokens", "not_authorized"]
 
@@ -192,7 +192,7 @@ class AuthorizerTokenSource(TokenSource):
     name = "authorizer"
     path = AUTHORIZER_TOKEN
 
-    def __init__(self, platform: ComponentTokenManager, authorizer_appid: str) -> None:
+    def __init__(self, platform: RefreshTokenRecovery, authorizer_appid: str) -> None:
         self.platform = platform
         self.appid = authorizer_appid
         self.component_appid = platform.component_appid
