@@ -510,3 +510,33 @@ def test_wxauth_serve_on_a_busy_port_says_so(
         port = str(taken.getsockname()[1])
         assert main(["serve", "--config", str(tmp_path / "svc.toml"), "--port", port]) == 1
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"access_token": "', b'{"pad": "' + b"x" * 5000],
+    ids=["slow", "too-large"],
+)
+def test_a_refused_body_ends_its_connection(body: bytes) -> None:
+    """A body that trickles in past request_timeout, or runs past the 4 KiB limit while
+    its Content-Length claimed less: the 4xx comes, then the service hangs up, instead of
+    keeping the connection open for whatever the client still sends. No worker thread
+    is involved at any point (the body is read on the event loop)."""
+    with new_fake() as fake, fake.serve() as api_base:
+        app = create_app(make_config(api_base, server="request_timeout = 0.3"))
+        with serve_app(app) as url, httpx.Client(base_url=url, timeout=PATIENCE) as client:
+            wait_ready(client)
+            with socket.create_connection(("127.0.0.1", _port(url))) as sock:
+                sock.settimeout(PATIENCE)
+                sock.sendall(
+                    f"POST {INVALIDATE} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+                    "Transfer-Encoding: chunked\r\n\r\n".encode()
+                    + f"{len(body):x}\r\n".encode()
+                    + body
+                    + b"\r\n"
+                )
+                received = b""
+                while chunk := sock.recv(65536):  # b"": the service closed it
+                    received += chunk
+            assert received.split(b" ", 2)[1] in (b"400", b"413")
+            assert b"connection: close" in received.lower()

@@ -90,6 +90,13 @@ def error(
     return JSONResponse({"error": code, "message": message, **extra}, status, headers=headers)
 
 
+def _hang_up(response: Response) -> Response:
+    """``response``, and then the connection closed: the rest of a body refused
+    unread (too large, or trickling in) is not waited for."""
+    response.headers["Connection"] = "close"
+    return response
+
+
 class _RefusalError(Exception):
     """Raised inside a handler to answer ``response`` at once."""
 
@@ -293,12 +300,11 @@ class _Api:
         """The ``{field: value}`` of the body, checked (wrapped: no frame of a failure
         after this shows the token in clear); else a 4xx."""
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            raise _RefusalError(
-                error(413, "body_too_large", f"the body must be at most {MAX_BODY} bytes")
-                if length.isdigit()
-                else error(400, "bad_request", "bad Content-Length")
-            )
+        if length is not None and not (length.isascii() and length.isdigit()):
+            raise _RefusalError(_hang_up(error(400, "bad_request", "bad Content-Length")))
+        too_large = f"the body must be at most {MAX_BODY} bytes"
+        if length is not None and int(length) > MAX_BODY:
+            raise _RefusalError(_hang_up(error(413, "body_too_large", too_large)))
         chunks: list[bytes] = []
         size = 0
         with anyio.move_on_after(self.config.request_timeout) as scope:
@@ -306,11 +312,7 @@ class _Api:
                 async for chunk in request.stream():
                     size += len(chunk)
                     if size > MAX_BODY:
-                        raise _RefusalError(
-                            error(
-                                413, "body_too_large", f"the body must be at most {MAX_BODY} bytes"
-                            )
-                        )
+                        raise _RefusalError(_hang_up(error(413, "body_too_large", too_large)))
                     chunks.append(chunk)
             except ClientDisconnect:
                 # Gone before its body was whole: nobody to answer, nothing to log as an
@@ -320,7 +322,9 @@ class _Api:
                     error(400, "bad_request", "the client left before its body arrived")
                 ) from None
         if scope.cancelled_caught:
-            raise _RefusalError(error(400, "bad_request", "the body did not arrive in time"))
+            raise _RefusalError(
+                _hang_up(error(400, "bad_request", "the body did not arrive in time"))
+            )
         want = f'the body must be a JSON object {{"{field}": "..."}}'
         try:
             data = json.loads(
