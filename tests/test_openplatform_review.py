@@ -42,6 +42,7 @@ from wxauth.openplatform import (
     ComponentTicketError,
     ComponentTokenManager,
     MessageCrypto,
+    PushFormatError,
     PushReplayError,
 )
 from wxauth.openplatform._protocol import AUTHORIZER_LIST, QUERY_AUTH
@@ -969,3 +970,46 @@ def test_push_max_age_must_be_a_window_within_a_tickets_life() -> None:
         with pytest.raises(ValueError, match="push_max_age"):
             ComponentTokenManager(COMPONENT, SECRET, push_max_age=bad, **settings)
     ComponentTokenManager(COMPONENT, SECRET, push_max_age=12 * 3600, **settings)
+
+
+@pytest.mark.parametrize(
+    ("inner", "says"),
+    [
+        (
+            '<!DOCTYPE xml [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;">]>'
+            "<xml><InfoType>&b;</InfoType></xml>",
+            "refused",
+        ),
+        ('<!DOCTYPE xml SYSTEM "http://127.0.0.1:9/x.dtd"><xml><A>x</A></xml>', "refused"),
+        ("<xml><InfoType>a</InfoType><InfoType>b</InfoType></xml>", "repeats"),
+        ("<root><InfoType>a</InfoType></root>", "root"),
+        ("<xml><InfoType>a</InfoType>", "malformed"),
+    ],
+)
+def test_a_hostile_inner_xml_is_a_format_error(fake: FakeWeChat, inner: str, says: str) -> None:
+    """Even inside a push signed and encrypted right (a leaked key), the inner XML is
+    read safely: no DTD, entity or external reference, one root <xml>, no field twice."""
+    from test_openplatform_component import handmade_push
+
+    platform = platform_on(fake)
+    with pytest.raises(PushFormatError, match=says):
+        platform.handle_push(*handmade_push(fake, inner))
+
+
+def test_a_list_answer_over_its_cap_is_refused_and_remembered(fake: FakeWeChat) -> None:
+    """A page of the authorizer list over 1 MiB is not read (TokenFetchError) and the
+    failed pass is what the next caller is told about."""
+
+    def padded(page: dict[str, Any]) -> dict[str, Any]:
+        page["padding"] = "x" * (1024 * 1024 + 1)
+        return page
+
+    platform = platform_on(fake, transport=Rewrite(AUTHORIZER_LIST, padded))
+    pushed_ticket(fake, platform)
+    fake.add_authorizers(COMPONENT, [AUTHORIZER])
+    with pytest.raises(wxauth.TokenFetchError, match="bytes"):
+        platform.authorizer(AUTHORIZER).get_token()
+    fake.advance(2)
+    with pytest.raises(wxauth.TokenFetchError, match="could not be read"):
+        platform.authorizer(AUTHORIZER).get_token()
+    assert platform.authorizer_appids() == []
