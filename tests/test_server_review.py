@@ -214,7 +214,7 @@ def spend_a_day(client: httpx.Client, fake: FakeWeChat, *, alternate: bool) -> i
     as fast as the service lets it: each token at once, or (``alternate``) one token
     once it is five minutes old and the next at once, which resets the manager's
     rejection streak half the time. It waits out every 429's Retry-After to the
-    second and retries a held token every minute. Returns its requests."""
+    second and retries a held token every two minutes. Returns its requests."""
     end = fake.clock() + 86400
     token = client.get(TOKEN, headers=auth()).json()
     aged = alternate
@@ -234,7 +234,7 @@ def spend_a_day(client: httpx.Client, fake: FakeWeChat, *, alternate: bool) -> i
         if body["invalidated"]:
             aged = alternate and not aged
         elif body["access_token"] == token["access_token"]:
-            fake.advance(60)  # held by the rejection streak
+            fake.advance(120)  # held by the rejection streak
         token = body
     return requests
 
