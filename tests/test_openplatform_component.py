@@ -31,7 +31,7 @@ from wxauth.openplatform import (
     PushReplayError,
     PushSignatureError,
 )
-from wxauth.openplatform._protocol import parse_ticket_record
+from wxauth.openplatform._protocol import TICKET_RECORD, parse_ticket_record
 from wxauth.testing import FakeWeChat
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +74,7 @@ def pushed_ticket(fake: FakeWeChat, platform: ComponentTokenManager, **kwargs: A
 
 
 def stored_ticket(platform: ComponentTokenManager) -> str | None:
-    stored = parse_ticket_record(platform.store.get_meta(platform.keys.ticket))
+    stored = parse_ticket_record(platform.store.get_record(platform.keys.ticket, TICKET_RECORD))
     return None if stored is None else stored.ticket.get_secret_value()
 
 

@@ -1013,3 +1013,42 @@ def test_a_list_answer_over_its_cap_is_refused_and_remembered(fake: FakeWeChat) 
     with pytest.raises(wxauth.TokenFetchError, match="could not be read"):
         platform.authorizer(AUTHORIZER).get_token()
     assert platform.authorizer_appids() == []
+
+
+# -- the ticket is state, not cache -----------------------------------------------------------
+
+
+def test_the_ticket_outlives_a_store_full_of_authorizers(fake: FakeWeChat) -> None:
+    """A MemoryStore evicts past maxsize, and Redis's volatile-* policies evict keys with
+    a TTL first. The ticket cannot be fetched again (only pushed, every 10 minutes), so
+    it is kept like the refresh tokens: a store crowded by 100 authorizers' tokens and
+    bookkeeping still has it when the component token is next fetched."""
+    platform = platform_on(fake, wxauth.MemoryStore(maxsize=64))
+    pushed_ticket(fake, platform)
+    appids = [f"wxauthorizer{i:06d}" for i in range(100)]
+    fake.add_authorizers(COMPONENT, appids)
+    for appid in appids:
+        platform.authorizer(appid).get_token()
+    fake.advance(7200)
+    platform.tokens._local.clear()
+    assert platform.get_token() == fake.component_token_of(COMPONENT)
+
+
+@pytest.mark.redis
+def test_the_ticket_has_no_ttl_in_redis(fake: FakeWeChat, redis_url: str) -> None:
+    """In Redis the ticket is no key with a TTL (which volatile-lru evicts first); it is
+    still refused once 12 hours old."""
+    import redis
+
+    platform = platform_on(fake, wxauth.RedisStore.from_url(redis_url))
+    pushed_ticket(fake, platform)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        ttls = {key: client.ttl(key) for key in client.keys("*ticket*")}
+    finally:
+        client.close()
+    assert ttls
+    assert all(ttl == -1 for ttl in ttls.values()), ttls
+    fake.advance(12 * 3600 + 1)
+    with pytest.raises(ComponentTicketError, match="no component_verify_ticket"):
+        platform.get_token()

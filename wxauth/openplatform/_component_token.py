@@ -31,6 +31,7 @@ from ..transport import Transport
 from ._errors import ComponentTicketError
 from ._protocol import (
     COMPONENT_TOKEN,
+    TICKET_RECORD,
     PlatformKeys,
     StoredTicket,
     check_appid,
@@ -61,7 +62,8 @@ class ComponentTokenSource(TokenSource):
     the newest stored ``component_verify_ticket`` (a meta record of the store, written
     by :meth:`ComponentTokenManager.handle_push`).
 
-    No ticket stored, 61005 (expired) or 61006 (invalid):
+    No ticket stored (or none stored in the last 12 hours), 61005 (expired) or 61006
+    (invalid):
     :class:`~wxauth.openplatform.ComponentTicketError` (saying so when the last push
     was refused for this host's clock). The store key is
     ``token:component:<component appid>``. There is no stable variant for component
@@ -92,9 +94,9 @@ class ComponentTokenSource(TokenSource):
     def fetch(self, ctx: FetchContext) -> tuple[str, float]:
         # Read here rather than as a flow's ReadMeta step: the driver's frame would keep
         # the record (the ticket in clear) as a local on the traceback of a failure.
-        stored = parse_ticket_record(ctx.store.get_meta(self.keys.ticket))
-        if stored is None:
-            raise _no_ticket(self.appid, self._hint(ctx, stored))
+        stored = parse_ticket_record(ctx.store.get_record(self.keys.ticket, TICKET_RECORD))
+        if stored is None or not stored.usable(ctx.clock()):
+            raise _no_ticket(self.appid, self._hint(ctx, None))
         request = component_token_request(self.appid, self._secret, stored.ticket, self.api_base)
         failure: WeChatAPIError | None = None
         try:

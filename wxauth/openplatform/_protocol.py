@@ -31,6 +31,7 @@ __all__ = [
     "LIST_PAGE_SIZE",
     "MAX_LIST_ANSWER_BYTES",
     "QUERY_AUTH",
+    "TICKET_RECORD",
     "TICKET_TTL",
     "HiddenText",
     "ListPage",
@@ -61,6 +62,8 @@ AUTHORIZER_TOKEN = "/cgi-bin/component/api_authorizer_token"  # noqa: S105 - a p
 AUTHORIZER_LIST = "/cgi-bin/component/api_get_authorizer_list"
 API_START_PUSH_TICKET = "/cgi-bin/component/api_start_push_ticket"
 
+#: The name of the ticket's record in its table (:attr:`PlatformKeys.ticket`).
+TICKET_RECORD = "latest"
 #: How long a ``component_verify_ticket`` is kept after it arrived (seconds): WeChat
 #: says it is valid 12 hours, and pushes a new one every 10 minutes.
 TICKET_TTL = 12 * 3600.0
@@ -101,7 +104,9 @@ class PlatformKeys:
 
     @property
     def ticket(self) -> str:
-        """Meta record (and lock) of the newest ``component_verify_ticket``."""
+        """Record table of the newest ``component_verify_ticket`` (one record,
+        :data:`TICKET_RECORD`): durable, never evicted, like the refresh tokens, since
+        a ticket lost cannot be fetched again, only waited for."""
         return f"{self._base}:ticket"
 
     @property
@@ -151,32 +156,50 @@ class HiddenText(str):
 
 @dataclass(frozen=True, repr=False)
 class StoredTicket:
-    """The ``component_verify_ticket`` a store holds, and its push's ``CreateTime``."""
+    """The ``component_verify_ticket`` record a store holds: the ticket, its push's
+    ``CreateTime`` (WeChat's clock), when it was stored (``at``, this host's clock) and
+    the record's exact text (``raw``, for compare-and-set). A damaged record has a
+    blank ticket."""
 
     ticket: Secret
     create_time: int
+    at: float | None = None
+    raw: Secret | None = None
+
+    def usable(self, now: float) -> bool:
+        """Whether it holds a ticket stored less than :data:`TICKET_TTL` ago."""
+        return (
+            bool(self.ticket.get_secret_value().strip())
+            and self.at is not None
+            and now - self.at < TICKET_TTL
+        )
 
     def __repr__(self) -> str:
-        return f"StoredTicket(create_time={self.create_time})"
+        return f"StoredTicket(create_time={self.create_time}, at={self.at})"
 
 
-def ticket_record(ticket: Secret, create_time: int) -> HiddenText:
-    """The meta record of a ticket."""
-    return HiddenText(json.dumps({"create_time": create_time, "ticket": ticket.get_secret_value()}))
+def ticket_record(ticket: Secret, create_time: int, *, at: float) -> HiddenText:
+    """The durable record of a ticket pushed with ``create_time`` and stored at ``at``."""
+    record = {"create_time": create_time, "at": at, "ticket": ticket.get_secret_value()}
+    return HiddenText(json.dumps(record))
 
 
 def parse_ticket_record(raw: str | None) -> StoredTicket | None:
-    """The ticket in a meta record; ``None`` for none or a damaged one."""
-    if not raw:
+    """The ticket record ``raw`` (``None``: none stored; a damaged one reads as a
+    :class:`StoredTicket` that is not :meth:`~StoredTicket.usable`)."""
+    if raw is None:
         return None
+    damaged = StoredTicket(Secret(""), -1, None, Secret(raw))
     try:
         data = json.loads(raw)
-        ticket, create_time = data["ticket"], data["create_time"]
+        ticket, create_time, at = data["ticket"], data["create_time"], data["at"]
     except (ValueError, KeyError, TypeError):
-        return None
-    if not isinstance(ticket, str) or not ticket.strip() or type(create_time) is not int:
-        return None
-    return StoredTicket(Secret(ticket), create_time)
+        return damaged
+    if not isinstance(ticket, str) or type(create_time) is not int:
+        return damaged
+    if not isinstance(at, (int, float)) or isinstance(at, bool):
+        return damaged
+    return StoredTicket(Secret(ticket), create_time, float(at), Secret(raw))
 
 
 def refused_push_record(signed_at: int, offset: float, max_age: float) -> str:

@@ -6,7 +6,7 @@
 ``push_max_age`` seconds from this host's clock (loudly: a host clock that is off
 refuses every push, and the component token stops when the last ticket expires) or was
 already handled, then acted on: a ``component_verify_ticket`` is stored unless a newer
-one is (by ``CreateTime``, under the store's lock); ``authorized``/``updateauthorized``
+one is (by ``CreateTime``; a durable record, compare-and-set); ``authorized``/``updateauthorized``
 exchange their code; ``unauthorized`` marks the authorizer cancelled; anything else is
 logged and returned.
 
@@ -37,8 +37,8 @@ from defusedxml.ElementTree import fromstring
 
 from .._errors import StoreError
 from .._secret import Secret
-from ._authorizations import TOKEN_WRITE_WAIT, AuthorizerRegistry
-from ._component_token import release_quietly
+from ._authorizations import AuthorizerRegistry
+from ._authorizer import CAS_ATTEMPTS
 from ._crypto import MAX_PUSH_BYTES, MessageCrypto
 from ._errors import (
     AuthorizationCodeError,
@@ -48,7 +48,9 @@ from ._errors import (
     PushSignatureError,
 )
 from ._protocol import (
+    TICKET_RECORD,
     TICKET_TTL,
+    HiddenText,
     check_appid,
     parse_ticket_record,
     refused_push_record,
@@ -280,21 +282,17 @@ class PushHandling(AuthorizerRegistry):
             logger.warning("could not record the refused push: %s", exc)
 
     def _take_ticket(self, event: PushEvent) -> None:
-        """Store the pushed ticket unless the store holds a newer one (compare and set
-        under the ticket's store lock: two pushes racing cannot undo each other)."""
+        """Store the pushed ticket unless the store holds a newer one: compare and set
+        on a durable record, so two pushes racing cannot undo each other, and neither a
+        full MemoryStore nor Redis's eviction of keys with a TTL can take it."""
         ticket = event.fields.get("ComponentVerifyTicket")
         if not isinstance(ticket, Secret) or not ticket.get_secret_value().strip():
             raise PushFormatError("the ticket push has no ComponentVerifyTicket")
-        key = self.keys.ticket
-        lock = self.store.lock(key, lease=TOKEN_WRITE_WAIT * 2)
-        if not lock.acquire(timeout=TOKEN_WRITE_WAIT):
-            raise StoreError(
-                f"gave up after {TOKEN_WRITE_WAIT:g}s waiting for the ticket lock of "
-                f"component appid={self.component_appid}"
-            )
-        try:
-            stored = parse_ticket_record(self.store.get_meta(key))
-            if stored is not None and stored.create_time > event.create_time:
+        table = self.keys.ticket
+        for _ in range(CAS_ATTEMPTS):
+            now = self.clock()
+            stored = parse_ticket_record(self.store.get_record(table, TICKET_RECORD))
+            if stored is not None and stored.usable(now) and stored.create_time > event.create_time:
                 logger.info(
                     "kept the stored component_verify_ticket of component appid=%s: it is "
                     "newer (CreateTime %d) than the pushed one (%d)",
@@ -303,9 +301,19 @@ class PushHandling(AuthorizerRegistry):
                     event.create_time,
                 )
                 return
-            self.store.set_meta(key, ticket_record(ticket, event.create_time), ttl=TICKET_TTL)
-        finally:
-            release_quietly(lock)
+            previous = None if stored is None or stored.raw is None else stored.raw
+            if self.store.replace_record(
+                table,
+                TICKET_RECORD,
+                None if previous is None else HiddenText(previous.get_secret_value()),
+                ticket_record(ticket, event.create_time, at=now),
+            ):
+                break
+        else:
+            raise StoreError(
+                f"the ticket record of component appid={self.component_appid} changed under "
+                f"each of {CAS_ATTEMPTS} compare-and-set attempts; not written"
+            )
         logger.info(
             "stored the component_verify_ticket of component appid=%s (CreateTime %d)",
             self.component_appid,
