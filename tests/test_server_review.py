@@ -540,3 +540,40 @@ def test_a_refused_body_ends_its_connection(body: bytes) -> None:
                     received += chunk
             assert received.split(b" ", 2)[1] in (b"400", b"413")
             assert b"connection: close" in received.lower()
+
+
+@pytest.mark.redis
+def test_a_refusing_redis_is_asked_once_a_second_not_once_a_read(
+    own_redis: tuple[int, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis stopped (connections refused at once) with the token past its refresh
+    point: 200 reads answer the remembered token, and the store is tried (and the
+    outage logged) about once a second, not once per read."""
+    pid, redis_url = own_redis
+    caplog.set_level(logging.WARNING, logger="wxauth.server")
+    with new_fake() as fake, fake.serve() as api_base:
+        config = make_config(api_base, server=f'store = "{redis_url}"')
+        with (
+            serve_app(create_app(config, clock=fake.clock)) as url,
+            httpx.Client(base_url=url, timeout=PATIENCE) as client,
+        ):
+            wait_ready(client)
+            token = client.get(TOKEN, headers=auth()).json()["access_token"]
+            os.kill(pid, signal.SIGTERM)
+            wait_until(lambda: not _answers(redis_url), "Redis to stop")
+            fake.advance(7200 - 200)
+            started = time.monotonic()
+            for _ in range(200):
+                assert client.get(TOKEN, headers=auth()).json()["access_token"] == token
+            elapsed = time.monotonic() - started
+    tries = [r for r in caplog.records if "the store is unavailable" in r.getMessage()
+             and APPID in r.getMessage()]  # fmt: skip
+    assert 1 <= len(tries) <= elapsed + 2, (len(tries), elapsed)
+
+
+def _answers(redis_url: str) -> bool:
+    with contextlib.suppress(OSError):
+        port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+        socket.create_connection(("127.0.0.1", port), 0.2).close()
+        return True
+    return False

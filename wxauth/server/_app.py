@@ -288,7 +288,9 @@ class _Api:
             flight.error = exc
             logger.error("%s: getting the token failed", label, exc_info=exc)
         finally:
-            if flight.token is None:
+            if flight.token is None or not resource.store_ok:
+                # Failed, or answered from memory because the store did: the next try
+                # waits (a store that refuses at once is not asked on every read).
                 self._retry_at[label] = time.monotonic() + _FLIGHT_RETRY
             else:
                 self._retry_at.pop(label, None)

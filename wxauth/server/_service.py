@@ -88,6 +88,9 @@ class Resource:
         self._last: Token | None = None
         # The last tokens clients reported rejected (and that were served or stored).
         self._reported: deque[str] = deque(maxlen=8)
+        #: Whether the last :meth:`get` reached the store (``False``: it answered the
+        #: remembered token because the store failed).
+        self.store_ok = True
 
     @property
     def label(self) -> str:
@@ -123,6 +126,7 @@ class Resource:
         try:
             token = self.manager.get()
         except StoreError as exc:
+            self.store_ok = False
             last = self.remembered()
             if last is None:
                 raise
@@ -134,6 +138,7 @@ class Resource:
                 last.expires_at - self.manager.clock(),
             )
             return last
+        self.store_ok = True
         self._remember(token)
         return token
 
