@@ -1052,3 +1052,15 @@ def test_the_ticket_has_no_ttl_in_redis(fake: FakeWeChat, redis_url: str) -> Non
     fake.advance(12 * 3600 + 1)
     with pytest.raises(ComponentTicketError, match="no component_verify_ticket"):
         platform.get_token()
+
+
+def test_a_query_of_lists_is_a_clear_type_error(fake: FakeWeChat) -> None:
+    """urllib.parse.parse_qs gives lists: a developer's mistake, named as such (not a
+    push refused as unsigned, which would look like WeChat's fault)."""
+    from urllib.parse import parse_qs, urlencode
+
+    platform = platform_on(fake)
+    query, body = fake.verify_ticket_push(COMPONENT)
+    with pytest.raises(TypeError, match="parse_qsl"):
+        platform.handle_push(parse_qs(urlencode(query)), body)  # type: ignore[arg-type]
+    platform.handle_push(dict(query), body)

@@ -209,7 +209,13 @@ class PushHandling(AuthorizerRegistry):
 
     def _open(self, query: Mapping[str, str], body: bytes | str) -> PushEvent:
         """Verify, decrypt and read a push (the ticket and codes wrapped at once)."""
-        missing = [name for name in _QUERY_FIELDS if not query.get(name)]
+        values = [query.get(name) for name in _QUERY_FIELDS]
+        if any(value is not None and not isinstance(value, str) for value in values):
+            raise TypeError(
+                "handle_push takes the query as str values (a dict of the request's query "
+                "parameters; urllib.parse.parse_qs gives lists: use dict(parse_qsl(...)))"
+            )
+        missing = [name for name, value in zip(_QUERY_FIELDS, values, strict=True) if not value]
         if missing:
             raise PushSignatureError(f"the push's query has no {', '.join(missing)}")
         # Read at once from the decrypted text, which no local of this frame holds.
