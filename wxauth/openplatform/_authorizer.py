@@ -42,8 +42,9 @@ __all__ = ["CAS_ATTEMPTS", "AuthorizerTokenSource", "RefreshTokens", "not_author
 
 logger = logging.getLogger("wxauth")
 
-#: Compare-and-set attempts of one authorization or cancellation of a refresh-token
-#: record before it gives up (each failed one means another writer changed it).
+#: Compare-and-set attempts of one write of a durable record (an authorization, a
+#: cancellation, a ticket) before it gives up (each failed one means another writer
+#: changed the record meanwhile).
 CAS_ATTEMPTS = 8
 
 
@@ -77,7 +78,8 @@ class RefreshTokens:
         return parse_refresh_record(self.store.get_record(self.table, appid))
 
     def put(self, appid: str, token: Secret, *, event_time: int | None = None) -> None:
-        """Write ``appid``'s refresh token, whatever was there (an authorization)."""
+        """Write ``appid``'s refresh token, whatever was there (for tools and tests: an
+        authorization goes through :meth:`authorize`, which keeps later events)."""
         record = refresh_record(token, event_time=event_time, at=self._clock())
         self.store.put_record(self.table, appid, record)
 
