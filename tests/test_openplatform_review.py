@@ -1064,3 +1064,22 @@ def test_a_query_of_lists_is_a_clear_type_error(fake: FakeWeChat) -> None:
     with pytest.raises(TypeError, match="parse_qsl"):
         platform.handle_push(parse_qs(urlencode(query)), body)  # type: ignore[arg-type]
     platform.handle_push(dict(query), body)
+
+
+def test_an_auth_time_in_milliseconds_is_not_taken_for_an_event_time() -> None:
+    """The list's auth_time becomes the record's event time, compared with pushes'
+    CreateTime: a value in milliseconds would make every later push look older."""
+    from wxauth.openplatform._protocol import parse_list_page
+
+    page = parse_list_page(
+        {
+            "total_count": 2,
+            "list": [
+                {"authorizer_appid": "wxa1", "refresh_token": "r1", "auth_time": 1558000607},
+                {"authorizer_appid": "wxa2", "refresh_token": "r2", "auth_time": 1558000607000},
+            ],
+        }
+    )
+    assert not isinstance(page, Exception)
+    assert page.tokens["wxa1"][1] == 1558000607
+    assert page.tokens["wxa2"][1] is None

@@ -29,6 +29,7 @@ __all__ = [
     "AUTHORIZER_TOKEN",
     "COMPONENT_TOKEN",
     "LIST_PAGE_SIZE",
+    "MAX_EPOCH_SECONDS",
     "MAX_LIST_ANSWER_BYTES",
     "QUERY_AUTH",
     "TICKET_RECORD",
@@ -72,6 +73,9 @@ LIST_PAGE_SIZE = 500
 #: The largest answer read from a component endpoint: a page of 500 authorizers is
 #: about 75 KB (a token answer is read up to :data:`wxauth.sources.MAX_ANSWER_BYTES`).
 MAX_LIST_ANSWER_BYTES = 1024 * 1024
+
+#: Larger "epoch seconds" (the year 2286 on) are taken for milliseconds, or garbage.
+MAX_EPOCH_SECONDS = 10_000_000_000
 
 # An appid becomes part of store keys and file names; WeChat's look like wx + 16 hex.
 _APPID_FORM = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -421,7 +425,10 @@ def parse_list_page(answer: Mapping[str, Any]) -> ListPage | TokenFetchError:
         if not isinstance(appid, str) or not _APPID_FORM.fullmatch(appid):
             continue
         if isinstance(token, str) and token.strip():
-            tokens[appid] = (Secret(token), auth_time if type(auth_time) is int else None)
+            # Epoch seconds, compared with pushes' CreateTime: anything else (ms, say)
+            # would make every later push look older than it, so it is dropped.
+            plausible = type(auth_time) is int and 0 < auth_time < MAX_EPOCH_SECONDS
+            tokens[appid] = (Secret(token), auth_time if plausible else None)
         else:
             without += 1  # authorized, but the code was never exchanged
     return ListPage(tokens, len(entries), without, total)
