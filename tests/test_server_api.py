@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -262,11 +263,11 @@ def test_metrics_name_fetches_ages_and_requests_but_no_secret(
         assert secret not in text
 
 
-def test_metrics_need_a_key_of_every_app_or_none() -> None:
-    """By default /metrics answers 401 without a key and 403 to a client of some apps
-    (the metrics name every app id: 403-not-404 would protect nothing); a client of
-    every app, or of none (a monitoring key), reads them. public_metrics = true opens
-    them to anyone."""
+def test_metrics_need_a_key_and_show_a_client_only_its_apps() -> None:
+    """By default /metrics answers 401 without a key; a client of some apps reads only
+    the series of its apps and its own requests (the metrics name app ids: 403-not-404
+    must still protect them); a client of every app, or of none (a monitoring key),
+    reads every series. public_metrics = true opens them to anyone."""
     text = config_text("http://127.0.0.1:9").replace(
         "[[clients]]",
         f'[[clients]]\nname = "prometheus"\nkey_sha256 = "{hash_key(MONITOR_KEY)}"\n'
@@ -276,10 +277,20 @@ def test_metrics_need_a_key_of_every_app_or_none() -> None:
     app = create_app(parse_config(text, environ=ENV))
     with serve_app(app) as url, httpx.Client(base_url=url) as client:
         assert client.get("/metrics").status_code == 401
-        assert client.get("/metrics", headers=auth()).status_code == 403
-        assert client.get("/metrics", headers=auth()).json()["error"] == "forbidden"
-        assert client.get("/metrics", headers=auth(ADMIN_KEY)).status_code == 200
-        assert client.get("/metrics", headers=auth(MONITOR_KEY)).status_code == 200
+        scoped = client.get("/metrics", headers=auth())
+        full = client.get("/metrics", headers=auth(ADMIN_KEY))
+        assert scoped.status_code == full.status_code == 200
+        assert f'app="{APPID}"' in scoped.text
+        apps_seen = set(re.findall(r'app="([^"]*)"', full.text))
+        monitor = client.get("/metrics", headers=auth(MONITOR_KEY)).text
+        assert set(re.findall(r'app="([^"]*)"', monitor)) == apps_seen
+        scoped = client.get("/metrics", headers=auth())  # the first scoped read counted
+        clients_seen = set(re.findall(r'client="([^"]*)"', scoped.text))
+        assert len(apps_seen) > 1, "the config should have an app out of the client's scope"
+        assert set(re.findall(r'app="([^"]*)"', scoped.text)) == {APPID}
+        assert clients_seen == {"billing"}
+        assert "-" in set(re.findall(r'client="([^"]*)"', full.text))
+        assert "# TYPE wxauth_server_fetches_total counter" in scoped.text
         assert client.get(TOKEN, headers=auth(MONITOR_KEY)).status_code == 403
     with running_service(server="public_metrics = true") as (_fake, client, _app):
         assert client.get("/metrics").status_code == 200

@@ -365,23 +365,23 @@ class _Api:
         )  # fmt: skip
 
     async def metrics(self, request: Request) -> Response:
-        """Prometheus text. Unless ``public_metrics = true``, it needs the key of a
-        client that may read every app, or none (a monitoring key): the metrics name
-        every app, which a client of some apps must not learn."""
+        """Prometheus text. Unless ``public_metrics = true``, it needs a client key: a
+        client of every app (``"*"``) or of none (a monitoring key) reads every series;
+        a client of some apps reads only the series of its apps and its own requests,
+        since the metrics name app ids that it must not learn."""
+        scope: ClientConfig | None = None
         if not self.config.public_metrics:
             client = self._client(request)
             if client.apps and not client.all_apps:
-                return error(
-                    403, "forbidden",
-                    'the metrics name every app: use a key of a client of every app ("*") '
-                    "or of none (apps = [])",
-                )  # fmt: skip
+                scope = client
         try:
             content = await self._in_thread(self.prometheus.render)
         except TimeoutError:
             return error(503, "store_unavailable", "metrics timed out", retry_after=_RETRY_STORE)
         from prometheus_client import CONTENT_TYPE_LATEST
 
+        if scope is not None:
+            content = _series_of(content, scope)
         return Response(content, media_type=CONTENT_TYPE_LATEST)
 
     async def get_token(self, request: Request) -> Response:
@@ -630,3 +630,24 @@ def _log_somewhere() -> None:
     wxauth_logger.addHandler(handler)
     if wxauth_logger.level == logging.NOTSET:
         wxauth_logger.setLevel(logging.INFO)
+
+
+_APP_LABEL = re.compile(rb'[{,]app="([^"]*)"')
+_CLIENT_LABEL = re.compile(rb'[{,]client="([^"]*)"')
+
+
+def _series_of(text: bytes, client: ClientConfig) -> bytes:
+    """The exposition ``text`` without the samples of apps outside ``client``'s scope
+    and of other clients' requests (``# HELP`` / ``# TYPE`` lines stay)."""
+    name = client.name.encode("utf-8")
+    kept = []
+    for line in text.splitlines(keepends=True):
+        if not line.startswith(b"#"):
+            app = _APP_LABEL.search(line)
+            if app is not None and not client.may_read(app.group(1).decode("utf-8")):
+                continue
+            other = _CLIENT_LABEL.search(line)
+            if other is not None and other.group(1) != name:
+                continue
+        kept.append(line)
+    return b"".join(kept)
