@@ -46,13 +46,13 @@ from .._secret import Secret
 from .._token import Token
 from ._clients import KEY_PREFIX, ClientDirectory, InvalidationLimiter
 from ._config import APP_ID_PATTERN, ClientConfig, ConfigError, ServerConfig, load_config
+from ._fastpath import TOKEN_ROUTE, TokenFastPath, log_request, token_answer
 from ._metrics import ServiceMetrics
 from ._service import ACCESS_TOKEN, Resource, TokenService
 
 __all__ = ["CONFIG_ENV", "MAX_BODY", "THREADS_PER_RESOURCE", "app_from_env", "create_app"]
 
 logger = logging.getLogger("wxauth.server")
-access_logger = logging.getLogger("wxauth.server.access")
 
 #: The environment variable :func:`app_from_env` reads the config file's path from.
 CONFIG_ENV = "WXAUTH_SERVER_CONFIG"
@@ -105,15 +105,7 @@ class _RefusalError(Exception):
 
 
 def _answer(resource: Resource, token: Token, **extra: Any) -> JSONResponse:
-    now = resource.manager.clock()
-    field = "access_token" if resource.kind == ACCESS_TOKEN else "ticket"
-    body = {
-        field: token.value,
-        "expires_in": max(0, int(token.expires_at - now)),
-        "expires_at": int(token.expires_at),
-        **extra,
-    }
-    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+    return token_answer(resource, token, resource.manager.clock(), **extra)
 
 
 def _unavailable(exc: BaseException, what: str, *, log: bool = True) -> JSONResponse:
@@ -234,7 +226,7 @@ class _Api:
             raise _RefusalError(
                 error(404, "unknown_ticket", f"{kind} tickets are not enabled for this app")
             )
-        request.scope[_PATH] = request.url.path
+        request.scope[_PATH] = request.scope["path"]
         return client.name, resource
 
     async def _get(self, resource: Resource) -> Token:
@@ -477,13 +469,21 @@ class _AccessLog:
         finally:
             route = self.routes.get(scope.get("endpoint"), "other")
             method = scope["method"] if scope["method"] in _METHODS else "other"
-            client = scope.get(_CLIENT, "-")
-            self.metrics.count(route, method, status, client)
             path = scope.get(_PATH) or (route if route != "other" else "-")
-            access_logger.info(
-                "client=%s method=%s path=%s status=%d duration_ms=%.1f",
-                client, method, path, status, (time.perf_counter() - started) * 1000,
-            )  # fmt: skip
+            log_request(self.metrics, route, method, status, scope.get(_CLIENT, "-"), path, started)
+
+
+class _ServiceApp(Starlette):
+    """The service's Starlette app, with :class:`TokenFastPath` in front: a fresh
+    token read is answered before Starlette's routing, everything else by it."""
+
+    fast_path: TokenFastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fast = self.fast_path
+        if fast is not None and scope["type"] == "http" and await fast(scope, receive, send):
+            return
+        await super().__call__(scope, receive, send)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -524,11 +524,11 @@ def create_app(
         **({"clock": limiter_clock} if limiter_clock is not None else {}),
     )
     api = _Api(config, service, limiter)
-    routes = [
+    routes = [  # the most frequent first: Starlette tries them in order
+        Route(TOKEN_ROUTE, _wrap(api.get_token), methods=["GET"]),
         Route("/healthz", _wrap(api.healthz), methods=["GET"]),
         Route("/readyz", _wrap(api.readyz), methods=["GET"]),
         Route("/metrics", _wrap(api.metrics), methods=["GET"]),
-        Route("/v1/apps/{app_id}/token", _wrap(api.get_token), methods=["GET"]),
         Route("/v1/apps/{app_id}/token/invalidate", _wrap(api.invalidate_token), methods=["POST"]),
         Route("/v1/apps/{app_id}/ticket/{kind}", _wrap(api.get_ticket), methods=["GET"]),
         Route(
@@ -558,7 +558,7 @@ def create_app(
             await anyio.to_thread.run_sync(service.close)
 
     _redact_server_logs()
-    app = Starlette(
+    app = _ServiceApp(
         routes=routes,
         lifespan=lifespan,
         middleware=[Middleware(_AccessLog, metrics=api.prometheus, routes=templates)],
@@ -567,6 +567,7 @@ def create_app(
     # /v1/apps/X/token/ is a 404, not a redirect a client would follow with its key.
     app.router.redirect_slashes = False
     app.state.service = service
+    app.fast_path = TokenFastPath(service, api.clients, api.prometheus)
     return app
 
 
