@@ -588,6 +588,7 @@ def real_service(fake: FakeWeChat, emulator: str) -> Iterator[str]:
     import uvicorn
 
     from wxauth.server import create_app, hash_key, parse_config
+    from wxauth.server._cli import listen_socket
 
     config = parse_config(
         f'[[apps]]\nappid = "{APPID}"\nsecret_env = "{SECRET_ENV}"\napi_base = "{emulator}"\n'
@@ -596,8 +597,9 @@ def real_service(fake: FakeWeChat, emulator: str) -> Iterator[str]:
         f'[[clients]]\nname = "admin"\nkey_sha256 = "{hash_key(ADMIN_KEY)}"\napps = ["*"]\n',
         environ={SECRET_ENV: SECRET},
     )
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    # With TCP_NODELAY: on a bare socket.socket() each keep-alive answer waits ~40 ms
+    # for the client's delayed ACK.
+    sock = listen_socket("127.0.0.1", 0)
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(config, clock=fake.clock), log_config=None, lifespan="on", access_log=False
