@@ -481,3 +481,40 @@ def test_a_fifo_in_place_of_the_token_reads_as_missing_without_hanging(tmp_path:
     result, took = timed(lambda: store.get(KEY), limit=5)
     assert result is None
     assert took < 1.0
+
+
+def _locals_of_traceback(exc: BaseException) -> str:
+    """Every local (by repr) of every frame on the traceback of ``exc`` and of its
+    causes and contexts: what an error tracker that renders frame locals records."""
+    import traceback
+
+    shown, todo = [], [exc]
+    while todo:
+        current = todo.pop()
+        todo += [e for e in (current.__cause__, current.__context__) if e is not None]
+        for frame, _ in traceback.walk_tb(current.__traceback__):
+            if "/wxauth/" not in frame.f_code.co_filename:
+                continue  # this test's own frame
+            shown += [f"{name}={value!r}" for name, value in frame.f_locals.items()]
+    return "\n".join(shown)
+
+
+class _Masked(str):
+    """A str whose repr hides it, as the Open Platform passes refresh tokens."""
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
+def test_a_failed_record_write_keeps_the_record_out_of_frame_locals(tmp_path: Path) -> None:
+    """A durable record (an Open Platform refresh token, passed masked) that cannot be
+    written raises StoreError, and no frame on its traceback holds the record's
+    serialized text in clear."""
+    store = FileStore(tmp_path)
+    store.put_record("refresh", "wxauthorizer1", "first-refresh-token-value")
+    record = next((tmp_path).rglob("*.rec"))
+    record.unlink()
+    record.mkdir()  # os.replace onto a directory fails
+    with pytest.raises(StoreError) as info:
+        store.put_record("refresh", "wxauthorizer1", _Masked("the-refresh-token-value"))
+    assert "the-refresh-token-value" not in _locals_of_traceback(info.value)

@@ -378,9 +378,10 @@ class FileStore(TokenStore):
         """Write the durable record ``name`` of ``table`` (under the table's mutex)."""
         file = self._record_file(table, name, create=True)
         assert file is not None
-        data = json.dumps({"name": name, "value": str(value)}).encode("utf-8")
         with self._mutex(f"records:{table}"):
-            self._write(file, data, sync=True)
+            failure = self._write_record(file, name, value)
+        if failure is not None:
+            raise failure
 
     def replace_record(self, table: str, name: str, old: str | None, new: str | None) -> bool:
         """Compare-and-set the durable record ``name`` of ``table`` (under the table's
@@ -393,10 +394,22 @@ class FileStore(TokenStore):
                 return True
             if new is None:
                 self._unlink(file)
-            else:
-                record = json.dumps({"name": name, "value": str(new)}).encode("utf-8")
-                self._write(file, record, sync=True)
-            return True
+                return True
+            failure = self._write_record(file, name, new)
+        if failure is not None:
+            raise failure
+        return True
+
+    def _write_record(self, file: Path, name: str, value: str) -> StoreError | None:
+        """Write one record; the error is returned without its traceback, so that no
+        frame a crash reporter renders keeps the record (a refresh token) in clear."""
+        data = json.dumps({"name": name, "value": str(value)}).encode("utf-8")
+        try:
+            self._write(file, data, sync=True)
+        except StoreError as exc:
+            exc.__context__ = None  # the OSError's traceback holds _write's frame too
+            return exc.with_traceback(None)
+        return None
 
     def records(self, table: str) -> dict[str, str]:
         """Every durable record of ``table`` (one directory listing, one read each)."""
