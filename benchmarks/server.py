@@ -1,6 +1,6 @@
 """The token service (``wxauth serve``) under load: throughput, replicas, a Redis outage.
 
-Run: ``python benchmarks/server.py`` (about 2 minutes; ``--quick`` for a rough pass,
+Run: ``python benchmarks/server.py`` (about 3 minutes; ``--quick`` for a rough pass,
 ``--only throughput|replicas|outage`` for one part). Everything runs on 127.0.0.1: the
 WeChat emulator (``FakeWeChat.serve()``, wall clock) in this process, the services as
 subprocesses, and a ``redis-server`` of the script's own on a free port.
@@ -9,15 +9,21 @@ Parts:
 
 - ``throughput``: ``GET /v1/apps/{appid}/token`` of ``wxauth serve`` (memory store, one
   app, the process exactly as the command runs it, its access log included, written to
-  a file) against a bare Starlette endpoint returning the same JSON constant, run by
-  the same ``uvicorn.run`` options as ``wxauth serve`` uses. 64 keep-alive connections,
-  in alternating blocks (A B B A A B ...) so that machine noise hits both alike. The
-  load comes from ``wrk`` (one thread; C, so not the bottleneck) when it is on PATH,
-  else from a separate Python process (asyncio, raw keep-alive sockets), which is then
-  named in the table. Figures: requests per second and p50/p99 latency (medians over
-  the blocks), and the ratio service / bare per pair of blocks (median, and spread).
-  Goal: ratio >= 0.8. A third, informational side runs the same service with its access
-  log off (level WARNING), to show what that log line costs.
+  a file) against a bare Starlette endpoint returning the same JSON constant under
+  plain uvicorn (``uvicorn.run(app, host=..., port=...)``: its defaults, its own access
+  log included, written to a file). Both run one process, the same event loop and HTTP
+  implementation (uvicorn's ``auto``: the script prints which), at log level INFO, each
+  with the access log it ships with. 64 keep-alive connections, in alternating blocks
+  (A B C D D C B A ...) so that machine noise hits every side alike. The load comes
+  from ``wrk`` (one thread; C, so not the bottleneck) when it is on PATH, else from a
+  separate Python process (asyncio, raw keep-alive sockets), which is then named in the
+  table. With ``taskset`` and two or more CPUs, every server runs on CPU 0 and the load
+  on CPU 1 (``--no-pin``: wherever the scheduler puts them). Figures: requests per
+  second and p50/p99 latency (medians over the blocks), the ratio service / bare per
+  pair of blocks (median, and spread), and the load average before and after. Goal:
+  ratio >= 0.8. Two informational sides: the bare endpoint with uvicorn's access log
+  off (the strictest comparison: a server that logs nothing), and the service with
+  its access log off (level WARNING), to show what that log line costs.
 - ``replicas``: two ``wxauth serve`` processes on one Redis. 200 reader threads (each its
   own connection, ``RemoteSource`` fetches with both URLs) and 20 clients reporting the
   same rejected token at once: token fetches at the emulator (goal: exactly 1). Then 20
@@ -77,7 +83,8 @@ TOKEN_PATH = f"/v1/apps/{APPID}/token"
 CONNECTIONS = 64
 #: The JSON the bare endpoint answers: the shape and size of a token answer.
 CONSTANT = {"access_token": "86_" + "A" * 150, "expires_in": 7000, "expires_at": 1_900_000_000}
-#: The uvicorn options ``wxauth serve`` runs with (wxauth/server/_cli.py), for the bare app.
+#: The uvicorn options ``wxauth serve`` runs with (wxauth/server/_cli.py): for the service
+#: with its access log off, and the bare app with uvicorn's off.
 UVICORN_OPTIONS: dict[str, Any] = {
     "log_config": None,
     "access_log": False,
@@ -106,12 +113,15 @@ def bare_app() -> Any:
 
 
 def serve_main(kind: str, port: int, config: str | None) -> None:
-    """``--serve``: run one app on uvicorn with ``wxauth serve``'s options."""
+    """``--serve``: run one side on uvicorn on 127.0.0.1:``port``."""
     import uvicorn
 
-    if kind == "bare":
-        app = bare_app()
+    if kind == "bare":  # plain uvicorn: its defaults, its access log to stdout
+        uvicorn.run(bare_app(), host="127.0.0.1", port=port)
+        return
+    if kind == "bare-nolog":  # as wxauth serve runs uvicorn, and uvicorn's access log off
         logging.basicConfig(level=logging.INFO)
+        app = bare_app()
     else:  # "quiet": the service with its access log off
         from wxauth.server import create_app, load_config
 
@@ -119,6 +129,15 @@ def serve_main(kind: str, port: int, config: str | None) -> None:
         logging.basicConfig(level=logging.WARNING)
         app = create_app(load_config(config))
     uvicorn.run(app, host="127.0.0.1", port=port, **UVICORN_OPTIONS)
+
+
+def uvicorn_flavour() -> str:
+    """The event loop and HTTP implementation uvicorn's ``auto`` picks here."""
+    import importlib.util
+
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return f"loop {loop}, http {http}, 1 process"
 
 
 @dataclass
@@ -157,11 +176,29 @@ class Process:
                 self.proc.wait(5)
 
 
+#: ``taskset`` prefixes: servers on CPU 0, the load on CPU 1 (see ``--no-pin``).
+SERVER_CPU: list[str] = []
+LOAD_CPU: list[str] = []
+PINNING = ["not pinned"]
+
+
+def pin(enabled: bool) -> str:
+    """Set the ``taskset`` prefixes; say where things run."""
+    taskset = shutil.which("taskset")
+    if not enabled or taskset is None or (os.cpu_count() or 1) < 2:
+        SERVER_CPU.clear()
+        LOAD_CPU.clear()
+        return "not pinned"
+    SERVER_CPU[:] = [taskset, "-c", "0"]
+    LOAD_CPU[:] = [taskset, "-c", "1"]
+    return "servers on CPU 0, load on CPU 1"
+
+
 def start(name: str, args: list[str], workdir: Path, port: int) -> Process:
     log = workdir / f"{name}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, *args],
+            [*SERVER_CPU, sys.executable, *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -227,7 +264,7 @@ def wrk_block(url: str, seconds: float) -> Load:
     duration = f"-d{max(1, round(seconds))}s"
     header = f"Authorization: Bearer {KEY}"
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{CONNECTIONS}", duration, "--latency", "-H", header, url],
+        [*LOAD_CPU, "wrk", "-t1", f"-c{CONNECTIONS}", duration, "--latency", "-H", header, url],
         capture_output=True,
         text=True,
         check=True,
@@ -276,11 +313,16 @@ async def _python_load(host: str, port: int, path: str, seconds: float) -> Load:
     await asyncio.gather(*(connection() for _ in range(CONNECTIONS)))
     elapsed = time.perf_counter() - started
     latencies.sort()
-    pick = lambda q: latencies[min(int(q * len(latencies)), len(latencies) - 1)] * 1000  # noqa: E731
+
+    def pick(q: float) -> float:
+        return latencies[min(int(q * len(latencies)), len(latencies) - 1)] * 1000
+
     return Load(len(latencies) / elapsed, pick(0.50), pick(0.99), errors)
 
 
-def _python_block_child(url: str, seconds: float, conn: Any) -> None:
+def _python_block_child(url: str, seconds: float, conn: Any, pinned: bool) -> None:
+    if pinned:
+        os.sched_setaffinity(0, {1})
     parts = httpx.URL(url)
     conn.send(asyncio.run(_python_load(parts.host, parts.port or 80, parts.path, seconds)))
 
@@ -288,7 +330,9 @@ def _python_block_child(url: str, seconds: float, conn: Any) -> None:
 def python_block(url: str, seconds: float) -> Load:
     """The same load from a separate Python process (asyncio, raw keep-alive sockets)."""
     parent, child = multiprocessing.Pipe()
-    proc = multiprocessing.Process(target=_python_block_child, args=(url, seconds, child))
+    proc = multiprocessing.Process(
+        target=_python_block_child, args=(url, seconds, child, bool(LOAD_CPU))
+    )
     proc.start()
     load: Load = parent.recv()
     proc.join()
@@ -323,68 +367,101 @@ def table(rows: list[Row]) -> None:
 # -- part 1: throughput -----------------------------------------------------------------------
 
 
+#: The sides of the throughput part: (name, label, the command line after ``python``).
+SIDES = ("service", "bare", "bare-nolog", "quiet")
+LABELS = {
+    "service": "wxauth serve",
+    "bare": "bare Starlette, plain uvicorn",
+    "bare-nolog": "bare, uvicorn access log off",
+    "quiet": "service, access log off",
+}
+#: The ratios reported: (side, against, goal or None for information only).
+RATIOS: tuple[tuple[str, str, float | None], ...] = (
+    ("service", "bare", 0.8),
+    ("service", "bare-nolog", None),
+    ("quiet", "bare-nolog", None),
+)
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def throughput(workdir: Path, emulator: str, blocks: int, seconds: float) -> list[Row]:
     config = write_config(workdir, "memory", emulator)
-    bare_port, quiet_port = free_port(), free_port()
-    service = wxauth_serve("service", config, workdir)
-    bare = start(
-        "bare", [__file__, "--serve", "bare", "--port", str(bare_port)], workdir, bare_port
-    )
-    quiet_args = [__file__, "--serve", "quiet", "--port", str(quiet_port), "--config", str(config)]
-    quiet = start("service-quiet", quiet_args, workdir, quiet_port)
+    processes: dict[str, Process] = {}
+    for name in SIDES:
+        if name == "service":
+            processes[name] = wxauth_serve("service", config, workdir)
+            continue
+        port = free_port()
+        args = [__file__, "--serve", name, "--port", str(port), "--config", str(config)]
+        processes[name] = start(name, args, workdir, port)
     block = wrk_block if shutil.which("wrk") else python_block
     generator = "wrk -t1" if block is wrk_block else "a Python asyncio process"
-    sides = {"bare": bare, "service": service, "quiet": quiet}
-    figures: dict[str, list[Load]] = {name: [] for name in sides}
-    with running(service, bare, quiet):
-        service.wait_ready()
-        quiet.wait_ready()
-        bare.wait_ready(TOKEN_PATH)
-        for process in sides.values():  # warm up: connections, caches, the JIT-less path
+    figures: dict[str, list[Load]] = {name: [] for name in SIDES}
+    load_before = load_average()
+    with running(*processes.values()):
+        for name, process in processes.items():
+            if name in ("bare", "bare-nolog"):
+                process.wait_ready(TOKEN_PATH)
+            else:
+                process.wait_ready()
+        for process in processes.values():  # warm up: connections, caches, the first read
             block(process.url + TOKEN_PATH, 1.0)
         for i in range(blocks):
-            order = ["bare", "service", "quiet"]
-            if i % 2:
-                order.reverse()
+            order = list(SIDES) if i % 2 == 0 else list(reversed(SIDES))
             for name in order:
-                figures[name].append(block(sides[name].url + TOKEN_PATH, seconds))
+                figures[name].append(block(processes[name].url + TOKEN_PATH, seconds))
+    load_after = load_average()
+    med = statistics.median
     rows = []
-    for name, label in (("service", "wxauth serve"), ("quiet", "service, access log off")):
-        ratios = [s.rps / b.rps for s, b in zip(figures[name], figures["bare"], strict=True)]
-        ratio = statistics.median(ratios)
-        mine, base = figures[name], figures["bare"]
-        errors = sum(load.errors for load in mine)
-        med = statistics.median
+    for name, against, goal in RATIOS:
+        mine, base = figures[name], figures[against]
+        ratios = [s.rps / b.rps for s, b in zip(mine, base, strict=True)]
+        ratio = med(ratios)
+        errors = sum(load.errors for load in mine) + sum(load.errors for load in base)
         note = (
             f"{med(x.rps for x in mine):.0f} vs {med(x.rps for x in base):.0f} req/s; "
             f"p50 {med(x.p50 for x in mine):.2f} vs {med(x.p50 for x in base):.2f} ms; "
             f"p99 {med(x.p99 for x in mine):.2f} vs {med(x.p99 for x in base):.2f} ms; "
             f"ratio spread {min(ratios):.3f}..{max(ratios):.3f} over {blocks} blocks of "
-            f"{seconds:g}s; {errors} errors; load: {generator}"
+            f"{seconds:g}s; {errors} errors"
         )
-        primary = name == "service"
         rows.append(
             Row(
-                f"throughput: {label} / bare",
+                f"throughput: {LABELS[name]} / {LABELS[against]}",
                 f"ratio {ratio:.3f}",
-                ">= 0.8" if primary else "(info)",
-                (ratio >= 0.8 and errors == 0) if primary else None,
+                "(info)" if goal is None else f">= {goal}",
+                None if goal is None else (ratio >= goal and errors == 0),
                 note,
                 {
                     "ratio": round(ratio, 4),
                     "ratios": [round(r, 4) for r in ratios],
                     "rps": [round(x.rps) for x in mine],
-                    "bare_rps": [round(x.rps) for x in base],
+                    "base_rps": [round(x.rps) for x in base],
                     "p50_ms": [round(x.p50, 3) for x in mine],
                     "p99_ms": [round(x.p99, 3) for x in mine],
-                    "bare_p50_ms": [round(x.p50, 3) for x in base],
-                    "bare_p99_ms": [round(x.p99, 3) for x in base],
+                    "base_p50_ms": [round(x.p50, 3) for x in base],
+                    "base_p99_ms": [round(x.p99, 3) for x in base],
                     "errors": errors,
-                    "load": generator,
                 },
             )
         )
+    setup = (
+        f"load: {generator}, {CONNECTIONS} connections; {PINNING[0]}; uvicorn "
+        f"{uvicorn_version()} ({uvicorn_flavour()}); load average {load_before} before, "
+        f"{load_after} after"
+    )
+    rows.append(Row("throughput: setup", "-", "-", None, setup, {"setup": setup}))
     return rows
+
+
+def uvicorn_version() -> str:
+    import uvicorn
+
+    return str(uvicorn.__version__)
 
 
 # -- redis ------------------------------------------------------------------------------------
@@ -711,7 +788,10 @@ def main() -> int:
     parser.add_argument("--blocks", type=int, default=8, help="blocks per side (throughput)")
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds per block")
     parser.add_argument("--down", type=float, default=10.0, help="seconds Redis is down")
-    parser.add_argument("--serve", choices=("bare", "quiet"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--no-pin", action="store_true", help="do not pin the servers and the load to CPUs"
+    )
+    parser.add_argument("--serve", choices=SIDES[1:], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -721,6 +801,7 @@ def main() -> int:
     # Failovers after the SIGKILL are expected: one warning per reader would drown the table.
     logging.getLogger("wxauth").setLevel(logging.ERROR)
     blocks, seconds = (4, 1.0) if args.quick else (args.blocks, args.seconds)
+    PINNING[0] = pin(not args.no_pin)
     rows: list[Row] = []
     with (
         tempfile.TemporaryDirectory(prefix="wxauth-bench-server-") as tmp,
