@@ -69,6 +69,8 @@ START = (1_800_000_000.0 + BEIJING) // DAY * DAY + DAY - BEIJING
 #: After the kill, simulated time runs at real speed this long (seconds): past the dead
 #: worker's fleet lease (60 s) and the manager's lock lease (39 s).
 REAL_SPEED_AFTER_KILL = 75.0
+#: An idle worker looks again after this many real seconds even if the clock stood still.
+IDLE_LOOK = 0.05
 #: WeChat pushes a verify ticket this often (simulated seconds).
 TICKET_INTERVAL = 600.0
 
@@ -108,19 +110,22 @@ def worker(
     stop: Any,
     options: dict[str, Any],
 ) -> None:
-    """One fleet worker: look whenever the clock moved or the last look did work."""
+    """One fleet worker: look whenever the clock moved or the last look did work, and
+    every :data:`IDLE_LOOK` seconds besides (as ``run_forever`` polls), so that idle
+    workers join in when another one seeds a lost schedule."""
     from wxauth.openplatform import AuthorizerFleet
 
     logging.getLogger("wxauth").addHandler(logging.NullHandler())
     logging.getLogger("wxauth").propagate = False
     platform = platform_on(url, api_base, clock)
     fleet = AuthorizerFleet(platform, seed=index, **options)
-    seen, worked = -1.0, True
+    seen, worked, looked = -1.0, True, 0.0
     while not stop.is_set():
         now = float(clock.value)
-        if now == seen and not worked:
+        if now == seen and not worked and time.monotonic() - looked < IDLE_LOOK:
             time.sleep(0.001)
             continue
+        looked = time.monotonic()
         busy[index] = 1
         before = fleet.stats.claimed + fleet.stats.seeds
         try:
@@ -257,11 +262,22 @@ class FetchLog:
             self.interval_count += 1
 
     def watch_report(self) -> dict[str, Any]:
-        done = [v for v in self.watched.values() if v is not None]
+        """What became of the dead worker's claimed authorizers: renewed by another
+        worker (how long after the kill, and how long their tokens still had), renewed
+        by the dead one before it died (the others found them fresh: no fetch), or not
+        renewed at all (must be 0)."""
+        by_others = [v for v in self.watched.values() if v is not None]
+        before = [
+            appid
+            for appid, v in self.watched.items()
+            if v is None and self.last.get(appid, 0.0) >= self.watched_since
+        ]
         return {
-            "orphans_refreshed": len(done),
-            "orphans_refreshed_after_s": round(max((d for d, _ in done), default=0.0), 1),
-            "orphans_min_headroom_s": round(min((h for _, h in done), default=0.0), 1),
+            "renewed_by_the_others": len(by_others),
+            "renewed_after_s": round(max((d for d, _ in by_others), default=0.0), 1),
+            "min_headroom_s": round(min((h for _, h in by_others), default=0.0), 1),
+            "renewed_before_it_died": len(before),
+            "not_renewed": len(self.watched) - len(by_others) - len(before),
         }
 
 
@@ -297,14 +313,15 @@ def keys_of(client: Any, appid: str) -> dict[str, int]:
 
 
 def shared_keys(client: Any, n: int) -> dict[str, float]:
-    """Bytes per authorizer of the keys all authorizers share (hash, sorted set)."""
-    sizes: dict[str, float] = {}
-    for key in client.scan_iter(match=f"*{COMPONENT}*", count=10_000):
-        text = key.decode()
-        kind = client.type(key).decode()
-        if kind in ("hash", "zset"):
-            sizes[text] = round(int(client.memory_usage(key, samples=0) or 0) / n, 1)
-    return sizes
+    """Bytes per authorizer of the keys all authorizers share: the registry's hash and
+    the fleet's sorted set."""
+    names = [*client.scan_iter(match="wxauth:records:openplatform:*", count=10_000)]
+    names.append(f"wxauth:openplatform:{COMPONENT}:fleet:due".encode())
+    return {
+        key.decode(): round(int(client.memory_usage(key, samples=0) or 0) / n, 1)
+        for key in names
+        if client.exists(key)
+    }
 
 
 # -- the driver -----------------------------------------------------------------------------
@@ -517,7 +534,7 @@ def simulate(args: argparse.Namespace, url: str) -> dict[str, Any]:
             "double_examples": log.double_examples,
             "late_fetches": log.late,
             "min_headroom_s": round(log.min_headroom, 1),
-            "fetches_per_authorizer_day": round(log.fetches / n / days, 2),
+            "fetches_per_authorizer_day_all": round(log.fetches / n / days, 2),
             "steady_interval_s": round(steady, 1),
             "steady_fetches_per_day": round(DAY / steady, 2),
             "floor_per_day": round(DAY / (LIFETIME - args.margin - args.jitter / 2), 2),

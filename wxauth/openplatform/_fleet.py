@@ -88,8 +88,9 @@ BUSY_RETRY = 5.0
 FAILURE_RETRY_FIRST = 10.0
 #: ...up to this many seconds.
 FAILURE_RETRY_MAX = 300.0
-#: How long the seeding lock is held at most (milliseconds, Redis ``PX``).
-_SEED_LEASE_MS = 60_000
+#: How long the seeding lock is held at most (milliseconds, Redis ``PX``): longer than
+#: re-reading 100,000 refresh tokens from api_get_authorizer_list takes (about a minute).
+_SEED_LEASE_MS = 300_000
 
 _T = TypeVar("_T")
 
@@ -608,14 +609,14 @@ return due
 """
 
 # KEYS[1] the seeded marker, KEYS[2] the seeding lock; ARGV[1] owner. Sets the marker
-# and frees the lock, if this owner still holds it.
+# (the members are in: a seeding that outlasted its lock counts too) and frees the
+# lock if this owner still holds it.
 END_SEED = """
+redis.call('SET', KEYS[1], '1')
 if redis.call('GET', KEYS[2]) == ARGV[1] then
-  redis.call('SET', KEYS[1], '1')
   redis.call('DEL', KEYS[2])
-  return 1
 end
-return 0
+return 1
 """
 
 # KEYS[1] the seeding lock; ARGV[1] owner.
