@@ -21,7 +21,10 @@ Parts:
   on CPU 1 (``--no-pin``: wherever the scheduler puts them). Figures: requests per
   second and p50/p99 latency (medians over the blocks), the ratio service / bare per
   pair of blocks (median, and spread), and the load average before and after. Goal:
-  ratio >= 0.8. Two informational sides: the bare endpoint with uvicorn's access log
+  ratio >= 0.8. Also the CPU time each server spent per request (``/proc``, every
+  thread, read again 0.3 s after its block so that work left to a thread is counted),
+  and its ratio: what each side costs, less moved by other work on the machine than
+  the requests per second are. Two informational sides: the bare endpoint with uvicorn's access log
   off (the strictest comparison: a server that logs nothing), and the service with
   its access log off (level WARNING), to show what that log line costs.
 - ``replicas``: two ``wxauth serve`` processes on one Redis. 200 reader threads (each its
@@ -93,6 +96,8 @@ UVICORN_OPTIONS: dict[str, Any] = {
     "timeout_graceful_shutdown": 10,
 }
 PATIENCE = 20.0
+#: Seconds after each block before the server's CPU time is read again.
+SETTLE = 0.3
 HERE = Path(__file__).resolve().parent
 
 
@@ -246,6 +251,17 @@ class Load:
     p50: float
     p99: float
     errors: int
+    #: CPU time (user + system, every thread) the server spent per answered request, µs.
+    cpu_us: float | None = None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``; else None)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -413,7 +429,16 @@ def throughput(workdir: Path, emulator: str, blocks: int, seconds: float) -> lis
         for i in range(blocks):
             order = list(SIDES) if i % 2 == 0 else list(reversed(SIDES))
             for name in order:
-                figures[name].append(block(processes[name].url + TOKEN_PATH, seconds))
+                pid = processes[name].proc.pid
+                before = cpu_seconds(pid)
+                load = block(processes[name].url + TOKEN_PATH, seconds)
+                # A moment for work a side might leave behind (a logging thread's queue)
+                # to be done and counted.
+                time.sleep(SETTLE)
+                after = cpu_seconds(pid)
+                if before is not None and after is not None and load.rps > 0:
+                    load.cpu_us = (after - before) / (load.rps * seconds) * 1e6
+                figures[name].append(load)
     load_after = load_average()
     med = statistics.median
     rows = []
@@ -422,12 +447,21 @@ def throughput(workdir: Path, emulator: str, blocks: int, seconds: float) -> lis
         ratios = [s.rps / b.rps for s, b in zip(mine, base, strict=True)]
         ratio = med(ratios)
         errors = sum(load.errors for load in mine) + sum(load.errors for load in base)
+        cpu = [
+            (b.cpu_us / s.cpu_us) for s, b in zip(mine, base, strict=True) if s.cpu_us and b.cpu_us
+        ]
+        cpu_note = (
+            f"; CPU per request {med(x.cpu_us for x in mine if x.cpu_us):.0f} vs "
+            f"{med(x.cpu_us for x in base if x.cpu_us):.0f} µs, ratio {med(cpu):.3f}"
+            if cpu
+            else ""
+        )
         note = (
             f"{med(x.rps for x in mine):.0f} vs {med(x.rps for x in base):.0f} req/s; "
             f"p50 {med(x.p50 for x in mine):.2f} vs {med(x.p50 for x in base):.2f} ms; "
             f"p99 {med(x.p99 for x in mine):.2f} vs {med(x.p99 for x in base):.2f} ms; "
             f"ratio spread {min(ratios):.3f}..{max(ratios):.3f} over {blocks} blocks of "
-            f"{seconds:g}s; {errors} errors"
+            f"{seconds:g}s; {errors} errors{cpu_note}"
         )
         rows.append(
             Row(
@@ -445,6 +479,9 @@ def throughput(workdir: Path, emulator: str, blocks: int, seconds: float) -> lis
                     "p99_ms": [round(x.p99, 3) for x in mine],
                     "base_p50_ms": [round(x.p50, 3) for x in base],
                     "base_p99_ms": [round(x.p99, 3) for x in base],
+                    "cpu_us": [x.cpu_us and round(x.cpu_us, 1) for x in mine],
+                    "base_cpu_us": [x.cpu_us and round(x.cpu_us, 1) for x in base],
+                    "cpu_ratios": [round(r, 4) for r in cpu],
                     "errors": errors,
                 },
             )
