@@ -422,6 +422,36 @@ def test_schedule_and_registry_lost_recover_once_across_workers(
         platform.store.close()
 
 
+@pytest.mark.redis
+def test_a_seeding_that_outlasted_its_lock_still_counts(redis_url: str, fetches: Fetches) -> None:
+    """A seeder whose lock expired mid-way still marks the schedule seeded, and never
+    frees a lock another seeder took since."""
+    platform = Platform(RedisStore.from_url(redis_url), fetches, appids(3))
+    fleet = fleet_on(platform)
+    schedule = fleet._schedule
+    owner = schedule.begin_seed()
+    assert owner is not None
+    platform.store.client.delete(f"wxauth:openplatform:{COMPONENT}:fleet:seeding")  # expired
+    other = schedule.begin_seed()
+    assert other is not None
+    schedule.end_seed(owner)
+    assert schedule.seeded()
+    assert schedule.begin_seed() is None  # the other seeder's lock stands
+    platform.store.close()
+
+
+def test_schedule_sets_many_due_times(store_factory: Any, fetches: Fetches, clock: Clock) -> None:
+    """schedule() adds or moves many members at once; run_once takes those due."""
+    platform = Platform(store_factory(), fetches, appids(3))
+    fleet = fleet_on(platform)
+    first, second, third = appids(3)
+    fleet.schedule({first: clock.now, second: clock.now + 100, third: clock.now + 200})
+    assert fleet.run_once() == 1
+    fleet.schedule({third: clock.now})
+    assert fleet.run_once() == 1
+    assert fleet.due(second) == clock.now + 100
+
+
 def test_sync_adds_new_and_drops_forgotten_authorizers(
     store_factory: Any, fetches: Fetches
 ) -> None:
