@@ -184,7 +184,6 @@ class Process:
 #: ``taskset`` prefixes: servers on CPU 0, the load on CPU 1 (see ``--no-pin``).
 SERVER_CPU: list[str] = []
 LOAD_CPU: list[str] = []
-PINNING = ["not pinned"]
 
 
 def pin(enabled: bool) -> str:
@@ -404,7 +403,19 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def throughput(workdir: Path, emulator: str, blocks: int, seconds: float) -> list[Row]:
+def throughput(
+    workdir: Path, emulator: str, blocks: int, seconds: float, pinned: bool
+) -> list[Row]:
+    pinning = pin(pinned)
+    try:
+        return _throughput(workdir, emulator, blocks, seconds, pinning)
+    finally:
+        pin(False)  # the other parts run where the scheduler puts them
+
+
+def _throughput(
+    workdir: Path, emulator: str, blocks: int, seconds: float, pinning: str
+) -> list[Row]:
     config = write_config(workdir, "memory", emulator)
     processes: dict[str, Process] = {}
     for name in SIDES:
@@ -487,7 +498,7 @@ def throughput(workdir: Path, emulator: str, blocks: int, seconds: float) -> lis
             )
         )
     setup = (
-        f"load: {generator}, {CONNECTIONS} connections; {PINNING[0]}; uvicorn "
+        f"load: {generator}, {CONNECTIONS} connections; {pinning}; uvicorn "
         f"{uvicorn_version()} ({uvicorn_flavour()}); load average {load_before} before, "
         f"{load_after} after"
     )
@@ -838,7 +849,6 @@ def main() -> int:
     # Failovers after the SIGKILL are expected: one warning per reader would drown the table.
     logging.getLogger("wxauth").setLevel(logging.ERROR)
     blocks, seconds = (4, 1.0) if args.quick else (args.blocks, args.seconds)
-    PINNING[0] = pin(not args.no_pin)
     rows: list[Row] = []
     with (
         tempfile.TemporaryDirectory(prefix="wxauth-bench-server-") as tmp,
@@ -848,7 +858,7 @@ def main() -> int:
         workdir = Path(tmp)
         fake.add_app(APPID, SECRET)
         if args.only in (None, "throughput"):
-            rows += throughput(workdir, emulator, blocks, seconds)
+            rows += throughput(workdir, emulator, blocks, seconds, not args.no_pin)
         if args.only in (None, "replicas"):
             rows += replicas(workdir, fake, emulator)
         if args.only in (None, "outage"):
