@@ -64,8 +64,10 @@ async def afetch_token_answer(
 
 
 #: Waiters woken per turn of the event loop when a fetch ends: a thousand tasks resumed
-#: in one turn would stall the loop for milliseconds.
-WAKE_BATCH = 64
+#: in one turn would stall the loop for milliseconds. 1000 waiters cold, CPU time of the
+#: loop's longest turn while they wake (median of 6, alternating): 3.7 ms at 64, 2.5 ms
+#: at 32, 1.7 ms at 16; waking them all takes the same total either way.
+WAKE_BATCH = 16
 
 
 class Flight:
