@@ -171,6 +171,7 @@ def caller(conn: Connection, url: str, api_base: str, clock: Any) -> None:
     logging.getLogger("wxauth").propagate = False
     platform = platform_on(url, api_base, clock)
     session = requests.Session()
+    shown: Counter[str] = Counter()
     conn.send("ready")
     while True:
         command = conn.recv()
@@ -184,7 +185,8 @@ def caller(conn: Connection, url: str, api_base: str, clock: Any) -> None:
                 token = manager.get_token()
             except Exception as exc:
                 outcome[f"get_token {type(exc).__name__}"] += 1
-                if outcome[f"get_token {type(exc).__name__}"] <= 3:
+                shown[type(exc).__name__] += 1
+                if shown[type(exc).__name__] <= 3:
                     print(f"caller: {appid} at {clock.value - START:.0f} s: {exc}", file=sys.stderr)
                 continue
             try:
@@ -434,16 +436,17 @@ def simulate(args: argparse.Namespace, url: str) -> dict[str, Any]:
             raise RuntimeError("the caller process did not start")
         alive = set(range(args.workers))
         rng = random.Random(7)
-        steps = int(args.hours * 3600 / args.step)
-        per_hour = max(1, int(3600 / args.step))
-        kill_step = None if args.kill_at is None else int(args.kill_at * 3600 / args.step)
-        flush_step = None if args.flush_at is None else int(args.flush_at * 3600 / args.step)
+        hour = 3600.0
+        end = START + args.hours * hour
+        kill_at = None if args.kill_at is None else START + args.kill_at * hour
+        flush_at = None if args.flush_at is None else START + args.flush_at * hour
         next_ticket = fake.clock() + TICKET_INTERVAL
+        next_print = START + hour
         watched: list[str] = []
-        watch_until = -1
+        watch_until = kill_watch_until = -1.0  # simulated time
+        flushed = False
         real_speed_until = 0.0
         kill_misses = 0
-        kill_watch_until = -1
         last_tick = time.monotonic()
 
         def drain() -> float:
@@ -458,15 +461,18 @@ def simulate(args: argparse.Namespace, url: str) -> dict[str, Any]:
 
         try:
             drains.append(drain())
-            for step in range(1, steps + 1):
-                if step == flush_step:
+            while fake.clock() < end:
+                flushing = flush_at is not None and not flushed and fake.clock() >= flush_at
+                if flushing:
                     # Before the clock moves, so no worker looks in between.
                     report["memory"] = memory_report(
                         client, baseline, (before_registry, after_registry), n
                     )
                     log.recovering_since = fake.clock()
                     client.flushall()
-                    watched, watch_until = rng.sample(names, min(200, n)), step + per_hour
+                    flushed = True
+                    watched = rng.sample(names, min(200, n))
+                    watch_until = fake.clock() + hour
                 if time.monotonic() < real_speed_until:
                     time.sleep(max(0.0, 1.0 - (time.monotonic() - last_tick)))
                     advance = time.monotonic() - last_tick
@@ -479,12 +485,12 @@ def simulate(args: argparse.Namespace, url: str) -> dict[str, Any]:
                     query, body = fake.verify_ticket_push(COMPONENT)
                     home.handle_push(query, body)
                     next_ticket += TICKET_INTERVAL
-                if kill_step is not None and step >= kill_step and "kill" not in report:
+                if kill_at is not None and fake.clock() >= kill_at and "kill" not in report:
                     killed = kill_one(args, client, clock, busy, done_through, procs, alive)
                     if killed["orphaned"]:
                         report["kill"] = killed
-                        watched, watch_until = killed.pop("orphans"), step + per_hour
-                        kill_watch_until = watch_until
+                        watched = killed.pop("orphans")
+                        watch_until = kill_watch_until = fake.clock() + hour
                         log.watch(watched, fake.clock())
                         real_speed_until = time.monotonic() + REAL_SPEED_AFTER_KILL
                     else:  # it held no claim at that moment: a new worker 0, and again
@@ -494,33 +500,31 @@ def simulate(args: argparse.Namespace, url: str) -> dict[str, Any]:
                         alive.add(0)
                 drained = drain()
                 drains.append(drained)
-                if step == flush_step:
+                if flushing:
                     report["flush"] = {
-                        "at_h": round(step * args.step / 3600, 2),
+                        "at_h": round((log.recovering_since - START) / hour, 2),
                         "drained_in_real_s": round(drained, 1),
                     }
-                joined = (
-                    n
-                    if fake.clock() - START >= warmup
-                    else int(n * (fake.clock() - START) / warmup)
-                )
+                elapsed = fake.clock() - START
+                joined = n if elapsed >= warmup else int(n * elapsed / warmup)
                 sample = rng.sample(names[:joined], min(args.calls, joined)) if joined else []
-                if step <= watch_until:
+                if fake.clock() <= watch_until:
                     sample += watched
                 parent_conn.send(sample)
                 phase = "steady"
-                if flush_step is not None and step >= flush_step:
+                if flushed:
                     phase = "after the flush"
-                elif step <= kill_watch_until:
+                elif fake.clock() <= kill_watch_until:
                     phase = "hour after the kill"
-                elif fake.clock() - START < warmup:
+                elif elapsed < warmup:
                     phase = "warm-up"
                 phases.setdefault(phase, Counter()).update(parent_conn.recv())
                 if phase == "steady":
                     steady_drains.append(drained)
-                if step % per_hour == 0:
+                if fake.clock() >= next_print:
+                    next_print += hour
                     print(
-                        f"  hour {step * args.step / 3600:5.1f}: {log.fetches} fetches, "
+                        f"  hour {elapsed / hour:5.1f}: {log.fetches} fetches, "
                         f"{time.monotonic() - began:7.0f} s real",
                         file=sys.stderr,
                         flush=True,
@@ -551,7 +555,7 @@ def simulate(args: argparse.Namespace, url: str) -> dict[str, Any]:
             {
                 "refetched": log.recovery,
                 "authorizers_lost": n - len(log.recovered),
-                "recovered_within_s": round(log.recovery_span, 1),
+                "last_refetch_after_s": round(log.recovery_span, 1),
             }
         )
     report.update(
