@@ -20,7 +20,7 @@ times. The run starts that way: the first fetches are spread over one refresh cy
 (the warm-up, ~1.9 simulated hours; ``--no-warmup`` fetches every one at once), and the
 callers call only authorizers fetched already.
 
-Events (each optional):
+Events (by default a third and two thirds into the run; ``--no-kill``, ``--no-flush``):
 
 - ``--kill-at H``: at the first step from hour H at which worker 0 holds claims, it is
   SIGKILLed. Its claimed authorizers must be renewed by the others before their tokens
@@ -46,9 +46,9 @@ shared ones).
 
 Usage::
 
-    python benchmarks/openplatform.py                         # 100,000 authorizers, 4 workers, 24 h
-    python benchmarks/openplatform.py --authorizers 10000 --hours 24
-    python benchmarks/openplatform.py --authorizers 2000 --hours 3 --kill-at 1 --flush-at 2
+    python benchmarks/openplatform.py                   # 100,000 authorizers, 4 workers, 24 h
+    python benchmarks/openplatform.py --authorizers 10000 --kill-at 8 --flush-at 16
+    python benchmarks/openplatform.py --authorizers 2000 --hours 3 --no-flush --json
 """
 
 from __future__ import annotations
@@ -241,6 +241,7 @@ class FetchLog:
         #: The dead worker's orphans: when, and each one's refresh after it.
         self.watched: dict[str, tuple[float, float] | None] = {}
         self.watched_since = 0.0
+        self.lost_with_the_worker = 0
 
     def watch(self, appids: list[str], since: float) -> None:
         with self.lock:
@@ -261,6 +262,12 @@ class FetchLog:
                 self.cold += 1
                 return
             since = now - previous
+            if since < self.window and appid in self.watched and previous >= self.watched_since:
+                # The dead worker fetched it at the kill and died before storing it: that
+                # token was lost with the process, and the others fetched another.
+                self.lost_with_the_worker += 1
+                self.watched[appid] = (now - self.watched_since, float("inf"))
+                return
             if since < self.window:
                 self.doubles += 1
                 if len(self.double_examples) < 5:
@@ -289,8 +296,11 @@ class FetchLog:
         return {
             "renewed_by_the_others": len(by_others),
             "renewed_after_s": round(max((d for d, _ in by_others), default=0.0), 1),
-            "min_headroom_s": round(min((h for _, h in by_others), default=0.0), 1),
+            "min_headroom_s": round(
+                min((h for _, h in by_others if h != float("inf")), default=0.0), 1
+            ),
             "renewed_before_it_died": len(before),
+            "fetch_lost_with_it": self.lost_with_the_worker,
             "not_renewed": len(self.watched) - len(by_others) - len(before),
         }
 
@@ -643,8 +653,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hours", type=float, default=24.0)
     parser.add_argument("--step", type=float, default=30.0, help="simulated seconds per step")
     parser.add_argument("--calls", type=int, default=20, help="caller API calls per step")
-    parser.add_argument("--kill-at", type=float, default=None, help="simulated hour")
-    parser.add_argument("--flush-at", type=float, default=None, help="simulated hour")
+    parser.add_argument("--kill-at", type=float, help="simulated hour (default: hours/3)")
+    parser.add_argument("--flush-at", type=float, help="simulated hour (default: 2*hours/3)")
+    parser.add_argument("--no-kill", action="store_true", help="kill no worker")
+    parser.add_argument("--no-flush", action="store_true", help="do not flush Redis")
     parser.add_argument("--margin", type=float, default=420.0)
     parser.add_argument("--jitter", type=float, default=60.0)
     parser.add_argument("--lease", type=float, default=60.0)
@@ -664,6 +676,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON only")
     args = parser.parse_args(argv)
+    if args.kill_at is None and not args.no_kill:
+        args.kill_at = args.hours / 3
+    if args.flush_at is None and not args.no_flush:
+        args.flush_at = 2 * args.hours / 3
+    if args.no_kill:
+        args.kill_at = None
+    if args.no_flush:
+        args.flush_at = None
     with redis_server(must_start=True) as url:
         assert url is not None
         report = simulate(args, url)
