@@ -46,7 +46,7 @@ from .._background import Refresher
 from .._errors import StoreError, WxAuthError
 from ..stores._base import TokenStore
 from ..stores._redis import RedisStore
-from ..stores._redis_common import error_message, new_owner
+from ..stores._redis_common import RELEASE, error_message, new_owner
 
 if TYPE_CHECKING:
     from .._manager import TokenManager
@@ -619,14 +619,6 @@ end
 return 1
 """
 
-# KEYS[1] the seeding lock; ARGV[1] owner.
-ABORT_SEED = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
 
 class _RedisSchedule:
     """The schedule in Redis: ``{prefix}{name}:due`` (sorted set), ``:failures`` (hash
@@ -643,7 +635,8 @@ class _RedisSchedule:
         self._seeding = f"{base}:seeding"
         self._claim = client.register_script(CLAIM)
         self._end_seed = client.register_script(END_SEED)
-        self._abort_seed = client.register_script(ABORT_SEED)
+        # Giving up the seeding lock is a lock release: the stores' own script.
+        self._abort_seed = client.register_script(RELEASE)
 
     def _call(self, what: str, op: Callable[[], _T]) -> _T:
         try:
