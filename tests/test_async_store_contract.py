@@ -581,6 +581,50 @@ async def test_async_redis_store_works_with_decode_responses(redis_url: str) -> 
         sync.close()
 
 
+@pytest.mark.redis
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio
+async def test_redis_store_on_an_asyncio_client_serves_async_managers(redis_url: str) -> None:
+    """``RedisStore(redis.asyncio.Redis(...))``, as the issue's example writes it: an
+    AsyncTokenManager uses it natively (one view per store), shares the token with a
+    TokenManager on a redis.Redis client, and a sync caller gets a TypeError."""
+    import httpx
+    import redis.asyncio
+
+    from wxauth import AsyncTokenManager, TokenManager
+    from wxauth.stores import as_async
+    from wxauth.testing import FakeWeChat
+
+    appid, secret = "wx00000000000000a1", "a1" * 16
+    fake = FakeWeChat()
+    fake.add_app(appid, secret)
+    store = RedisStore(redis.asyncio.Redis.from_url(redis_url), prefix=PREFIX)
+    sync_store = RedisStore.from_url(redis_url, prefix=PREFIX)
+    assert store.speaks_asyncio
+    assert not sync_store.speaks_asyncio
+    view = as_async(store)
+    assert isinstance(view, AsyncRedisStore)
+    assert as_async(store) is view
+    try:
+        async with (
+            httpx.AsyncClient(transport=fake.httpx_transport()) as client,
+            AsyncTokenManager(appid, secret, store=store, client=client) as tokens,
+        ):
+            first = await tokens.get_token()
+            with fake.intercept():
+                synced = TokenManager(appid, secret, store=sync_store).get_token()
+            assert synced == first
+            assert await tokens.invalidate(first) is True
+            second = await tokens.get_token()
+        assert second != first
+        assert fake.token_fetches == 2
+        with fake.intercept(), pytest.raises(TypeError, match=r"redis\.asyncio client"):
+            TokenManager(appid, secret, store=store).get_token()
+    finally:
+        await view.aclose()
+        sync_store.close()
+
+
 @pytest.mark.parametrize("anyio_backend", ["trio"])
 @pytest.mark.anyio
 async def test_async_redis_store_under_trio_says_what_to_use(dead_url: str) -> None:

@@ -10,7 +10,8 @@ used in place (its operations never wait); any other synchronous store (a
 :class:`~wxauth.stores.FileStore`, your own) runs each operation in a worker thread.
 :class:`~wxauth.stores.AsyncRedisStore` speaks to ``redis.asyncio`` natively, with the
 same keys and Lua scripts as :class:`~wxauth.stores.RedisStore`, so sync and async
-services share one token in one Redis.
+services share one token in one Redis; a ``RedisStore`` given a ``redis.asyncio`` client
+becomes one.
 """
 
 from __future__ import annotations
@@ -94,6 +95,15 @@ def as_async(store: TokenStore | AsyncTokenStore) -> AsyncTokenStore:
     (see the module docstring)."""
     if isinstance(store, AsyncTokenStore):
         return store
+    if getattr(store, "speaks_asyncio", False):  # a RedisStore on a redis.asyncio client
+        # One view per store, so the managers sharing the store share one flight.
+        view: AsyncTokenStore | None = getattr(store, "_async_view", None)
+        if view is None:
+            from ._async_redis import AsyncRedisStore
+
+            view = AsyncRedisStore(store.client, prefix=store.prefix)  # type: ignore[attr-defined]
+            store._async_view = view  # type: ignore[attr-defined]
+        return view
     from ._async_adapter import SyncStoreAdapter
 
     return SyncStoreAdapter(store)

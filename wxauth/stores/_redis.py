@@ -34,6 +34,7 @@ plus 5 seconds, so a live holder is never overtaken.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -56,6 +57,7 @@ from ._redis_common import (
 
 if TYPE_CHECKING:
     import redis
+    import redis.asyncio
 
 __all__ = ["RedisStore"]
 
@@ -79,14 +81,23 @@ class RedisStore(RedisKeys, TokenStore):
 
     Works with ``decode_responses`` on or off. Keys hold the token source's key, which
     names the app (appid, or a hash of a WeCom secret), never a secret.
+
+    Given a ``redis.asyncio`` client, the store is for async code:
+    :class:`~wxauth.AsyncTokenManager` (and ``wxauth.httpx.WxAuth`` in an
+    ``AsyncClient``) use it as an :class:`~wxauth.stores.AsyncRedisStore` on that
+    client, with the same keys; a synchronous caller gets a ``TypeError`` saying so.
     """
 
     shared = True
     durable = True
     client: redis.Redis
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "wxauth:") -> None:
+    def __init__(
+        self, client: redis.Redis | redis.asyncio.Redis, *, prefix: str = "wxauth:"
+    ) -> None:
         self._bind(client, prefix, "RedisStore")
+        #: The client is a ``redis.asyncio`` one: only async code can use this store.
+        self.speaks_asyncio = _speaks_asyncio(client)
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "wxauth:", **options: Any) -> RedisStore:
@@ -99,6 +110,12 @@ class RedisStore(RedisKeys, TokenStore):
         The message names the operation, the key and redis-py's own message (an
         address or a server error, never a command's arguments); the redis-py
         exception is not chained, so no token can reach a traceback through it."""
+        if self.speaks_asyncio:
+            raise TypeError(
+                "this RedisStore holds a redis.asyncio client, which only async code can "
+                "use (AsyncTokenManager, or wxauth.httpx.WxAuth in an httpx.AsyncClient); "
+                "give a TokenManager a RedisStore on a redis.Redis client"
+            )
         try:
             return op()
         except self._redis_error as exc:
@@ -164,6 +181,11 @@ class RedisStore(RedisKeys, TokenStore):
     def close(self) -> None:
         """Close the client's connections."""
         self.client.close()
+
+
+def _speaks_asyncio(client: object) -> bool:
+    """Whether ``client`` is a ``redis.asyncio`` client (its commands are coroutines)."""
+    return inspect.iscoroutinefunction(getattr(type(client), "execute_command", None))
 
 
 class _RedisLock(RedisLockState, LockContext):
