@@ -40,7 +40,9 @@ class FrontEnds(EmulatorState):
     def intercept(
         self, *, client_ip: str = "127.0.0.1", passthru: Iterable[str] = ()
     ) -> WeChatInterceptor:
-        """Intercept ``requests`` calls to api/qyapi.weixin.qq.com (needs ``responses``).
+        """Intercept ``requests`` calls to api/qyapi.weixin.qq.com (needs ``responses``),
+        and ``httpx`` calls too when httpx is installed (sync and async clients with their
+        default transport).
 
         Use the result as a context manager, a decorator, or with ``start()``/``stop()``.
         Loopback URLs pass through to the network; any other unmatched URL raises

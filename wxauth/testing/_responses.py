@@ -2,9 +2,11 @@
 
 :class:`WeChatInterceptor` patches ``requests`` so that calls to
 ``https://api.weixin.qq.com`` and ``https://qyapi.weixin.qq.com`` are answered by a
-:class:`~wxauth.testing.FakeWeChat`; code under test runs unchanged. Loopback URLs pass
-through, so the interceptor and :meth:`FakeWeChat.serve` can be used together. This is the
-only module of :mod:`wxauth.testing` that needs ``responses``.
+:class:`~wxauth.testing.FakeWeChat`; code under test runs unchanged. When httpx is
+installed, the default transports of ``httpx.Client`` and ``httpx.AsyncClient`` are
+patched the same way (see ``_httpx_intercept``). Loopback URLs pass through, so the
+interceptor and :meth:`FakeWeChat.serve` can be used together. This is the only module
+of :mod:`wxauth.testing` that needs ``responses``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ._fake import Request
 
 if TYPE_CHECKING:
     from ._fake import FakeWeChat
+    from ._httpx_intercept import HttpxInterception
 
 __all__ = ["LOOPBACK_PASSTHRU", "WECHAT_URL", "WeChatInterceptor"]
 
@@ -42,7 +45,9 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 class WeChatInterceptor:
-    """Answers ``requests`` calls to WeChat hosts from a :class:`FakeWeChat`.
+    """Answers ``requests`` calls to WeChat hosts from a :class:`FakeWeChat`, and
+    ``httpx`` calls too when httpx is installed (``httpx.Client`` and
+    ``httpx.AsyncClient`` with their default transport; under asyncio or trio).
 
     Usable three ways, like ``responses`` itself::
 
@@ -58,9 +63,11 @@ class WeChatInterceptor:
         interceptor.stop()
 
     A request to any other host that is neither loopback nor in ``passthru`` raises
-    ``requests.exceptions.ConnectionError``: tests never reach the real network. An
-    injected ``hang`` raises ``requests.exceptions.ReadTimeout`` at once, as if the
-    client's timeout had fired. ``client_ip`` is the caller IP the allowlist sees.
+    ``requests.exceptions.ConnectionError`` (``httpx.ConnectError`` from httpx): tests
+    never reach the real network. An injected ``hang`` raises
+    ``requests.exceptions.ReadTimeout`` (``httpx.ReadTimeout``) at once, as if the
+    client's timeout had fired; ``token_latency`` is awaited by an async client, so its
+    event loop runs on. ``client_ip`` is the caller IP the allowlist sees.
     """
 
     def __init__(
@@ -72,8 +79,10 @@ class WeChatInterceptor:
         for method in _METHODS:
             self._mock.add_callback(method, WECHAT_URL, callback=self._callback, content_type=None)
         self._mock.add_passthru(LOOPBACK_PASSTHRU)
+        passthru = tuple(passthru)
         for prefix in passthru:
             self._mock.add_passthru(prefix)
+        self._httpx = _httpx_interception(fake, client_ip, passthru)
 
     @property
     def mock(self) -> responses.RequestsMock:
@@ -106,9 +115,13 @@ class WeChatInterceptor:
     def start(self) -> None:
         """Begin intercepting."""
         self._mock.start()
+        if self._httpx is not None:
+            self._httpx.start()
 
     def stop(self) -> None:
         """Stop intercepting."""
+        if self._httpx is not None:
+            self._httpx.stop()
         self._mock.stop(allow_assert=False)
         self._mock.calls.reset()
 
@@ -133,3 +146,20 @@ class WeChatInterceptor:
                 return func(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
+
+
+def _httpx_interception(
+    fake: FakeWeChat, client_ip: str, passthru: tuple[str, ...]
+) -> HttpxInterception | None:
+    """The httpx half of an interceptor, or ``None`` when httpx is not installed."""
+    try:
+        from ._httpx_intercept import HttpxInterception
+    except ImportError:
+        return None
+    return HttpxInterception(
+        fake,
+        client_ip=client_ip,
+        wechat=WECHAT_URL,
+        loopback=LOOPBACK_PASSTHRU,
+        passthru=passthru,
+    )
