@@ -19,6 +19,7 @@ import pytest
 import requests
 
 import wxauth
+from wxauth._guards import REJECTION_RESET_AGE
 from wxauth.testing import FakeWeChat
 
 APPID, SECRET = "wxoutage00001", "the-outage-secret"
@@ -182,7 +183,7 @@ def test_a_persistent_40001_does_not_burn_the_quota(
     assert any("Something else is probably fetching tokens" in r.message for r in caplog.records)
 
 
-def test_a_replacement_that_survives_resets_the_streak(fake: FakeWeChat) -> None:
+def test_a_replacement_that_survives_is_healed_at_once(fake: FakeWeChat) -> None:
     """A replacement token that worked past the window is healed at once when it is
     finally rejected: only rejections within minutes of a fetch hold refetches."""
     with fake.serve() as url:
@@ -198,6 +199,59 @@ def test_a_replacement_that_survives_resets_the_streak(fake: FakeWeChat) -> None
         fake.advance(301)
         assert tokens.invalidate(third)  # survived five minutes: healed at once
         assert tokens.get_token() != third
+
+
+def hold_of(tokens: wxauth.TokenManager, fake: FakeWeChat) -> int:
+    """Reject a fresh replacement at once and return how long (s) its refetch is held,
+    to the 30 s step (the streak's first hold is 30 s, then 60, 120...)."""
+    token = tokens.get_token()
+    assert tokens.invalidate(token) is False  # held
+    held = 0
+    while not tokens.invalidate(token):
+        fake.advance(30)
+        held += 30
+    return held
+
+
+def test_a_replacement_rejected_after_five_minutes_does_not_end_the_streak(
+    fake: FakeWeChat,
+) -> None:
+    """Alternating late and early reports cannot reset the growing hold: a replacement
+    rejected at 301 s is healed at once, but the next one rejected at once is held
+    longer than the one before. Only a replacement that lived 30 minutes ends it."""
+    with fake.serve() as url:
+        tokens = manager(fake, url, max_fetches_per_minute=None)
+        assert tokens.invalidate(tokens.get_token())
+        holds = []
+        for _ in range(3):
+            holds.append(hold_of(tokens, fake))
+            late = tokens.get_token()
+            fake.advance(301)
+            assert tokens.invalidate(late)  # healed at once
+        assert holds == [30, 60, 120]
+        lived = tokens.get_token()
+        fake.advance(REJECTION_RESET_AGE + 1)
+        assert tokens.invalidate(lived)  # lived 30 minutes: the streak is over
+        assert hold_of(tokens, fake) == 30
+
+
+def test_an_alternating_reporter_costs_about_a_hundred_fetches_a_day(fake: FakeWeChat) -> None:
+    """A caller that reports every token as rejected for a simulated day, one once it is
+    five minutes old and the next at once (the pattern that reset the streak half the
+    time and cost about 520 fetches), now costs at most about 100."""
+    with fake.serve() as url:
+        tokens = manager(fake, url, max_fetches_per_minute=None, max_fetches_per_day=None)
+        end = fake.clock() + 86400
+        aged = True
+        while fake.clock() < end:
+            token = tokens.get_token()
+            if aged:
+                fake.advance(301)
+            if tokens.invalidate(token):
+                aged = not aged
+            else:
+                fake.advance(30)  # held: try again in 30 s
+    assert 60 <= fake.token_fetches <= 110
 
 
 def test_a_daily_budget_refuses_until_china_midnight(fake: FakeWeChat) -> None:
