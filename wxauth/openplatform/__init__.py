@@ -27,6 +27,7 @@ from ._errors import (
     error_for_component_errcode,
 )
 from ._fleet import AuthorizerFleet, FleetPlatform, FleetStats
+from ._protocol import PreAuthCode, authorization_url
 from ._xml import parse_xml_fields
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "FleetStats",
     "MessageCrypto",
     "OpenPlatformError",
+    "PreAuthCode",
     "PushAppIdError",
     "PushDecryptError",
     "PushError",
@@ -52,6 +54,7 @@ __all__ = [
     "PushReplayError",
     "PushSignatureError",
     "RefreshTokenError",
+    "authorization_url",
     "error_for_component_errcode",
     "parse_xml_fields",
 ]

@@ -29,7 +29,15 @@ from .._token import Token
 from ._authorizer import AuthorizerTokenSource
 from ._component_token import release_quietly
 from ._errors import AuthorizerNotAuthorizedError
-from ._protocol import QUERY_AUTH, check_appid, take_secret
+from ._protocol import (
+    PRE_AUTH_CODE,
+    QUERY_AUTH,
+    PreAuthCode,
+    authorization_url,
+    check_appid,
+    parse_pre_auth_code,
+    take_secret,
+)
 from ._recovery import RefreshTokenRecovery
 
 __all__ = [
@@ -105,6 +113,41 @@ class AuthorizerRegistry(RefreshTokenRecovery):
         appids with a stored refresh token: for a fleet whose schedule was lost."""
         self.recover_refresh_tokens(reason="the authorizer registry was empty")
         return self.authorizer_appids()
+
+    def create_pre_auth_code(self) -> PreAuthCode:
+        """Ask WeChat for a pre-authorization code (``api_create_preauthcode``, with the
+        component token): single use, valid ``expires_in`` seconds. Most callers want
+        :meth:`authorization_url`, which asks for one and builds the page's URL."""
+        body = {"component_appid": self.component_appid}
+        return parse_pre_auth_code(self._call(self._context(), PRE_AUTH_CODE, body))
+
+    def authorization_url(
+        self,
+        redirect_uri: str,
+        *,
+        auth_type: int = 3,
+        biz_appid: str | None = None,
+        mobile: bool = False,
+    ) -> str:
+        """A new pre-authorization code, in the URL of the page where an account's
+        administrator authorizes this platform (see
+        :func:`wxauth.openplatform.authorization_url` for the options). WeChat then
+        sends the browser to ``redirect_uri`` with ``auth_code=...``: give that code to
+        :meth:`query_auth`; an ``authorized`` push with the same code follows. Each call
+        makes a new single-use code, so build the URL when the page is shown."""
+
+        def url(code: PreAuthCode | str) -> str:
+            return authorization_url(
+                self.component_appid,
+                code,
+                redirect_uri,
+                auth_type=auth_type,
+                biz_appid=biz_appid,
+                mobile=mobile,
+            )
+
+        url("unused")  # the options are checked before a code is spent on them
+        return url(self.create_pre_auth_code())
 
     def query_auth(self, authorization_code: str | Secret) -> Authorization:
         """Exchange an authorization code (``api_query_auth``): the authorizer's refresh

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,26 +26,32 @@ from ._errors import error_for_component_errcode
 
 __all__ = [
     "API_START_PUSH_TICKET",
+    "AUTHORIZATION_PAGE",
+    "AUTHORIZATION_PAGE_MOBILE",
     "AUTHORIZER_LIST",
     "AUTHORIZER_TOKEN",
     "COMPONENT_TOKEN",
     "LIST_PAGE_SIZE",
     "MAX_EPOCH_SECONDS",
     "MAX_LIST_ANSWER_BYTES",
+    "PRE_AUTH_CODE",
     "QUERY_AUTH",
     "TICKET_RECORD",
     "TICKET_TTL",
     "HiddenText",
     "ListPage",
     "PlatformKeys",
+    "PreAuthCode",
     "RecoveryRecord",
     "StoredRefresh",
     "StoredTicket",
+    "authorization_url",
     "check_appid",
     "component_api_request",
     "component_error",
     "component_token_request",
     "parse_list_page",
+    "parse_pre_auth_code",
     "parse_recovery_record",
     "parse_refresh_record",
     "parse_ticket_record",
@@ -62,6 +69,12 @@ QUERY_AUTH = "/cgi-bin/component/api_query_auth"
 AUTHORIZER_TOKEN = "/cgi-bin/component/api_authorizer_token"  # noqa: S105 - a path
 AUTHORIZER_LIST = "/cgi-bin/component/api_get_authorizer_list"
 API_START_PUSH_TICKET = "/cgi-bin/component/api_start_push_ticket"
+PRE_AUTH_CODE = "/cgi-bin/component/api_create_preauthcode"
+#: The page where an account's administrator authorizes the platform (a PC browser:
+#: a QR code to scan)...
+AUTHORIZATION_PAGE = "https://mp.weixin.qq.com/cgi-bin/componentloginpage"
+#: ...and its mobile form, opened inside WeChat.
+AUTHORIZATION_PAGE_MOBILE = "https://mp.weixin.qq.com/safe/bindcomponent"
 
 #: The name of the ticket's record in its table (:attr:`PlatformKeys.ticket`).
 TICKET_RECORD = "latest"
@@ -432,3 +445,75 @@ def parse_list_page(answer: Mapping[str, Any]) -> ListPage | TokenFetchError:
         else:
             without += 1  # authorized, but the code was never exchanged
     return ListPage(tokens, len(entries), without, total)
+
+
+@dataclass(frozen=True, repr=False)
+class PreAuthCode:
+    """A pre-authorization code (``api_create_preauthcode``): single use, valid for
+    ``expires_in`` seconds (WeChat answers 600). ``code`` is a
+    :class:`~wxauth.Secret`: it shows in no repr or log; it goes into the
+    authorization page's URL, which :func:`authorization_url` builds."""
+
+    code: Secret
+    expires_in: int
+
+    def __repr__(self) -> str:
+        return f"PreAuthCode(code={self.code!r}, expires_in={self.expires_in})"
+
+
+def parse_pre_auth_code(answer: Mapping[str, Any]) -> PreAuthCode:
+    """Read an ``api_create_preauthcode`` answer; a malformed one is a
+    :class:`~wxauth.TokenFetchError`."""
+    code = answer.get("pre_auth_code")
+    expires_in = answer.get("expires_in", 600)
+    if not isinstance(code, str) or not code or len(code) > 512:
+        raise TokenFetchError(f"{PRE_AUTH_CODE} answered no pre_auth_code")
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in <= 0:
+        raise TokenFetchError(f"{PRE_AUTH_CODE} answered a malformed expires_in")
+    return PreAuthCode(Secret(code), expires_in)
+
+
+def authorization_url(
+    component_appid: str,
+    pre_auth_code: PreAuthCode | Secret | str,
+    redirect_uri: str,
+    *,
+    auth_type: int = 3,
+    biz_appid: str | None = None,
+    mobile: bool = False,
+) -> str:
+    """The URL of the page where an administrator authorizes the platform; WeChat then
+    sends the browser to ``redirect_uri?auth_code=...&expires_in=...`` (give the code to
+    ``query_auth``). No I/O.
+
+    ``auth_type``: which accounts the page offers (1 Official Accounts, 2 Mini
+    Programs, 3 both; WeChat has added kinds since, so any positive value is sent as it
+    is); ``biz_appid``: only that account may; ``mobile``: the page opened
+    inside WeChat (``#wechat_redirect``) instead of the PC page with a QR code.
+    ``redirect_uri`` must be an http(s) URL on the domain registered for the platform.
+    """
+    check_appid("component_appid", component_appid)
+    if isinstance(pre_auth_code, PreAuthCode):
+        pre_auth_code = pre_auth_code.code
+    code = pre_auth_code.get_secret_value() if isinstance(pre_auth_code, Secret) else pre_auth_code
+    if not isinstance(code, str) or not code:
+        raise ValueError("pre_auth_code must be a non-empty str")
+    target = urllib.parse.urlsplit(redirect_uri) if isinstance(redirect_uri, str) else None
+    if target is None or target.scheme not in ("http", "https") or not target.netloc:
+        raise ValueError("redirect_uri must be an http(s) URL")
+    if isinstance(auth_type, bool) or not isinstance(auth_type, int) or auth_type < 1:
+        raise ValueError("auth_type must be a positive int (1, 2, 3, ...)")
+    query: list[tuple[str, str]] = []
+    if mobile:
+        query += [("action", "bindcomponent"), ("no_scan", "1")]
+    query += [
+        ("component_appid", component_appid),
+        ("pre_auth_code", code),
+        ("redirect_uri", redirect_uri),
+        ("auth_type", str(auth_type)),
+    ]
+    if biz_appid is not None:
+        query.append(("biz_appid", check_appid("biz_appid", biz_appid)))
+    page = AUTHORIZATION_PAGE_MOBILE if mobile else AUTHORIZATION_PAGE
+    url = f"{page}?{urllib.parse.urlencode(query)}"
+    return url + "#wechat_redirect" if mobile else url

@@ -199,6 +199,8 @@ class Component:
     #: The authorized appids in the order they were authorized: the list endpoint's pages.
     order: list[str] = field(default_factory=list, repr=False)
     codes: dict[str, AuthorizationCode] = field(default_factory=dict, repr=False)
+    #: Pre-authorization codes not used yet, and when each expires.
+    pre_auth_codes: dict[str, float] = field(default_factory=dict, repr=False)
     generations: int = field(default=0, repr=False)
 
 
@@ -281,6 +283,32 @@ class ComponentEndpoints(QuotaEndpoints):
             component = self._component_of(component_appid)
             auth = self._authorize(component, authorizer_appid, now, funcs)
             return self._new_code(component, auth, now).value
+
+    def approve_authorization(
+        self,
+        component_appid: str,
+        pre_auth_code: str,
+        authorizer_appid: str,
+        *,
+        func_info: Iterable[int] | None = None,
+    ) -> str:
+        """Play an administrator who opened the authorization page with
+        ``pre_auth_code`` (from ``api_create_preauthcode``, as in
+        ``authorization_url``) and approved: returns the authorization code WeChat puts
+        on the redirect (``auth_code=``), as :meth:`authorize` does.
+
+        Raises ``ValueError`` for a pre-authorization code this component was never
+        given, one already used, or one past its ``expires_in`` (600 s): WeChat's page
+        shows an error then, and no code comes back."""
+        with self._lock:
+            now = self.clock()
+            component = self._component_of(component_appid)
+            expires = component.pre_auth_codes.pop(pre_auth_code, None)
+            if expires is None:
+                raise ValueError("unknown or already used pre_auth_code")
+            if now >= expires:
+                raise ValueError("the pre_auth_code has expired")
+        return self.authorize(component_appid, authorizer_appid, func_info=func_info)
 
     def unauthorize(self, component_appid: str, authorizer_appid: str) -> None:
         """Cancel an account's authorization: its tokens retire at once, its refresh
@@ -586,10 +614,12 @@ class ComponentEndpoints(QuotaEndpoints):
     ) -> Outcome:
         if not self._quota_ok(component, path, now):
             return self._cfail(45009, now, component.appid, token)
-        payload = {
-            "pre_auth_code": self._random_text("preauthcode@@@"),
-            "expires_in": PRE_AUTH_CODE_EXPIRES_IN,
-        }
+        code = self._random_text("preauthcode@@@")
+        expired = [c for c, until in component.pre_auth_codes.items() if until <= now]
+        for stale in expired:
+            del component.pre_auth_codes[stale]
+        component.pre_auth_codes[code] = now + PRE_AUTH_CODE_EXPIRES_IN
+        payload = {"pre_auth_code": code, "expires_in": PRE_AUTH_CODE_EXPIRES_IN}
         return Outcome(Reply(200, WECHAT_JSON, dumps(payload)), 0, component.appid, token)
 
     def _query_auth(
