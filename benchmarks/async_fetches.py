@@ -3,15 +3,19 @@
 Run: ``python benchmarks/async_fetches.py`` (about 30 s on 2 cores; ``--no-trio`` and
 ``--no-procs`` skip sections, ``--no-controls`` the cases without wxauth).
 
-Everything talks HTTP to ``FakeWeChat`` on a loopback port (``fake.serve()``): nothing
-leaves 127.0.0.1. The token endpoint answers after 200 ms, so that all the tasks that
-ask for a token while it is being fetched really do wait for it. Cases, under asyncio
-and then trio (all through anyio):
+Everything talks HTTP to ``FakeWeChat`` on a loopback port (``fake.serve()``), served
+from a child process of its own (as WeChat's servers are not in the caller's process:
+the emulator's server thread would otherwise take turns at this process's interpreter
+lock; ``--emulator-thread`` serves it from a thread here instead); the ``-inproc``
+cases use ``fake.httpx_transport()`` in this process. Nothing leaves 127.0.0.1. The
+token endpoint answers after 200 ms, so that all the tasks that ask for a token while it
+is being fetched really do wait for it. Cases, under asyncio and then trio (all through
+anyio):
 
 - ``cold``: 1000 tasks each ``await manager.get_token()`` on a cold
-  ``AsyncTokenManager`` (``clock=fake.clock``, token requests through an
-  ``httpx.AsyncClient``); they are spawned 100 at a time, all within a few ms, long
-  before the 200 ms fetch ends. Counts token fetches, and the event loop's largest
+  ``AsyncTokenManager`` (token requests through an ``httpx.AsyncClient``); they are
+  spawned 25 a loop turn (``--spawn-batch``), all within about 50 ms, long before the
+  200 ms fetch ends. Counts token fetches, and the event loop's largest
   stall: a ticker task sleeps 1 ms (``anyio.sleep(0.001)``) in a loop and records how
   late each wake-up came. The stall is also given per phase: *start* (spawning the
   tasks and running each up to its wait), *in flight* (while the one token request is
@@ -29,8 +33,13 @@ and then trio (all through anyio):
   the old token is answered 40001. Counts fetches, API attempts, failed calls, stalls.
 - ``api-control`` (informational): 1000 API calls with a valid token in ``params`` and
   no WxAuth, through the same kind of client: the stalls httpx itself causes. (Both
-  API rounds stall the loop for about 2 s: 1000 requests enter httpcore's pool at once,
+  API rounds stall the loop for about 3 s: 1000 requests enter httpcore's pool at once,
   and each entry scans the whole queue.)
+- ``retire-inproc``: the retire case with no sockets: a fresh ``AsyncTokenManager``
+  whose token requests and the 1000 API calls (spawned 25 a turn) all go through
+  ``fake.httpx_transport()``. Counts fetches and failed calls; its stall is given
+  beside ``api-inproc-control`` (informational: the same calls with a valid token and
+  no WxAuth), since a whole in-process API call runs in one step of the loop.
 - ``procs-redis-cold``, ``procs-redis-retire``, ``procs-redis-retire-async-first``:
   4 processes on one Redis with one key prefix, against one emulator: 2 with a
   ``TokenManager`` on a ``RedisStore`` (8 threads, ``httpx.Client`` with ``WxAuth``), 2
@@ -58,6 +67,7 @@ Prints a table, then one JSON line per case.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import logging
@@ -161,6 +171,62 @@ def api_client(**options: Any) -> httpx.AsyncClient:
         max_connections=API_CONNECTIONS, max_keepalive_connections=API_CONNECTIONS
     )
     return httpx.AsyncClient(timeout=30.0, limits=limits, **options)
+
+
+# -- the emulator in a process of its own ----------------------------------------------
+
+
+def emulator_main(conn: Any) -> None:
+    """A child process: the emulator on a loopback port; answers ``(method, args,
+    kwargs)`` sent over ``conn`` (``None`` ends it)."""
+    quiet()
+    with new_fake() as fake, fake.serve() as base:
+        conn.send(base)
+        while (command := conn.recv()) is not None:
+            name, args, kwargs = command
+            value = getattr(fake, name)
+            conn.send(value(*args, **kwargs) if callable(value) else value)
+
+
+class EmulatorProcess:
+    """``FakeWeChat`` served from a child process, as WeChat's servers are not in the
+    caller's process: its HTTP server thread then takes no share of the measured
+    loop's interpreter lock. The counts and ``retire_all()`` are asked over a pipe."""
+
+    def __init__(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=emulator_main, args=(child,), daemon=True)
+        self.base = ""
+
+    def __enter__(self) -> EmulatorProcess:
+        self._proc.start()
+        if not self._conn.poll(CASE_TIMEOUT):
+            raise RuntimeError("the emulator process did not start")
+        self.base = self._conn.recv()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._conn.send(None)
+        self._proc.join(10)
+
+    def _ask(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        self._conn.send((name, args, kwargs))
+        return self._conn.recv()
+
+    @property
+    def token_fetches(self) -> int:
+        return int(self._ask("token_fetches"))
+
+    @property
+    def api_calls(self) -> int:
+        return int(self._ask("api_calls"))
+
+    def count(self, **kwargs: Any) -> int:
+        return int(self._ask("count", **kwargs))
+
+    def retire_all(self) -> int:
+        return int(self._ask("retire_all"))
 
 
 # -- the ticker ------------------------------------------------------------------------
@@ -321,7 +387,7 @@ def phase_text(phases: dict[str, float], ticker: Ticker) -> str:
     )
 
 
-async def cold_case(backend: str, fake: FakeWeChat, manager: AsyncTokenManager) -> Row:
+async def cold_case(backend: str, fake: Emulator, manager: AsyncTokenManager) -> Row:
     fetches = fake.token_fetches
     burst = Burst()
     ticker = await with_ticker(lambda: burst.run(manager.get_token, TASKS, SPAWN_BATCH))
@@ -509,17 +575,18 @@ def api_call(
 
 
 async def api_burst(
-    client: httpx.AsyncClient, url: str, params: dict[str, str]
+    client: httpx.AsyncClient, url: str, params: dict[str, str], batch: int | None = None
 ) -> tuple[Burst, Ticker, Counter[str]]:
-    """One API call in each of ``TASKS`` tasks, with a ticker; returns the burst (its
-    results: whether each call ended with errcode 0), the ticker and the failures."""
+    """One API call in each of ``TASKS`` tasks (spawned ``batch`` a turn), with a ticker;
+    returns the burst (its results: whether each call ended with errcode 0), the ticker
+    and the failures."""
     call, failures = api_call(client, url, params)
     burst = Burst()
-    ticker = await with_ticker(lambda: burst.run(call, TASKS))
+    ticker = await with_ticker(lambda: burst.run(call, TASKS, batch))
     return burst, ticker, failures
 
 
-async def retire_case(backend: str, fake: FakeWeChat, base: str, manager: AsyncTokenManager) -> Row:
+async def retire_case(backend: str, fake: Emulator, base: str, manager: AsyncTokenManager) -> Row:
     fake.retire_all()
     fetches, attempts = fake.token_fetches, fake.api_calls
     rejected = fake.count(kind="api", errcode=40001)
@@ -553,7 +620,84 @@ async def retire_case(backend: str, fake: FakeWeChat, base: str, manager: AsyncT
     )
 
 
-async def api_control(backend: str, fake: FakeWeChat, base: str, token: str) -> Row:
+async def retire_inproc_case(
+    backend: str, fake: FakeWeChat, base: str, manager: AsyncTokenManager
+) -> Row:
+    """The retire case with everything in process: the API calls and the token fetch
+    answered by ``fake.httpx_transport()`` (no sockets, no connection pool, no server
+    thread). What is left of the loop's stalls is wxauth's, httpx's request handling
+    and the emulator's own: a whole API call runs in one step here (nothing awaits a
+    socket), so a turn that resumes 16 woken callers runs 16 calls; the control
+    (``api-inproc-control``) shows what 25 calls a turn cost without wxauth.
+    ``manager`` has fetched its token already."""
+    fake.retire_all()
+    fetches, attempts = fake.token_fetches, fake.api_calls
+    rejected = fake.count(kind="api", errcode=40001)
+    # The manager's api_base: WxAuth sends the token only to that origin (the
+    # transport answers whatever the host).
+    url = base + API_PATH
+    auth = WxAuth(manager=manager)
+    async with httpx.AsyncClient(transport=fake.httpx_transport(), auth=auth) as client:
+        burst, ticker, failures = await api_burst(client, url, {"openid": OPENID}, SPAWN_BATCH)
+    fetched = fake.token_fetches - fetches
+    sent = fake.api_calls - attempts
+    rejected = fake.count(kind="api", errcode=40001) - rejected
+    failed = burst.results.count(False)
+    stall = ticker.max_ms(burst.began, burst.end)
+    busy = ticker.max_busy_ms(burst.began, burst.end)
+    return Row(
+        "retire-inproc",
+        backend,
+        TASKS,
+        fetched,
+        sent,
+        failed,
+        stall,
+        "1 fetch, 0 failed",
+        fetched == 1 and failed == 0,
+        f"after retire_all(), {TASKS} tasks (spawned {SPAWN_BATCH} at a time) make "
+        f"one API call each through httpx.AsyncClient(transport=fake.httpx_transport(), "
+        f"auth=WxAuth(manager=m)), the token fetched through that transport too: "
+        f"{rejected} of the {sent} attempts answered 40001; "
+        f"largest CPU-busy stall {busy:.1f} ms; {ticker.gc['gc_runs']} collections, the "
+        f"longest {ticker.gc['gc_max_ms']:.1f} ms; {(burst.end - burst.began) * 1000:.0f} ms"
+        + (f"; failures: {dict(failures)}" if failures else ""),
+        {
+            "answered_40001": rejected,
+            "busy_ms": round(busy, 2),
+            "elapsed_ms": round((burst.end - burst.began) * 1000, 1),
+            "failures": dict(failures),
+            **ticker.gc,
+        },
+    )
+
+
+async def api_inproc_control(backend: str, fake: FakeWeChat, base: str, token: str) -> Row:
+    """The same in-process API calls with a valid token in ``params`` and no WxAuth."""
+    attempts = fake.api_calls
+    url = base + API_PATH
+    async with httpx.AsyncClient(transport=fake.httpx_transport()) as client:
+        burst, ticker, _ = await api_burst(
+            client, url, {"openid": OPENID, "access_token": token}, SPAWN_BATCH
+        )
+    busy = ticker.max_busy_ms(burst.began, burst.end)
+    return Row(
+        "api-inproc-control",
+        backend,
+        TASKS,
+        None,
+        fake.api_calls - attempts,
+        burst.results.count(False),
+        ticker.max_ms(burst.began, burst.end),
+        "(no wxauth)",
+        None,
+        f"{TASKS} API calls (spawned {SPAWN_BATCH} at a time) with a valid token in params, "
+        f"no WxAuth, through fake.httpx_transport(); largest CPU-busy stall {busy:.1f} ms",
+        {"busy_ms": round(busy, 2), **ticker.gc},
+    )
+
+
+async def api_control(backend: str, fake: Emulator, base: str, token: str) -> Row:
     attempts = fake.api_calls
     async with api_client() as client:
         burst, ticker, _ = await api_burst(
@@ -577,13 +721,22 @@ async def api_control(backend: str, fake: FakeWeChat, base: str, token: str) -> 
     )
 
 
-async def one_backend(backend: str, controls: bool) -> list[Row]:
+#: A case's emulator: in this process (``FakeWeChat``) or a child's.
+Emulator = FakeWeChat | EmulatorProcess
+
+
+async def one_backend(backend: str, controls: bool, emulator_thread: bool) -> list[Row]:
     rows = []
-    with new_fake() as fake, fake.serve() as base:
+    with contextlib.ExitStack() as stack:
+        fake: Emulator
+        if emulator_thread:
+            fake = stack.enter_context(new_fake())
+            base = stack.enter_context(fake.serve())
+        else:
+            fake = stack.enter_context(EmulatorProcess())
+            base = fake.base
         async with httpx.AsyncClient() as token_client:
-            manager = AsyncTokenManager(
-                APPID, SECRET, api_base=base, clock=fake.clock, client=token_client
-            )
+            manager = AsyncTokenManager(APPID, SECRET, api_base=base, client=token_client)
             rows.append(await cold_case(backend, fake, manager))
             if controls:
                 rows.append(await cold_control(backend))
@@ -592,6 +745,24 @@ async def one_backend(backend: str, controls: bool) -> list[Row]:
             if controls:
                 token = await manager.get_token()
                 rows.append(await api_control(backend, fake, base, token))
+    rows += await inproc_cases(backend, controls)
+    return rows
+
+
+async def inproc_cases(backend: str, controls: bool) -> list[Row]:
+    """The cases with the emulator answering in process (``fake.httpx_transport()``)."""
+    rows = []
+    base = "https://api.weixin.qq.com"
+    with new_fake() as fake:
+        async with httpx.AsyncClient(transport=fake.httpx_transport()) as token_client:
+            manager = AsyncTokenManager(
+                APPID, SECRET, store=MemoryStore(), clock=fake.clock, client=token_client
+            )
+            await manager.get_token()
+            rows.append(await retire_inproc_case(backend, fake, base, manager))
+            if controls:
+                token = await manager.get_token()
+                rows.append(await api_inproc_control(backend, fake, base, token))
     return rows
 
 
@@ -809,6 +980,11 @@ def main(argv: list[str] | None = None) -> int:
         default=SPAWN_BATCH,
         help=f"tasks spawned per loop turn in the cold cases (default {SPAWN_BATCH})",
     )
+    parser.add_argument(
+        "--emulator-thread",
+        action="store_true",
+        help="serve the loopback emulator from a thread of this process, not a child process",
+    )
     args = parser.parse_args(argv)
     SPAWN_BATCH = max(1, args.spawn_batch)
     quiet()
@@ -816,7 +992,9 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     backends = ["asyncio"] if args.no_trio else ["asyncio", "trio"]
     for backend in backends:
-        rows += anyio.run(one_backend, backend, not args.no_controls, backend=backend)
+        rows += anyio.run(
+            one_backend, backend, not args.no_controls, args.emulator_thread, backend=backend
+        )
     if not args.no_procs:
         with redis_server() as redis_url:
             if redis_url is None:
