@@ -13,7 +13,9 @@ held. The rules each module follows are listed in ``docs/testing.md``.
   (the token check of :mod:`.api`, then a ticket); the JS-SDK signature check.
 - :mod:`.quota`: ``clear_quota``, ``clear_quota/v2`` and ``openapi/quota/get``.
 - :mod:`.component`: the Open Platform's ``/cgi-bin/component/`` endpoints (component and
-  authorizer tokens, authorization codes, the authorizer list), and the controls that
-  play WeChat's side (tickets, authorizations); :mod:`.api` is built on it, so an
-  authorizer token works on every API path.
+  authorizer tokens, authorization codes, the authorizer list); :mod:`.api` is built on
+  it, so an authorizer token works on every API path. It stands on
+  :mod:`.component_checks` (the token, body and secret checks), which stands on
+  :mod:`.component_controls` (the controls that play WeChat's side: tickets,
+  authorizations); the records, paths and limits are in :mod:`.component_state`.
 """

@@ -18,25 +18,51 @@ All endpoints are ``POST`` with a JSON body under ``/cgi-bin/component/``:
   ``api_get_authorizer_info``, ``clear_quota``; ``clear_quota/v2`` takes the secret.
   Any other ``/cgi-bin/component/`` path: the token check, then an ``add_api`` answer.
 
-The tests' side of the platform is here too: registering a component, issuing tickets,
-authorizing and unauthorizing accounts (one at a time with a code, or 100,000 at once),
-and reading back refresh tokens. Pushes (encrypted XML) are built in
+:class:`ComponentEndpoints` answers these requests, after the token, body and secret
+checks of its base :class:`~.component_checks.ComponentChecks`. The tests' side of the
+platform (registering a component, issuing tickets, authorizing and unauthorizing
+accounts, reading back refresh tokens) is
+:class:`~.component_controls.ComponentControls`, below those checks; the records, paths
+and limits are in :mod:`.component_state`, and every name defined there is re-exported
+here, where it was defined before. Pushes (encrypted XML) are built in
 :mod:`.._component_push`.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._errmsg import clientip_not_registered
-from .._state import IssuedToken, QuotaHolder, Usage
-from .._wire import WECHAT_JSON, CallKind, Outcome, Reply, Request, TokenStatus, dumps, ok_body
-from .quota import CLEAR_QUOTA_MONTHLY_LIMIT, QuotaEndpoints
+from .._state import IssuedToken
+from .._wire import WECHAT_JSON, Outcome, Reply, Request, dumps, ok_body
+from .component_checks import ComponentChecks
+from .component_state import (
+    AUTHORIZATION_CODE_EXPIRES_IN,
+    AUTHORIZER_INFO_PATH,
+    AUTHORIZER_LIST_MAX_COUNT,
+    AUTHORIZER_LIST_PATH,
+    AUTHORIZER_TOKEN_PATH,
+    COMPONENT_CLEAR_QUOTA_PATH,
+    COMPONENT_CLEAR_QUOTA_V2_PATH,
+    COMPONENT_KIND_BY_PATH,
+    COMPONENT_PREFIX,
+    COMPONENT_TOKEN_DAILY_QUOTA,
+    COMPONENT_TOKEN_PATH,
+    DEFAULT_FUNC_INFO,
+    PRE_AUTH_CODE_EXPIRES_IN,
+    PRE_AUTH_CODE_PATH,
+    QUERY_AUTH_PATH,
+    START_PUSH_TICKET_PATH,
+    VERIFY_TICKET_OVERLAP,
+    VERIFY_TICKET_TTL,
+    Authorization,
+    AuthorizationCode,
+    Component,
+    VerifyTicket,
+    component_kind,
+)
+from .quota import CLEAR_QUOTA_MONTHLY_LIMIT
 
 __all__ = [
     "AUTHORIZATION_CODE_EXPIRES_IN",
@@ -65,421 +91,13 @@ __all__ = [
     "component_kind",
 ]
 
-#: Every Open Platform endpoint lives under this path.
-COMPONENT_PREFIX = "/cgi-bin/component/"
-#: ticket + secret → component_access_token (no token in the query).
-COMPONENT_TOKEN_PATH = "/cgi-bin/component/api_component_token"  # noqa: S105 - a URL path
-#: component token → pre_auth_code.
-PRE_AUTH_CODE_PATH = "/cgi-bin/component/api_create_preauthcode"
-#: authorization code → authorizer_access_token + authorizer_refresh_token.
-QUERY_AUTH_PATH = "/cgi-bin/component/api_query_auth"
-#: authorizer_refresh_token → authorizer_access_token.
-AUTHORIZER_TOKEN_PATH = "/cgi-bin/component/api_authorizer_token"  # noqa: S105 - a URL path
-#: A page of the authorized accounts and their refresh tokens.
-AUTHORIZER_LIST_PATH = "/cgi-bin/component/api_get_authorizer_list"
-#: One authorized account's details and refresh token.
-AUTHORIZER_INFO_PATH = "/cgi-bin/component/api_get_authorizer_info"
-#: Ask WeChat to resume the ticket pushes (appid and secret, no token).
-START_PUSH_TICKET_PATH = "/cgi-bin/component/api_start_push_ticket"
-#: Reset the component's daily quotas with its token.
-COMPONENT_CLEAR_QUOTA_PATH = "/cgi-bin/component/clear_quota"
-#: Reset the component's (or one authorizer's) daily quotas with the component secret.
-COMPONENT_CLEAR_QUOTA_V2_PATH = "/cgi-bin/component/clear_quota/v2"
 
-#: The call kind of each modelled component path (any other one is ``component_api``).
-COMPONENT_KIND_BY_PATH: Mapping[str, CallKind] = {
-    COMPONENT_TOKEN_PATH: "component_token",
-    AUTHORIZER_TOKEN_PATH: "authorizer_token",
-    PRE_AUTH_CODE_PATH: "component_api",
-    QUERY_AUTH_PATH: "component_api",
-    AUTHORIZER_LIST_PATH: "component_api",
-    AUTHORIZER_INFO_PATH: "component_api",
-    START_PUSH_TICKET_PATH: "component_api",
-    COMPONENT_CLEAR_QUOTA_PATH: "component_api",
-    COMPONENT_CLEAR_QUOTA_V2_PATH: "component_api",
-}
+class ComponentEndpoints(ComponentChecks):
+    """The Open Platform endpoints, on the checks of
+    :class:`~.component_checks.ComponentChecks`; the test controls that play the WeChat
+    side are inherited from :class:`~.component_controls.ComponentControls`."""
 
-#: A verify ticket is accepted for 12 hours after it was pushed.
-VERIFY_TICKET_TTL = 43200.0
-#: Seconds a ticket is still accepted after a newer one was issued (undocumented: one
-#: push interval, so a reader one push behind still works, two behind gets 61006).
-VERIFY_TICKET_OVERLAP = 600.0
-#: Lifetime of an authorization code (``AuthorizationCodeExpiredTime``).
-AUTHORIZATION_CODE_EXPIRES_IN = 600
-#: ``expires_in`` of a pre_auth_code (every sample answer says 600).
-PRE_AUTH_CODE_EXPIRES_IN = 600
-#: api_get_authorizer_list returns at most this many accounts a page (more: 40170).
-AUTHORIZER_LIST_MAX_COUNT = 500
-#: api_component_token calls a component may make a day (one report of 10000; unconfirmed).
-COMPONENT_TOKEN_DAILY_QUOTA = 10000
-#: The permission sets (``funcscope_category`` ids) an authorization grants by default.
-DEFAULT_FUNC_INFO: tuple[int, ...] = (1, 2, 3)
-
-_APPID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
-_AES_KEY = re.compile(r"[A-Za-z0-9]{43}")
-
-
-def component_kind(path: str) -> CallKind | None:
-    """The call kind of a (normalized) path if it is an Open Platform endpoint."""
-    kind = COMPONENT_KIND_BY_PATH.get(path)
-    if kind is None and path.startswith(COMPONENT_PREFIX):
-        return "component_api"
-    return kind
-
-
-def _check_appid(appid: object, what: str) -> str:
-    if not isinstance(appid, str) or not _APPID.fullmatch(appid):
-        raise ValueError(f"{what} must be 1-64 letters, digits, '_' or '-'")
-    return appid
-
-
-@dataclass(slots=True, eq=False)
-class VerifyTicket:
-    """A ``component_verify_ticket``: when it was issued, expires, and was superseded."""
-
-    value: str = field(repr=False)
-    issued_at: float
-    expires_at: float
-    superseded_at: float | None = None
-
-    def status(self, now: float, overlap: float) -> TokenStatus:
-        """``"valid"``, ``"retired"`` (superseded: 61006) or ``"expired"`` (61005)."""
-        if self.superseded_at is not None:
-            refused_at = self.superseded_at + overlap
-            if refused_at < self.expires_at and now >= refused_at:
-                return "retired"
-        return "expired" if now >= self.expires_at else "valid"
-
-
-@dataclass(slots=True, eq=False)
-class Authorization:
-    """One account's authorization of a component: its refresh token and live tokens.
-
-    ``generation`` counts (re-)authorizations, so an older authorization code is refused.
-    """
-
-    appid: str
-    refresh_token: str = field(repr=False)
-    auth_time: int
-    generation: int
-    func_info: tuple[int, ...] = DEFAULT_FUNC_INFO
-    authorized: bool = True
-    old_refresh_token: str | None = field(default=None, repr=False)
-    old_refresh_until: float = 0.0
-    token: IssuedToken | None = field(default=None, repr=False)
-    previous: IssuedToken | None = field(default=None, repr=False)
-
-
-@dataclass(slots=True, eq=False)
-class AuthorizationCode:
-    """A single-use authorization code of one authorization (generation)."""
-
-    value: str = field(repr=False)
-    authorizer: str
-    generation: int
-    expires_at: float
-
-
-@dataclass(eq=False)
-class Component:
-    """A third-party platform: credentials, push crypto keys, tickets, tokens, authorizers."""
-
-    appid: str
-    secret: str = field(repr=False)
-    token: str = field(repr=False)
-    encoding_aes_key: str = field(repr=False)
-    ip_allowlist: frozenset[str] | None
-    quotas: dict[str, int]
-    usage: dict[str, Usage] = field(default_factory=dict, repr=False)
-    clear_usage: Usage = field(default_factory=Usage, repr=False)
-    tickets: dict[str, VerifyTicket] = field(default_factory=dict, repr=False)
-    latest_ticket: VerifyTicket | None = field(default=None, repr=False)
-    current_token: IssuedToken | None = field(default=None, repr=False)
-    authorizations: dict[str, Authorization] = field(default_factory=dict, repr=False)
-    #: The authorized appids in the order they were authorized: the list endpoint's pages.
-    order: list[str] = field(default_factory=list, repr=False)
-    codes: dict[str, AuthorizationCode] = field(default_factory=dict, repr=False)
-    #: Pre-authorization codes not used yet, and when each expires.
-    pre_auth_codes: dict[str, float] = field(default_factory=dict, repr=False)
-    generations: int = field(default=0, repr=False)
-
-
-class ComponentEndpoints(QuotaEndpoints):
-    """The Open Platform endpoints, and the test controls that play the WeChat side."""
-
-    verify_ticket_ttl: float
-    verify_ticket_overlap: float
-    rotate_refresh_tokens: bool
-    component_wrong_secret_errcode: int
-    #: The fake's clock (:meth:`FakeWeChat.clock`).
-    clock: Callable[[], float]
-    _components: dict[str, Component]
-
-    # -- accounts and controls -------------------------------------------------------------
-
-    def add_component(
-        self,
-        component_appid: str,
-        component_secret: str,
-        *,
-        token: str,
-        encoding_aes_key: str,
-        ip_allowlist: Iterable[str] | None = None,
-    ) -> None:
-        """Register a third-party platform (component).
-
-        :param token: the message-check Token of its push URLs (signs pushes).
-        :param encoding_aes_key: its 43-character EncodingAESKey (encrypts pushes).
-        :param ip_allowlist: caller IPs allowed on every component endpoint; others get
-            61004. ``None`` (default) allows every IP.
-
-        It has no verify ticket yet: issue one with :meth:`new_verify_ticket` or push one
-        with :meth:`push_verify_ticket`.
-        """
-        _check_appid(component_appid, "component_appid")
-        if not isinstance(component_secret, str) or not component_secret:
-            raise ValueError("component_secret must be a non-empty string")
-        if not isinstance(token, str) or not token:
-            raise ValueError("token must be a non-empty string")
-        if not isinstance(encoding_aes_key, str) or not _AES_KEY.fullmatch(encoding_aes_key):
-            raise ValueError("encoding_aes_key must be 43 letters or digits")
-        allow = None if ip_allowlist is None else frozenset(ip_allowlist)
-        quotas = {COMPONENT_TOKEN_PATH: COMPONENT_TOKEN_DAILY_QUOTA}
-        with self._lock:
-            if component_appid in self._components or component_appid in self._apps:
-                raise ValueError(f"{component_appid!r} is already registered")
-            self._components[component_appid] = Component(
-                component_appid, component_secret, token, encoding_aes_key, allow, quotas
-            )
-
-    def new_verify_ticket(self, component_appid: str) -> str:
-        """Issue a new ``component_verify_ticket`` (as a push would) and return it.
-
-        It is the latest from now on and is accepted for ``verify_ticket_ttl`` (12 h);
-        the previous one stays accepted ``verify_ticket_overlap`` (600 s) longer, then
-        answers 61006. This issues without pushing; :meth:`push_verify_ticket` pushes.
-        """
-        with self._lock:
-            return self._new_ticket(self._component_of(component_appid), self.clock()).value
-
-    def authorize(
-        self,
-        component_appid: str,
-        authorizer_appid: str,
-        *,
-        func_info: Iterable[int] | None = None,
-    ) -> str:
-        """Authorize (or re-authorize) an account; returns its new authorization code.
-
-        The code is single use and expires after 600 s (``api_query_auth``: 61009 for an
-        unknown or used code, 61010 for an expired one). Re-authorizing gives the account
-        a new refresh token (the old one then answers 61023) and retires its authorizer
-        tokens at once. ``func_info``: the permission set ids granted (default 1, 2, 3).
-        """
-        _check_appid(authorizer_appid, "authorizer_appid")
-        funcs = None if func_info is None else tuple(int(i) for i in func_info)
-        with self._lock:
-            now = self.clock()
-            component = self._component_of(component_appid)
-            auth = self._authorize(component, authorizer_appid, now, funcs)
-            return self._new_code(component, auth, now).value
-
-    def approve_authorization(
-        self,
-        component_appid: str,
-        pre_auth_code: str,
-        authorizer_appid: str,
-        *,
-        func_info: Iterable[int] | None = None,
-    ) -> str:
-        """Play an administrator who opened the authorization page with
-        ``pre_auth_code`` (from ``api_create_preauthcode``, as in
-        ``authorization_url``) and approved: returns the authorization code WeChat puts
-        on the redirect (``auth_code=``), as :meth:`authorize` does.
-
-        Raises ``ValueError`` for a pre-authorization code this component was never
-        given, one already used, or one past its ``expires_in`` (600 s): WeChat's page
-        shows an error then, and no code comes back."""
-        with self._lock:
-            now = self.clock()
-            component = self._component_of(component_appid)
-            expires = component.pre_auth_codes.pop(pre_auth_code, None)
-            if expires is None:
-                raise ValueError("unknown or already used pre_auth_code")
-            if now >= expires:
-                raise ValueError("the pre_auth_code has expired")
-        return self.authorize(component_appid, authorizer_appid, func_info=func_info)
-
-    def unauthorize(self, component_appid: str, authorizer_appid: str) -> None:
-        """Cancel an account's authorization: its tokens retire at once, its refresh
-        token answers 61003, and it leaves the authorizer list."""
-        with self._lock:
-            component = self._component_of(component_appid)
-            self._unauthorize(component, authorizer_appid, self.clock())
-
-    def add_authorizers(self, component_appid: str, appids: Iterable[str]) -> dict[str, str]:
-        """Authorize many accounts at once, without codes; returns appid → refresh token.
-
-        Fast enough for 100,000 accounts (no code, no token is issued). An appid already
-        authorized is re-authorized (a new refresh token, its tokens retired).
-        """
-        wanted = [_check_appid(appid, "authorizer_appid") for appid in appids]
-        refresh: dict[str, str] = {}
-        with self._lock:
-            now = self.clock()
-            component = self._component_of(component_appid)
-            for appid in wanted:
-                refresh[appid] = self._authorize(component, appid, now, None).refresh_token
-        return refresh
-
-    def refresh_token_of(
-        self, authorizer_appid: str, component_appid: str | None = None
-    ) -> str | None:
-        """The current ``authorizer_refresh_token`` of an account (``None`` if it is not
-        authorized). ``component_appid`` is needed only when several components have it."""
-        with self._lock:
-            auth = self._authorization(authorizer_appid, component_appid)
-            return None if auth is None else auth.refresh_token
-
-    def authorizer_token_of(
-        self, authorizer_appid: str, component_appid: str | None = None
-    ) -> str | None:
-        """The latest ``authorizer_access_token`` issued to an authorized account, if any
-        (whatever its status now)."""
-        with self._lock:
-            auth = self._authorization(authorizer_appid, component_appid)
-            return None if auth is None or auth.token is None else auth.token.value
-
-    def component_token_of(self, component_appid: str) -> str | None:
-        """The latest ``component_access_token`` issued to a component, if any."""
-        with self._lock:
-            current = self._component_of(component_appid).current_token
-            return None if current is None else current.value
-
-    def latest_verify_ticket(self, component_appid: str) -> str | None:
-        """The component's latest verify ticket, if one was issued."""
-        with self._lock:
-            latest = self._component_of(component_appid).latest_ticket
-            return None if latest is None else latest.value
-
-    def verify_ticket_status(self, component_appid: str, ticket: str) -> TokenStatus:
-        """``"valid"``, ``"retired"`` (61006), ``"expired"`` (61005) or ``"unknown"``."""
-        with self._lock:
-            record = self._component_of(component_appid).tickets.get(ticket)
-            if record is None:
-                return "unknown"
-            return record.status(self.clock(), self.verify_ticket_overlap)
-
-    def authorizer_appids(self, component_appid: str) -> list[str]:
-        """The accounts that authorize a component now, in authorization order."""
-        with self._lock:
-            return list(self._component_of(component_appid).order)
-
-    # Everything below runs with self._lock held.
-
-    def _component_of(self, appid: str) -> Component:
-        try:
-            return self._components[appid]
-        except KeyError:
-            raise ValueError(f"no component {appid!r} is registered") from None
-
-    def _quota_holder(self, appid: str) -> QuotaHolder:
-        component = self._components.get(appid)
-        return component if component is not None else super()._quota_holder(appid)
-
-    def _authorization(
-        self, authorizer_appid: str, component_appid: str | None
-    ) -> Authorization | None:
-        """The current authorization of an account (``None``: not authorized)."""
-        if component_appid is not None:
-            components = [self._component_of(component_appid)]
-        else:
-            components = list(self._components.values())
-        found = [
-            auth
-            for component in components
-            if (auth := component.authorizations.get(authorizer_appid)) is not None
-            and auth.authorized
-        ]
-        if len(found) > 1:
-            raise ValueError(
-                f"{authorizer_appid!r} authorizes several components: give component_appid"
-            )
-        return found[0] if found else None
-
-    def _random_text(self, prefix: str) -> str:
-        raw = self._rng.getrandbits(256).to_bytes(32, "big")
-        return prefix + base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-    def _new_ticket(self, component: Component, now: float) -> VerifyTicket:
-        ticket = VerifyTicket(self._random_text("ticket@@@"), now, now + self.verify_ticket_ttl)
-        if component.latest_ticket is not None:
-            component.latest_ticket.superseded_at = now
-        component.tickets[ticket.value] = ticket
-        component.latest_ticket = ticket
-        return ticket
-
-    def _authorize(
-        self,
-        component: Component,
-        appid: str,
-        now: float,
-        func_info: tuple[int, ...] | None,
-    ) -> Authorization:
-        component.generations += 1
-        refresh = self._random_text("refreshtoken@@@")
-        auth = component.authorizations.get(appid)
-        if auth is None:
-            auth = Authorization(appid, refresh, int(now), component.generations)
-            component.authorizations[appid] = auth
-            component.order.append(appid)
-        else:
-            # Re-authorization: a new refresh token; the old one and the live tokens stop.
-            self._retire_authorizer_tokens(auth, now)
-            if not auth.authorized:
-                component.order.append(appid)
-            auth.refresh_token, auth.auth_time = refresh, int(now)
-            auth.generation, auth.authorized = component.generations, True
-            auth.old_refresh_token = None
-        if func_info is not None:
-            auth.func_info = func_info
-        return auth
-
-    def _unauthorize(self, component: Component, appid: str, now: float) -> None:
-        auth = component.authorizations.get(appid)
-        if auth is None or not auth.authorized:
-            raise ValueError(f"{appid!r} does not authorize {component.appid!r}")
-        self._retire_authorizer_tokens(auth, now)
-        component.generations += 1
-        auth.authorized, auth.generation = False, component.generations
-        auth.old_refresh_token = None
-        component.order.remove(appid)
-
-    @staticmethod
-    def _retire_authorizer_tokens(auth: Authorization, now: float) -> None:
-        for token in (auth.token, auth.previous):
-            if token is not None:
-                token.retire(now)
-
-    def _new_code(self, component: Component, auth: Authorization, now: float) -> AuthorizationCode:
-        code = AuthorizationCode(
-            self._random_text("queryauthcode@@@"),
-            auth.appid,
-            auth.generation,
-            now + AUTHORIZATION_CODE_EXPIRES_IN,
-        )
-        component.codes[code.value] = code
-        return code
-
-    def _issue_authorizer_token(self, auth: Authorization, now: float) -> IssuedToken:
-        # A new authorizer token retires the previous one after the grace period.
-        if auth.token is not None:
-            auth.token.retire(now + self.grace)
-        auth.previous = auth.token
-        auth.token = self._issue("authorizer_token", auth.appid, now)
-        return auth.token
-
-    # -- the endpoints ---------------------------------------------------------------------
+    # Everything here runs with self._lock held.
 
     def _component(self, path: str, request: Request, now: float) -> Outcome:
         """Answer one request to a ``/cgi-bin/component/`` path."""
@@ -509,74 +127,6 @@ class ComponentEndpoints(QuotaEndpoints):
         if isinstance(body, Outcome):
             return body
         return handler(self, component, value, body, path, now)
-
-    def _cfail(
-        self,
-        errcode: int,
-        now: float,
-        owner: str | None,
-        token: str | None = None,
-        text: str | None = None,
-    ) -> Outcome:
-        return Outcome(self._error(errcode, now, text), errcode, owner, token)
-
-    def _component_token_check(
-        self, request: Request, now: float
-    ) -> tuple[Component, str] | Outcome:
-        """The component and token of ``?component_access_token=`` (or ``access_token=``),
-        or the answer refusing them (41001, 40001, 42001, 61004)."""
-        value = request.query.get("component_access_token") or request.query.get("access_token")
-        if not value:
-            return self._fail(41001, now)
-        token = self._tokens.get(value)
-        # An unknown token, or an account's / authorizer's token, is no component token.
-        if token is None or token.kind != "component_token":
-            return self._cfail(40001, now, None, value)
-        status = token.status(now)
-        if status == "expired":
-            return self._cfail(42001, now, token.owner, value)
-        if status == "retired":
-            return self._cfail(40001, now, token.owner, value)
-        component = self._components[token.owner]
-        if not self._ip_allowed(component.ip_allowlist, request.client_ip):
-            text = clientip_not_registered(request.client_ip)
-            return self._cfail(61004, now, component.appid, value, text)
-        return component, value
-
-    def _component_body(
-        self, request: Request, now: float, component: Component, token: str
-    ) -> dict[str, Any] | Outcome:
-        """The JSON body, after its ``component_appid`` was checked against the token's."""
-        body = self._json_post(request, now, component.appid)
-        if isinstance(body, Outcome):
-            return Outcome(body.reply, body.errcode, component.appid, token)
-        appid = body.get("component_appid")
-        if not appid:
-            return self._cfail(41002, now, component.appid, token)
-        if appid != component.appid:
-            return self._cfail(61011, now, component.appid, token)
-        return body
-
-    def _credentials(
-        self, request: Request, now: float, secret_key: str
-    ) -> tuple[Component, dict[str, Any]] | Outcome:
-        """The checks of the endpoints that take the component secret instead of a token."""
-        body = self._json_post(request, now)
-        if isinstance(body, Outcome):
-            return body
-        appid, secret = body.get("component_appid"), body.get(secret_key)
-        if not isinstance(appid, str) or not appid:
-            return self._fail(41002, now)
-        if not isinstance(secret, str) or not secret:
-            return self._fail(41004, now, appid)
-        component = self._components.get(appid)
-        if component is None:
-            return self._fail(61011, now, appid)
-        if secret != component.secret:
-            return self._fail(self.component_wrong_secret_errcode, now, appid)
-        if not self._ip_allowed(component.ip_allowlist, request.client_ip):
-            return self._fail(61004, now, appid, clientip_not_registered(request.client_ip))
-        return component, body
 
     def _component_token(self, request: Request, now: float) -> Outcome:
         checked = self._credentials(request, now, "component_appsecret")
@@ -798,6 +348,14 @@ class ComponentEndpoints(QuotaEndpoints):
         if appid and appid in self._components and appid not in self._apps:
             return self._fail(61024, now, appid)
         return None
+
+    def _issue_authorizer_token(self, auth: Authorization, now: float) -> IssuedToken:
+        # A new authorizer token retires the previous one after the grace period.
+        if auth.token is not None:
+            auth.token.retire(now + self.grace)
+        auth.previous = auth.token
+        auth.token = self._issue("authorizer_token", auth.appid, now)
+        return auth.token
 
 
 def _count(value: object) -> int | None:
