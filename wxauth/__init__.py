@@ -59,6 +59,7 @@ except _PackageNotFoundError:  # running from a source tree that was never insta
 
 __all__ = [
     "EXPIRED_ERRCODES",
+    "AsyncComponentTokenManager",
     "AsyncTicketManager",
     "AsyncTokenManager",
     "AuthorizationCodeError",
@@ -128,11 +129,13 @@ if _TYPE_CHECKING:
         PushReplayError,
         RefreshTokenError,
     )
+    from .openplatform._async_component import AsyncComponentTokenManager
 
 #: Exported names that need an extra, imported on first use so that ``import wxauth``
 #: works with the core dependencies alone: name -> (module, extra).
 _LAZY: dict[str, tuple[str, str]] = {
     "AsyncTokenManager": ("._async_manager", "httpx"),
+    "AsyncComponentTokenManager": (".openplatform", "openplatform,httpx"),
     "MessageCrypto": (".openplatform", "openplatform"),
     "AuthorizationCodeError": (".openplatform", "openplatform"),
     "AuthorizerFleet": (".openplatform", "openplatform"),
