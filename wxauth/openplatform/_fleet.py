@@ -2,51 +2,57 @@
 process or by many sharing one schedule, so that ``get_token()`` of an authorizer is a
 store read in steady state.
 
-The schedule is one due time per authorizer. On a :class:`~wxauth.stores.RedisStore`
-it is a sorted set, ``{prefix}openplatform:{component_appid}:fleet:due`` (member: the
-authorizer appid, score: its due time in epoch seconds), shared by every worker process
-on every host; on any other store it is a heap in this process.
+The schedule is one due time per authorizer: on a :class:`~wxauth.stores.RedisStore`
+a sorted set shared by every worker process on every host (``_fleet_redis``: its keys,
+its Lua scripts), on any other store a heap in this process (``_fleet_heap``).
 
-A worker **claims** what is due with one Lua script: up to ``batch`` members whose
-score is at or before now are re-scored to ``now + lease`` and handed to it, atomically,
-so two workers never claim the same member at the same time. It then refreshes each
-one under the authorizer's own store lock (the manager's single-flight lease lock):
-the stored token is read first, and again under the lock, so a token that a caller or
-another worker has just refreshed is never fetched twice. Finally it re-scores each
-member to the new token's expiry minus ``margin`` (minus up to ``jitter``, to spread
-the load). A worker that dies after claiming loses nothing: its members come due again
-``lease`` seconds after the claim and another worker takes them.
+A worker **claims** what is due: up to ``batch`` members whose due time is at or before
+now are re-scored to ``now + lease`` and handed to it, atomically (one Lua script on
+Redis), so two workers never claim the same member at the same time. It then
+refreshes each one under the authorizer's own store lock (the manager's single-flight
+lease lock): the stored token is read first, and again under the lock, so a token that
+a caller or another worker has just refreshed is never fetched twice. Finally it
+re-scores each member to the new token's expiry minus ``margin`` (minus up to
+``jitter``, to spread the load). A worker that dies after claiming loses nothing: its
+members come due again ``lease`` seconds after the claim and another worker takes them.
 
 A refresh that fails reschedules the member after a growing pause (10 s doubling to
 300 s), counted per member in the schedule (a Redis hash beside the set). Members are
-never dropped on an error: the platform's registry of authorizers decides. A periodic
-comparison (``sync_interval``) schedules the authorizers it lacks and drops those the
-registry lacked twice in a row (a cancelled authorization; a registry being rebuilt
-after a loss lacks some for a moment, an empty one is taken for a lost one).
-
-After Redis loses its data (a flush, a restart without persistence), the set is gone
-with the tokens and refresh tokens. A ``seeded`` marker key goes with them: a worker
-that finds it missing re-seeds the set from the platform's registry of authorizers,
-or, when that is empty too, from the platform's recovery
-(``api_get_authorizer_list``), under a short Redis lock so one worker does it.
+never dropped on an error: the platform's registry of authorizers decides
+(``_fleet_sync``: the periodic comparison with it, and the re-seeding of a schedule
+Redis lost). The defaults, :class:`FleetPlatform` and :class:`FleetStats` are defined
+in ``_fleet_base`` and exported from here.
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from .._background import Refresher
-from .._errors import StoreError, WxAuthError
-from ..stores._base import TokenStore
+from .._errors import WxAuthError
 from ..stores._redis import RedisStore
-from ..stores._redis_common import RELEASE, error_message, new_owner
+from ._fleet_base import (
+    BUSY_RETRY,
+    DEFAULT_FLEET_BATCH,
+    DEFAULT_FLEET_JITTER,
+    DEFAULT_FLEET_LEASE,
+    DEFAULT_FLEET_MARGIN,
+    DEFAULT_SYNC_INTERVAL,
+    FAILURE_RETRY_FIRST,
+    FAILURE_RETRY_MAX,
+    FleetPlatform,
+    FleetStats,
+    Schedule,
+    failure_retry,
+)
+from ._fleet_heap import MemorySchedule
+from ._fleet_redis import RedisSchedule
+from ._fleet_sync import FleetSync
 
 if TYPE_CHECKING:
     from .._manager import TokenManager
@@ -68,94 +74,8 @@ __all__ = [
 
 logger = logging.getLogger("wxauth")
 
-#: Seconds before an authorizer token's expiry at which the fleet renews it: the
-#: default ``refresh_margin`` of a manager (300 s) plus two minutes, so a caller never
-#: reaches its own margin, and less than the old token's 5 minutes of grace after a
-#: refresh, so a caller still holding the old token in its process is not refused.
-DEFAULT_FLEET_MARGIN = 420.0
-#: Up to this many seconds more are taken off each due time, at random, so that
-#: authorizers added together do not stay due together for ever.
-DEFAULT_FLEET_JITTER = 60.0
-#: Seconds a claim is exclusive: a worker that dies gives its claims up after that.
-DEFAULT_FLEET_LEASE = 60.0
-#: Most members one claim takes.
-DEFAULT_FLEET_BATCH = 100
-#: Seconds between two comparisons of the schedule with the platform's registry.
-DEFAULT_SYNC_INTERVAL = 600.0
-#: Another holder had the authorizer's lock (a caller refreshing it): look again after.
-BUSY_RETRY = 5.0
-#: Pause after the first failed refresh of a member; it doubles with each further one...
-FAILURE_RETRY_FIRST = 10.0
-#: ...up to this many seconds.
-FAILURE_RETRY_MAX = 300.0
-#: How long the seeding lock is held at most (milliseconds, Redis ``PX``): longer than
-#: re-reading 100,000 refresh tokens from api_get_authorizer_list takes (about a minute).
-_SEED_LEASE_MS = 300_000
 
-_T = TypeVar("_T")
-
-
-@runtime_checkable
-class FleetPlatform(Protocol):
-    """What :class:`AuthorizerFleet` needs of a platform (a
-    :class:`~wxauth.openplatform.ComponentTokenManager`, or anything shaped like it).
-
-    Optional: ``recover_authorizers() -> Iterable[str]`` (re-read every authorizer's
-    refresh token from WeChat, ``api_get_authorizer_list``, and return their appids),
-    called when the schedule and the registry were both lost; ``has_authorizer(appid)
-    -> bool`` (whether the registry has it; else ``authorizer_appids()`` is searched);
-    ``clock`` (the epoch-seconds clock the fleet then uses by default).
-    """
-
-    @property
-    def component_appid(self) -> str:
-        """The platform's component appid (names the schedule's keys)."""
-        ...
-
-    @property
-    def store(self) -> TokenStore:
-        """The store the authorizers' tokens are kept in."""
-        ...
-
-    def authorizer(self, appid: str) -> TokenManager:
-        """The token manager of one authorizer (the same object for the same appid)."""
-        ...
-
-    def authorizer_appids(self) -> Iterable[str]:
-        """Every authorizer the platform knows (has a refresh token for)."""
-        ...
-
-
-@dataclass
-class FleetStats:
-    """Counters of one :class:`AuthorizerFleet` (this process only)."""
-
-    #: Members claimed from the schedule.
-    claimed: int = 0
-    #: Authorizer tokens fetched by this fleet.
-    fetched: int = 0
-    #: Claimed members whose token someone else had already renewed: no fetch.
-    fresh: int = 0
-    #: Claimed members whose lock another holder had: looked at again after
-    #: :data:`BUSY_RETRY`.
-    busy: int = 0
-    #: Refreshes that raised (rescheduled with backoff).
-    failures: int = 0
-    #: Refreshes WeChat answered 61003 for (not authorized) of authorizers the
-    #: platform has forgotten: looked at again after :data:`FAILURE_RETRY_MAX`.
-    unknown: int = 0
-    #: Members dropped because two comparisons in a row found them missing from the
-    #: platform's registry (cancelled authorizations).
-    removed: int = 0
-    #: Members claimed but left to expire their claim (the claim ran out mid-batch).
-    abandoned: int = 0
-    #: Largest delay between a member's due time and its claim, in seconds.
-    max_lag: float = 0.0
-    #: Times the schedule was seeded from the registry or the platform's recovery.
-    seeds: int = 0
-
-
-class AuthorizerFleet:
+class AuthorizerFleet(FleetSync):
     """Keeps every authorizer's token of one platform fresh ahead of expiry (opt-in).
 
     :param platform: a :class:`~wxauth.openplatform.ComponentTokenManager` (see
@@ -231,14 +151,15 @@ class AuthorizerFleet:
         self._rng = random.Random(seed)
         store = platform.store
         name = f"openplatform:{self.component_appid}:fleet"
-        self._schedule: _Schedule = (
-            _RedisSchedule(store, name) if isinstance(store, RedisStore) else _MemorySchedule()
+        self._schedule: Schedule = (
+            RedisSchedule(store, name) if isinstance(store, RedisStore) else MemorySchedule()
         )
         self._closed = threading.Event()
         self._run_lock = threading.Lock()
         self._refresher: Refresher | None = None
         self._refresher_lock = threading.Lock()
         self._next_sync = float("-inf")
+        # The state of the registry comparisons and seeding (FleetSync, _fleet_sync).
         self._next_seed = float("-inf")
         self._seed_failures = 0
         # Members the last reconciliation found missing from the registry: dropped if
@@ -271,85 +192,6 @@ class AuthorizerFleet:
     def __len__(self) -> int:
         """How many authorizers the schedule holds."""
         return self._schedule.size()
-
-    def sync(self) -> int:
-        """Compare the schedule with the platform's registry: schedule (due now) every
-        authorizer it lacks, and drop those the registry lacked at this comparison and
-        the one before. When the schedule was lost (its ``seeded`` marker is gone) and
-        the registry is empty too, ask the platform to recover its authorizers from
-        WeChat; if that finds none (or fails), try again after a growing pause (one
-        ``lease``, doubling up to an hour). Returns how many were added."""
-        now = self._clock()
-        if self._schedule.seeded():
-            return self._reconcile(now)
-        if now < self._next_seed:
-            return 0
-        owner = self._schedule.begin_seed()
-        if owner is None:
-            return 0  # another worker is seeding
-        try:
-            appids = list(self.platform.authorizer_appids())
-            recover = getattr(self.platform, "recover_authorizers", None)
-            if not appids and recover is not None:
-                logger.warning(
-                    "fleet of component %s: schedule and registry are empty; recovering "
-                    "the authorizers from WeChat",
-                    self.component_appid,
-                )
-                appids = list(recover())
-            if not appids:
-                # Nothing to seed with (yet): stay unseeded, so the next try recovers.
-                self._schedule.abort_seed(owner)
-                self._seed_later(now)
-                return 0
-            added = self._schedule.add(dict.fromkeys(appids, now), only_new=True)
-            self._schedule.end_seed(owner)
-        except BaseException:
-            self._schedule.abort_seed(owner)
-            self._seed_later(now)
-            raise
-        self._seed_failures = 0
-        self.stats.seeds += 1
-        logger.info(
-            "fleet of component %s: seeded %d authorizers (%d new)",
-            self.component_appid,
-            len(appids),
-            added,
-        )
-        return added
-
-    def _seed_later(self, now: float) -> None:
-        self._seed_failures += 1
-        pause = min(self.lease * 2 ** (self._seed_failures - 1), 3600.0)
-        self._next_seed = now + pause
-        logger.warning(
-            "fleet of component %s: no authorizers to seed the schedule with; trying "
-            "again in %.0fs",
-            self.component_appid,
-            pause,
-        )
-
-    def _reconcile(self, now: float) -> int:
-        # The schedule is read before the registry: an authorizer added in between is
-        # in the registry snapshot, so it is never dropped by mistake.
-        scheduled = set(self._schedule.members())
-        known = set(self.platform.authorizer_appids())
-        added = self._schedule.add(dict.fromkeys(known - scheduled, now), only_new=True)
-        # An empty registry is a lost one, not a platform with no authorizers; and one
-        # being rebuilt (api_get_authorizer_list) lacks some for a moment: a member is
-        # dropped only when two comparisons in a row found it missing.
-        missing = scheduled - known if known else set()
-        gone = missing & self._absent
-        self._absent = missing - gone
-        if gone:
-            self._schedule.remove(sorted(gone))
-            self.stats.removed += len(gone)
-            logger.info(
-                "fleet of component %s: dropped %d authorizers the registry no longer has",
-                self.component_appid,
-                len(gone),
-            )
-        return added
 
     # -- running ---------------------------------------------------------------------
 
@@ -406,7 +248,7 @@ class AuthorizerFleet:
             if failed:
                 counts = self._schedule.count_failures(failed)
                 for appid, count in zip(failed, counts, strict=True):
-                    dues[appid] = self._clock() + _failure_retry(count)
+                    dues[appid] = self._clock() + failure_retry(count)
             self._schedule.finish(dues, succeeded)
         return len(dues), fetched
 
@@ -562,300 +404,3 @@ class AuthorizerFleet:
             f"AuthorizerFleet(component_appid={self.component_appid!r}, "
             f"schedule={self._schedule!r}, margin={self.margin!r}, lease={self.lease!r})"
         )
-
-
-def _failure_retry(failures: int) -> float:
-    """Pause before retrying a member after its ``failures``-th failure in a row."""
-    return float(min(FAILURE_RETRY_FIRST * 2 ** max(failures - 1, 0), FAILURE_RETRY_MAX))
-
-
-# -- schedules -------------------------------------------------------------------------
-
-
-class _Schedule(Protocol):
-    """The due times of a fleet: a Redis sorted set, or a heap in this process."""
-
-    def add(self, dues: Mapping[str, float], *, only_new: bool) -> int: ...
-    def remove(self, members: Sequence[str]) -> None: ...
-    def score(self, member: str) -> float | None: ...
-    def size(self) -> int: ...
-    def members(self) -> list[str]: ...
-    def next_due(self) -> float | None: ...
-    def claim(self, now: float, until: float, batch: int) -> list[tuple[str, float]]: ...
-    def count_failures(self, members: Sequence[str]) -> list[int]: ...
-    def finish(self, dues: Mapping[str, float], succeeded: Sequence[str]) -> None: ...
-    def seeded(self) -> bool: ...
-    def begin_seed(self) -> str | None: ...
-    def end_seed(self, owner: str) -> None: ...
-    def abort_seed(self, owner: str) -> None: ...
-
-
-# KEYS[1] the due set; ARGV[1] now, ARGV[2] the claim's end (now + lease), ARGV[3] batch.
-# Takes up to `batch` members due at or before now, moves them to the claim's end, and
-# returns them with their due scores: one atomic step, so no two workers share one.
-CLAIM = """
-local due = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0,
-                       tonumber(ARGV[3]), 'WITHSCORES')
-if #due == 0 then
-  return due
-end
-local args = {}
-for i = 1, #due, 2 do
-  args[#args + 1] = ARGV[2]
-  args[#args + 1] = due[i]
-end
-redis.call('ZADD', KEYS[1], 'XX', unpack(args))
-return due
-"""
-
-# KEYS[1] the seeded marker, KEYS[2] the seeding lock; ARGV[1] owner. Sets the marker
-# (the members are in: a seeding that outlasted its lock counts too) and frees the
-# lock if this owner still holds it.
-END_SEED = """
-redis.call('SET', KEYS[1], '1')
-if redis.call('GET', KEYS[2]) == ARGV[1] then
-  redis.call('DEL', KEYS[2])
-end
-return 1
-"""
-
-
-class _RedisSchedule:
-    """The schedule in Redis: ``{prefix}{name}:due`` (sorted set), ``:failures`` (hash
-    of consecutive failures), ``:seeded`` (marker), ``:seeding`` (lock)."""
-
-    def __init__(self, store: RedisStore, name: str) -> None:
-        self._store = store
-        client: Any = store.client  # redis-py's stubs vary by version: replies are checked
-        self._client = client
-        base = f"{store.prefix}{name}"
-        self._due = f"{base}:due"
-        self._failures = f"{base}:failures"
-        self._seeded = f"{base}:seeded"
-        self._seeding = f"{base}:seeding"
-        self._claim = client.register_script(CLAIM)
-        self._end_seed = client.register_script(END_SEED)
-        # Giving up the seeding lock is a lock release: the stores' own script.
-        self._abort_seed = client.register_script(RELEASE)
-
-    def _call(self, what: str, op: Callable[[], _T]) -> _T:
-        try:
-            return op()
-        except self._store._redis_error as exc:
-            message = error_message(what, self._due, exc)
-        raise StoreError(message)
-
-    def add(self, dues: Mapping[str, float], *, only_new: bool) -> int:
-        if not dues:
-            return 0
-        items = list(dues.items())
-        added = 0
-        for start in range(0, len(items), 5000):
-            chunk = dict(items[start : start + 5000])
-            added += int(self._call("schedule authorizers", self._zadd(chunk, nx=only_new)))
-        return added
-
-    def _zadd(self, chunk: dict[str, float], *, nx: bool) -> Callable[[], Any]:
-        return lambda: self._client.zadd(self._due, chunk, nx=nx)
-
-    def remove(self, members: Sequence[str]) -> None:
-        if not members:
-            return
-
-        def op() -> Any:
-            pipe = self._client.pipeline(transaction=False)
-            pipe.zrem(self._due, *members)
-            pipe.hdel(self._failures, *members)
-            return pipe.execute()
-
-        self._call("unschedule authorizers", op)
-
-    def score(self, member: str) -> float | None:
-        value = self._call("read a due time", lambda: self._client.zscore(self._due, member))
-        return None if value is None else float(value)
-
-    def size(self) -> int:
-        return int(self._call("count the schedule", lambda: self._client.zcard(self._due)))
-
-    def members(self) -> list[str]:
-        raw = self._call("list the schedule", lambda: self._client.zrange(self._due, 0, -1))
-        return [_text(member) for member in raw]
-
-    def next_due(self) -> float | None:
-        first = self._call(
-            "read the next due time",
-            lambda: self._client.zrange(self._due, 0, 0, withscores=True),
-        )
-        return float(first[0][1]) if first else None
-
-    def claim(self, now: float, until: float, batch: int) -> list[tuple[str, float]]:
-        reply = self._call(
-            "claim due authorizers",
-            lambda: self._claim(keys=[self._due], args=[repr(now), repr(until), batch]),
-        )
-        return [(_text(reply[i]), float(reply[i + 1])) for i in range(0, len(reply), 2)]
-
-    def count_failures(self, members: Sequence[str]) -> list[int]:
-        def op() -> Any:
-            pipe = self._client.pipeline(transaction=False)
-            for member in members:
-                pipe.hincrby(self._failures, member, 1)
-            return pipe.execute()
-
-        return [int(count) for count in self._call("count failed refreshes", op)]
-
-    def finish(self, dues: Mapping[str, float], succeeded: Sequence[str]) -> None:
-        if not dues:
-            return
-
-        def op() -> Any:
-            pipe = self._client.pipeline(transaction=False)
-            # XX: a member removed meanwhile (cancelled authorization) stays out.
-            pipe.zadd(self._due, dict(dues), xx=True)
-            if succeeded:
-                pipe.hdel(self._failures, *succeeded)
-            return pipe.execute()
-
-        self._call("reschedule authorizers", op)
-
-    def seeded(self) -> bool:
-        return bool(self._call("read the seeded marker", lambda: self._client.exists(self._seeded)))
-
-    def begin_seed(self) -> str | None:
-        owner = new_owner()
-        taken = self._call(
-            "take the seeding lock",
-            lambda: self._client.set(self._seeding, owner, nx=True, px=_SEED_LEASE_MS),
-        )
-        return owner if taken else None
-
-    def end_seed(self, owner: str) -> None:
-        self._call(
-            "mark the schedule seeded",
-            lambda: self._end_seed(keys=[self._seeded, self._seeding], args=[owner]),
-        )
-
-    def abort_seed(self, owner: str) -> None:
-        try:
-            self._call(
-                "free the seeding lock",
-                lambda: self._abort_seed(keys=[self._seeding], args=[owner]),
-            )
-        except StoreError as exc:
-            logger.warning("%s; the seeding lock will expire after %d ms", exc, _SEED_LEASE_MS)
-
-    def __repr__(self) -> str:
-        return f"RedisSchedule({self._due!r})"
-
-
-class _MemorySchedule:
-    """The schedule in this process: a heap of ``(due, appid)`` with lazy deletion
-    (an entry whose due time is not the member's current one is skipped)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._dues: dict[str, float] = {}
-        self._heap: list[tuple[float, str]] = []
-        self._failures: dict[str, int] = {}
-        self._seeded = False
-        self._seeding = False
-
-    def _set(self, member: str, due: float) -> None:
-        self._dues[member] = due
-        heapq.heappush(self._heap, (due, member))
-
-    def add(self, dues: Mapping[str, float], *, only_new: bool) -> int:
-        added = 0
-        with self._lock:
-            for member, due in dues.items():
-                new = member not in self._dues
-                if new or not only_new:
-                    self._set(member, float(due))
-                added += new
-        return added
-
-    def remove(self, members: Sequence[str]) -> None:
-        with self._lock:
-            for member in members:
-                self._dues.pop(member, None)
-                self._failures.pop(member, None)
-
-    def score(self, member: str) -> float | None:
-        with self._lock:
-            return self._dues.get(member)
-
-    def size(self) -> int:
-        with self._lock:
-            return len(self._dues)
-
-    def members(self) -> list[str]:
-        with self._lock:
-            return list(self._dues)
-
-    def _top(self) -> tuple[float, str] | None:
-        heap = self._heap
-        while heap:
-            due, member = heap[0]
-            if self._dues.get(member) == due:
-                return heap[0]
-            heapq.heappop(heap)
-        return None
-
-    def next_due(self) -> float | None:
-        with self._lock:
-            top = self._top()
-            return None if top is None else top[0]
-
-    def claim(self, now: float, until: float, batch: int) -> list[tuple[str, float]]:
-        claimed: list[tuple[str, float]] = []
-        with self._lock:
-            while len(claimed) < batch:
-                top = self._top()
-                if top is None or top[0] > now:
-                    break
-                heapq.heappop(self._heap)
-                claimed.append((top[1], top[0]))
-            for member, _ in claimed:
-                self._set(member, until)
-        return claimed
-
-    def count_failures(self, members: Sequence[str]) -> list[int]:
-        with self._lock:
-            counts = []
-            for member in members:
-                self._failures[member] = count = self._failures.get(member, 0) + 1
-                counts.append(count)
-            return counts
-
-    def finish(self, dues: Mapping[str, float], succeeded: Sequence[str]) -> None:
-        with self._lock:
-            for member, due in dues.items():
-                if member in self._dues:
-                    self._set(member, due)
-            for member in succeeded:
-                self._failures.pop(member, None)
-
-    def seeded(self) -> bool:
-        return self._seeded
-
-    def begin_seed(self) -> str | None:
-        with self._lock:
-            if self._seeding:
-                return None
-            self._seeding = True
-            return "local"
-
-    def end_seed(self, owner: str) -> None:
-        with self._lock:
-            self._seeded, self._seeding = True, False
-
-    def abort_seed(self, owner: str) -> None:
-        with self._lock:
-            self._seeding = False
-
-    def __repr__(self) -> str:
-        return "MemorySchedule()"
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
