@@ -119,6 +119,11 @@ async def test_a_sync_and_an_async_face_share_one_platform(fake: FakeWeChat) -> 
         assert platform.authorizer(AUTHORIZER) is platform.authorizer(AUTHORIZER)
     assert fake.count(kind="component_token") == 1
     assert fake.count(kind="authorizer_token") == 0  # the exchange's token, still valid
+    # Leaving the async face did not close the caller's platform (its HTTP session is
+    # still open); an AsyncComponentTokenManager that built its platform closes it.
+    assert sync.tokens._own_session is not None
+    sync.close()
+    assert sync.tokens._own_session is None
     with pytest.raises(TypeError, match="ComponentTokenManager"):
         AsyncComponentTokenManager.from_sync(object())  # type: ignore[arg-type]
 

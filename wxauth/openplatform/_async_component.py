@@ -71,6 +71,7 @@ class AsyncComponentTokenManager:
             **options,
         )
         self._bind(platform, client)
+        self._owns_sync = True
 
     @classmethod
     def from_sync(
@@ -84,6 +85,7 @@ class AsyncComponentTokenManager:
             )
         self = cls.__new__(cls)
         self._bind(platform, client)
+        self._owns_sync = False  # the caller's platform: closed by the caller
         return self
 
     def _bind(self, platform: ComponentTokenManager, client: Any) -> None:
@@ -175,13 +177,15 @@ class AsyncComponentTokenManager:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Close the async managers (their own HTTP clients) and the sync platform."""
+        """Close the async managers (their own HTTP clients), and the sync platform
+        if this object built it (not one given to :meth:`from_sync`)."""
         with self._lock:
             managers = [self.tokens, *self._authorizers.values()]
             self._authorizers.clear()
         for manager in managers:
             await manager.aclose()
-        await self._run(self.sync.close)
+        if self._owns_sync:
+            await self._run(self.sync.close)
 
     async def __aenter__(self) -> AsyncComponentTokenManager:
         return self
