@@ -31,7 +31,13 @@ import logging
 from collections.abc import AsyncGenerator, Generator, Iterable
 from typing import Any
 
-import httpx
+try:
+    import anyio  # noqa: F401 - the async side needs it; say so here, not deep inside
+    import httpx
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        f"wxauth.httpx needs the 'httpx' extra (httpx, anyio): pip install 'wxauth[httpx]' ({exc})"
+    ) from None
 
 from ._async_manager import AsyncTokenManager
 from ._errors import CredentialError, WxAuthError

@@ -27,7 +27,13 @@ import secrets
 import time
 from collections.abc import Mapping
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+try:
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "wxauth.openplatform needs the 'openplatform' extra (cryptography, defusedxml): "
+        f"pip install 'wxauth[openplatform]' ({exc})"
+    ) from None
 
 from .._secret import Secret
 from ._errors import (

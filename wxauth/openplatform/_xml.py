@@ -13,13 +13,19 @@ from __future__ import annotations
 from xml.etree.ElementTree import ParseError
 from xml.parsers.expat import ErrorString
 
-from defusedxml import (
-    DefusedXmlException,
-    DTDForbidden,
-    EntitiesForbidden,
-    ExternalReferenceForbidden,
-)
-from defusedxml.ElementTree import fromstring
+try:
+    from defusedxml import (
+        DefusedXmlException,
+        DTDForbidden,
+        EntitiesForbidden,
+        ExternalReferenceForbidden,
+    )
+    from defusedxml.ElementTree import fromstring
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "wxauth.openplatform needs the 'openplatform' extra (cryptography, defusedxml): "
+        f"pip install 'wxauth[openplatform]' ({exc})"
+    ) from None
 
 from ._errors import PushFormatError
 
