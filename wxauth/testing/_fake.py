@@ -10,20 +10,24 @@ Time is the emulator's own: it stands still until the test calls :meth:`FakeWeCh
 (or follows a base clock given as ``clock=``). Give the same clock to the client under test
 (``TokenManager(..., clock=fake.clock)``) so both sides agree on expiry.
 
-This module keeps what belongs to the fake as a whole: its state and configuration, the
-clock, accounts, controls, fault injection, and :meth:`FakeWeChat.handle`, which picks
-the endpoint for a path. The rest is inherited, one concern a module:
+This module keeps :class:`FakeWeChat` itself: its reference docstring, the constructor
+that checks the options and creates the state, and its repr. The rest is inherited, one
+concern a module:
 
+- :mod:`._clock`: the clock and the controls that move it (``advance``, ...);
+- :mod:`._accounts`: registering apps, WeCom applications, quotas and API answers;
+- :mod:`._controls`: retiring tokens, injecting faults (``fail_next``), forgetting calls;
+- :mod:`._dispatch`: :meth:`FakeWeChat.handle`, which picks the endpoint for a path;
 - :mod:`._endpoints`: the rules of each endpoint family (classic, stable, WeCom, other
   API paths, quota endpoints, tickets, the Open Platform's component endpoints), on the
   state and shared steps of :mod:`._state`;
 - :mod:`._component_push`: the Open Platform's encrypted pushes (verify tickets,
   authorization notices), built or POSTed to a loopback handler;
 - :mod:`._inspection`: the call record, token status and ``assert_*`` helpers;
-- :mod:`._frontends`: ``intercept()``, ``serve()`` and ``close()``.
+- :mod:`._frontends`: ``intercept()``, ``serve()``, ``close()`` and the context manager.
 
 :mod:`._wire` has the request, reply and call types, :mod:`._errmsg` the errmsg texts.
-Every name this module exported before the split is still importable from it.
+Every name this module exports (``__all__``) is still importable from it.
 """
 
 from __future__ import annotations
@@ -32,28 +36,28 @@ import random
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
 
 from ..stores import reset_default_store
+from ._accounts import Accounts
+from ._clock import Clock
 from ._component_push import ComponentPushes, PushDeliveryError
+from ._controls import Controls
+from ._dispatch import Dispatch
 from ._endpoints.classic import TOKEN_PATH, ClassicTokenEndpoint
 from ._endpoints.component import (
     AUTHORIZER_INFO_PATH,
     AUTHORIZER_LIST_PATH,
     AUTHORIZER_TOKEN_PATH,
-    COMPONENT_KIND_BY_PATH,
     COMPONENT_TOKEN_PATH,
     PRE_AUTH_CODE_PATH,
     QUERY_AUTH_PATH,
     START_PUSH_TICKET_PATH,
     VERIFY_TICKET_OVERLAP,
     VERIFY_TICKET_TTL,
-    component_kind,
 )
 from ._endpoints.quota import CLEAR_QUOTA_PATH, CLEAR_QUOTA_V2_PATH, QUOTA_GET_PATH
-from ._endpoints.stable import STABLE_DAILY_QUOTA, STABLE_TOKEN_PATH, StableTokenEndpoint
+from ._endpoints.stable import STABLE_TOKEN_PATH, StableTokenEndpoint
 from ._endpoints.ticket import (
     TICKET_DAILY_QUOTA,
     TICKET_PATH,
@@ -64,21 +68,8 @@ from ._endpoints.ticket import (
 from ._endpoints.wecom import WECOM_TOKEN_PATH, WeComTokenEndpoint
 from ._frontends import FrontEnds
 from ._inspection import Inspection
-from ._state import QUOTA_DAY_UTC_OFFSET, Answer, App, WeComApp
-from ._wire import (
-    COMPONENT_KINDS,
-    TOKEN_KINDS,
-    WECHAT_JSON,
-    Call,
-    CallKind,
-    Outcome,
-    Reply,
-    Request,
-    TokenStatus,
-    dumps,
-    html_reply,
-    normalize_path,
-)
+from ._state import QUOTA_DAY_UTC_OFFSET
+from ._wire import Call, CallKind, Reply, Request, TokenStatus
 
 __all__ = [
     "AUTHORIZER_INFO_PATH",
@@ -120,54 +111,12 @@ DEFAULT_EXPIRES_IN = 7200
 #: Classic token fetches allowed per account per day.
 DEFAULT_DAILY_QUOTA = 2000
 
-_KIND_BY_PATH: Mapping[str, CallKind] = {
-    TOKEN_PATH: "token",
-    STABLE_TOKEN_PATH: "stable_token",
-    WECOM_TOKEN_PATH: "wecom_token",
-    TICKET_PATH: "ticket",
-    WECOM_JSAPI_TICKET_PATH: "ticket",
-    WECOM_AGENT_TICKET_PATH: "ticket",
-    **COMPONENT_KIND_BY_PATH,
-}
-#: What ``fail_next(on=...)`` accepts besides a path: groups and single call kinds.
-_FAULT_TARGETS = frozenset(
-    {"token", "api", "any", "component"} | (TOKEN_KINDS - {"token"}) | COMPONENT_KINDS | {"ticket"}
-)
-
-
-@dataclass
-class _Fault:
-    on: str
-    remaining: int
-    errcode: int | None
-    errmsg: str | None
-    status: int | None
-    html: bool
-    hang: float | None
-
-    def matches(self, path: str, kind: CallKind) -> bool:
-        if self.on == "any":
-            return True
-        if self.on == "token":
-            return kind in TOKEN_KINDS
-        if self.on == "component":
-            return kind in COMPONENT_KINDS
-        if self.on in _FAULT_TARGETS:
-            return kind == self.on
-        return self.on == path
-
-    @property
-    def label(self) -> str:
-        if self.hang is not None:
-            return f"hang {self.hang:g}s"
-        if self.errcode is not None:
-            return f"errcode {self.errcode}"
-        if self.status is not None:
-            return f"http {self.status}"
-        return "html"
-
 
 class FakeWeChat(
+    Clock,
+    Accounts,
+    Controls,
+    Dispatch,
     ClassicTokenEndpoint,
     StableTokenEndpoint,
     WeComTokenEndpoint,
@@ -286,7 +235,7 @@ class FakeWeChat(
         self._tally_keys = {}
         self._components = {}
         self._answers = {}
-        self._faults: list[_Fault] = []
+        self._faults = []
         self._servers = []
 
     def __repr__(self) -> str:
@@ -296,256 +245,3 @@ class FakeWeChat(
             f"components={sorted(self._components)!r}, "
             f"calls={self._tally.total()}, issued_tokens={len(self._issued)})"
         )
-
-    # -- clock ---------------------------------------------------------------------------
-
-    def clock(self) -> float:
-        """The emulator's time in epoch seconds; pass ``fake.clock`` to the client."""
-        base = self._base_clock() if self._base_clock is not None else self._frozen
-        return base + self._offset
-
-    def advance(self, seconds: float) -> float:
-        """Move the emulator clock forward by ``seconds``; returns the new time."""
-        if seconds < 0:
-            raise ValueError("the emulator clock only moves forward")
-        with self._lock:
-            self._offset += float(seconds)
-        return self.clock()
-
-    def seconds_to_next_day(self) -> float:
-        """Seconds until the daily quotas reset (midnight Beijing time, emulator clock)."""
-        return self._seconds_to_next_day(self.clock())
-
-    def advance_to_next_day(self) -> float:
-        """Move the clock to the next quota reset; returns the new time."""
-        return self.advance(self.seconds_to_next_day())
-
-    # -- accounts ------------------------------------------------------------------------
-
-    def add_app(
-        self,
-        appid: str,
-        secret: str,
-        *,
-        ip_allowlist: Iterable[str] | None = None,
-        daily_quota: int | None = None,
-    ) -> None:
-        """Register an Official Account / Mini Program.
-
-        :param ip_allowlist: caller IPs allowed to fetch tokens; others get 40164.
-            ``None`` (default) allows every IP.
-        :param daily_quota: classic token fetches a day for this account (e.g. 200 for a
-            test account); default: the emulator's ``daily_quota``.
-        """
-        quotas = {
-            TOKEN_PATH: self.daily_quota if daily_quota is None else int(daily_quota),
-            STABLE_TOKEN_PATH: STABLE_DAILY_QUOTA,
-            TICKET_PATH: self.ticket_daily_quota,
-        }
-        allow = None if ip_allowlist is None else frozenset(ip_allowlist)
-        with self._lock:
-            if appid in self._apps or appid in self._components:
-                raise ValueError(f"app {appid!r} is already registered")
-            self._apps[appid] = App(appid, secret, allow, quotas)
-
-    def add_wecom_app(
-        self, corpid: str, corpsecret: str, *, ip_allowlist: Iterable[str] | None = None
-    ) -> None:
-        """Register one WeCom application (one corpsecret) of corporation ``corpid``.
-
-        Call again with another ``corpsecret`` for each application: each has its own token.
-        :param ip_allowlist: trusted caller IPs; others get 60020. ``None`` allows all.
-        """
-        allow = None if ip_allowlist is None else frozenset(ip_allowlist)
-        with self._lock:
-            if (corpid, corpsecret) in self._wecom:
-                raise ValueError(f"this WeCom application of {corpid!r} is already registered")
-            self._wecom[(corpid, corpsecret)] = WeComApp(corpid, corpsecret, allow)
-
-    def set_quota(self, appid: str, path: str, daily_limit: int) -> None:
-        """Set the daily limit of one API path for one account (``45009`` past it).
-
-        Token endpoints have limits by default; any other path is unlimited (and unknown
-        to ``openapi/quota/get``) until given one here. ``appid`` may be a component's:
-        its ``/cgi-bin/component/`` endpoints count per component (api_component_token:
-        10000 a day by default, the others unlimited).
-        """
-        with self._lock:
-            self._quota_holder(appid).quotas[normalize_path(path)] = int(daily_limit)
-
-    def add_api(
-        self,
-        path: str,
-        *,
-        json: Any = None,
-        body: bytes | None = None,
-        content_type: str | None = None,
-        status: int = 200,
-    ) -> None:
-        """Register the answer of an API path once its ``access_token`` passed the check.
-
-        Give ``json`` (any JSON-serialisable value) or ``body`` bytes with their
-        ``content_type`` (e.g. ``image/jpeg`` for ``cgi-bin/media/get``). Unregistered
-        paths answer ``{"errcode":0,"errmsg":"ok"}``.
-        """
-        path = normalize_path(path)
-        if path in _KIND_BY_PATH or path in (CLEAR_QUOTA_PATH, CLEAR_QUOTA_V2_PATH):
-            # (an unmodelled /cgi-bin/component/ path is fine: its answer follows the
-            # component token check)
-            raise ValueError(f"{path} is emulated by FakeWeChat itself")
-        if (json is None) == (body is None):
-            raise ValueError("give exactly one of json= and body=")
-        if body is not None:
-            answer = Answer(status, content_type or "application/octet-stream", bytes(body))
-        else:
-            encoded = dumps(json)
-            answer = Answer(status, content_type or WECHAT_JSON, encoded)
-        with self._lock:
-            self._answers[path] = answer
-
-    # -- controls ------------------------------------------------------------------------
-
-    def retire_all(self, *, grace: float = 0.0) -> int:
-        """Retire every live token, as if another server had just fetched new ones.
-
-        With the default ``grace=0`` the next API call with any of them answers 40001
-        (WeCom: 40014); give ``grace=300`` to mimic the classic endpoint's 5 minutes.
-        stable_token and WeCom then issue a new token on the next normal call. Returns
-        how many tokens were retired.
-        """
-        with self._lock:
-            now = self.clock()
-            live = [t for t in self._tokens.values() if t.status(now) == "valid"]
-            for token in live:
-                token.retire(now + grace)
-            return len(live)
-
-    def retire(self, token: str, *, grace: float = 0.0) -> None:
-        """Retire one token (e.g. "WeCom invalidated it early")."""
-        with self._lock:
-            record = self._tokens.get(token)
-            if record is None:
-                raise ValueError("this token was not issued by this emulator")
-            record.retire(self.clock() + grace)
-
-    def fail_next(
-        self,
-        times: int = 1,
-        *,
-        on: str = "token",
-        errcode: int | None = None,
-        errmsg: str | None = None,
-        status: int | None = None,
-        html: bool = False,
-        hang: float | None = None,
-    ) -> None:
-        """Make the next ``times`` matching requests fail, before any other rule applies.
-
-        :param on: ``"token"`` (any token endpoint, component and authorizer tokens
-            included), ``"api"`` (any path no family models), ``"component"`` (any
-            ``/cgi-bin/component/`` path), one call kind (``"stable_token"``,
-            ``"wecom_token"``, ``"ticket"``, ``"component_token"``, ``"authorizer_token"``,
-            ``"component_api"``), ``"any"``, or one path such as
-            ``"/cgi-bin/message/custom/send"``.
-        :param errcode: answer HTTP 200 JSON with this errcode (and ``errmsg``, default
-            WeChat's text for it), e.g. ``-1`` system busy or ``45011``.
-        :param status: answer this HTTP status (e.g. 502) with an nginx HTML page.
-        :param html: answer HTTP 200 with an HTML page (a proxy or captive portal).
-        :param hang: do not answer for this many seconds (the loopback server then sends
-            504; released early by :meth:`close`); the in-process front end raises
-            ``requests.exceptions.ReadTimeout`` at once.
-
-        Faults queue up in order; each request consumes at most one.
-        """
-        chosen = [errcode is not None, status is not None or html, hang is not None]
-        if sum(chosen) != 1:
-            raise ValueError("give exactly one of errcode=, status=/html=, hang=")
-        if times < 1:
-            raise ValueError("times must be at least 1")
-        if on not in _FAULT_TARGETS:
-            on = normalize_path(on)
-        fault = _Fault(on, times, errcode, errmsg, status, html, hang)
-        with self._lock:
-            self._faults.append(fault)
-
-    def clear_faults(self) -> None:
-        """Drop every pending injected fault."""
-        with self._lock:
-            self._faults.clear()
-
-    def reset_calls(self) -> None:
-        """Forget the recorded calls and their counts (tokens, quotas and clock are kept)."""
-        with self._lock:
-            self._calls.clear()
-            self._tally.clear()
-            self._tally_by_owner.clear()
-            self._tally_keys.clear()
-
-    # -- the model -----------------------------------------------------------------------
-
-    def handle(self, request: Request) -> Reply:
-        """Answer one request as WeChat would, and record it in :attr:`calls`."""
-        path = normalize_path(request.path)
-        kind = _KIND_BY_PATH.get(path) or component_kind(path) or "api"
-        with self._lock:
-            now = self.clock()
-            fault = self._take_fault(path, kind)
-            if fault is not None:
-                outcome = self._fault_outcome(fault, path, request, now)
-            elif kind == "token":
-                outcome = self._component_on_classic(request, now) or self._classic_token(
-                    request, now
-                )
-            elif kind == "stable_token":
-                outcome = self._stable_token(request, now)
-            elif kind == "wecom_token":
-                outcome = self._wecom_token(request, now)
-            elif kind == "ticket":
-                outcome = self._ticket(path, request, now)
-            elif kind in COMPONENT_KINDS:
-                outcome = self._component(path, request, now)
-            else:
-                outcome = self._api(path, request, now)
-            self._record(
-                Call(
-                    time=now,
-                    method=request.method,
-                    path=path,
-                    kind=kind,
-                    status=outcome.reply.status,
-                    errcode=outcome.errcode,
-                    owner=outcome.owner,
-                    token=outcome.token,
-                    client_ip=request.client_ip,
-                    fault=None if fault is None else fault.label,
-                )
-            )
-        reply = outcome.reply
-        if kind in TOKEN_KINDS and self.token_latency > 0:
-            reply = Reply(
-                reply.status, reply.content_type, reply.body, self.token_latency, reply.hang
-            )
-        return reply
-
-    # Everything below runs with self._lock held.
-
-    def _take_fault(self, path: str, kind: CallKind) -> _Fault | None:
-        for fault in self._faults:
-            if fault.matches(path, kind):
-                fault.remaining -= 1
-                if fault.remaining <= 0:
-                    self._faults.remove(fault)
-                return fault
-        return None
-
-    def _fault_outcome(self, fault: _Fault, path: str, request: Request, now: float) -> Outcome:
-        if fault.hang is not None:
-            page = html_reply(504)
-            return Outcome(Reply(504, page.content_type, page.body, hang=fault.hang), None)
-        if fault.errcode is not None:
-            if path == WECOM_TOKEN_PATH:
-                reply = self._wecom_error(fault.errcode, request, now, fault.errmsg)
-            else:
-                reply = self._error(fault.errcode, now, fault.errmsg)
-            return Outcome(reply, fault.errcode)
-        return Outcome(html_reply(fault.status if fault.status is not None else 200), None)
