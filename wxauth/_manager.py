@@ -1,8 +1,10 @@
-"""The token manager: when to fetch, whom to wait for, what to drop.
+"""The token manager: when to fetch, and what to drop.
 
-The machinery lives beside it: single flight in ``_flight``, the background thread in
-``_background``, store-backed counters in ``_window``, the two outage guards (failure
-backoff, rejection streak) in ``_guards``. What stays here is the policy.
+The machinery lives beside it: the fetch itself once decided (whom to wait for, the
+store lock, the source, the write) in ``_fetcher``, the layer :class:`TokenManager` is
+built on; single flight in ``_flight``, the background thread in ``_background``,
+store-backed counters in ``_window``, the two outage guards (failure backoff, rejection
+streak) in ``_guards``. What stays here is the policy.
 """
 
 from __future__ import annotations
@@ -26,21 +28,14 @@ from ._config import (
     background_margin,
     store_and_key,
 )
-from ._core import ManagerCore
-from ._errors import StoreError, TokenFetchError, WxAuthError
-from ._flight import fetching, flight_slot
-from ._guards import RECORD_TTL, FailureBackoff
+from ._fetcher import TokenFetcher
+from ._flight import flight_slot
+from ._guards import RECORD_TTL
 from ._redact import redact_token
 from ._secret import Secret
 from ._token import Token
-from .sources import (
-    DEFAULT_API_BASE,
-    DEFAULT_BACKOFF,
-    DEFAULT_RETRIES,
-    FetchContext,
-    TokenSource,
-)
-from .stores._base import StoreLock, TokenStore
+from .sources import DEFAULT_API_BASE, DEFAULT_BACKOFF, DEFAULT_RETRIES, TokenSource
+from .stores._base import TokenStore
 from .transport import Transport
 
 __all__ = ["TokenManager"]
@@ -50,7 +45,7 @@ logger = logging.getLogger("wxauth")
 _LIVE_MANAGERS: weakref.WeakSet[TokenManager] = weakref.WeakSet()
 
 
-class TokenManager(ManagerCore):
+class TokenManager(TokenFetcher):
     """Fetches, caches and refreshes the access token of one app.
 
     :param appid: the AppID (``wx...``).
@@ -248,154 +243,6 @@ class TokenManager(ManagerCore):
         """Fetch a new token now, whatever the cache holds, and return it."""
         current = self.store.get(self._key)
         return self._refresh(current, force=True).value
-
-    # -- internals -----------------------------------------------------------------
-
-    def _refresh(
-        self,
-        current: Token | None,
-        *,
-        force: bool = False,
-        margin: float | None = None,
-        stopped: Callable[[], bool] | None = None,
-    ) -> Token:
-        now = self._clock()
-        usable = current if current is not None and not current.is_expired(now) else None
-        with fetching(self._key, self.appid):
-            flight, leader = self._slot.begin()
-            if not leader:
-                if usable is not None and not force:
-                    return usable  # a refresh-ahead is running: the old token still works
-                return flight.wait(self.lock_timeout + self.lease)
-            try:
-                token = self._fetch_under_store_lock(
-                    usable,
-                    force=force,
-                    margin=self.refresh_margin if margin is None else margin,
-                    stopped=stopped,
-                )
-            except BaseException as exc:
-                flight.error = exc
-                raise
-            else:
-                flight.token = token
-                return token
-            finally:
-                self._slot.end(flight)
-
-    def _fetch_under_store_lock(
-        self,
-        usable: Token | None,
-        *,
-        force: bool,
-        margin: float,
-        stopped: Callable[[], bool] | None,
-    ) -> Token:
-        lock = self.store.lock(self._key, lease=self.lease)
-        if usable is not None and not force:
-            # Refresh-ahead: if another process is already refreshing, keep serving the
-            # still-valid token instead of waiting for it.
-            if not lock.acquire(blocking=False):
-                return usable
-        elif not lock.acquire(timeout=self.lock_timeout):
-            raise TokenFetchError(
-                f"gave up after {self.lock_timeout:.1f}s waiting for the token lock of "
-                f"appid={self.appid} held by another process"
-            )
-        try:
-            stored = self.store.get(self._key)
-            if self._settled_by_another(stored, usable, force=force, margin=margin):
-                assert stored is not None
-                self._keep(stored)
-                return stored  # someone refreshed while we waited for the lock
-            try:
-                return self._fetch(lock, self._clock(), stopped=stopped)
-            except WxAuthError as exc:
-                if stopped is not None or force:
-                    raise  # the refresher logs it and backs off; refresh() must say
-                if usable is not None and not usable.is_expired(self._clock()):
-                    return self._ahead_failed(usable, exc)
-                raise
-        finally:
-            try:
-                lock.release()
-            except StoreError as exc:
-                # The caller has its token (or its error); the lock frees itself when
-                # the lease runs out.
-                logger.warning("%s; the token lock will expire after its lease", exc)
-
-    def _fetch(self, lock: StoreLock, now: float, *, stopped: Callable[[], bool] | None) -> Token:
-        store = self.store
-        # Raises while a failure backoff runs, or past the budget.
-        failures = self._failures.check(store.get_meta(self._failures.key))
-        self._budget.check(store.get_meta(self._budget.key), now)
-        ctx = FetchContext(
-            session=self.session,
-            timeout=self.timeout,
-            clock=self._clock,
-            store=self.store,
-            rejected=self._rejected or self.store.get_meta(f"{self._key}:rejected"),
-            # In an outage, one request per try: the failure backoff paces them.
-            retries=self.retries if failures == 0 else 0,
-            backoff=self.backoff,
-            transport=self._transport,
-        )
-        self.stats.fetches += 1
-        if stopped is not None:
-            self.stats.background_fetches += 1
-        try:
-            value, expires_in = self.source.fetch(ctx)
-        except WxAuthError as exc:
-            self.stats.failures += 1
-            store.set_meta(self._failures.key, self._failures.failed(failures, exc), ttl=RECORD_TTL)
-            raise
-        except BaseException:
-            self.stats.failures += 1
-            raise
-        token = Token.issued(value, expires_in, self._clock(), fence=lock.fence)
-        self._fetched(expires_in, background=stopped is not None)
-        self._store_fetched(token, lock, failures, stopped)
-        return token
-
-    def _store_fetched(
-        self,
-        token: Token,
-        lock: StoreLock,
-        failures: int,
-        stopped: Callable[[], bool] | None,
-    ) -> None:
-        """Write a fresh token and its bookkeeping. A token that cannot be written is
-        still valid: the caller gets it and this process keeps it."""
-        with self._write_lock:
-            if stopped is not None and stopped():
-                logger.info("appid=%s: closed during a background fetch; not stored", self.appid)
-                return
-            try:
-                budget = self._budget
-                spent = budget.spent(self.store.get_meta(budget.key), token.fetched_at)
-                self.store.set_meta(budget.key, spent, ttl=RECORD_TTL)
-                if failures:
-                    self.store.set_meta(
-                        self._failures.key, FailureBackoff.RECOVERED, ttl=RECORD_TTL
-                    )
-                if lock.held():
-                    self.store.set(self._key, token)
-                else:
-                    logger.warning(
-                        "the token lock of appid=%s ran out during the fetch and may have "
-                        "been taken over; not writing this token over the store's",
-                        self.appid,
-                    )
-            except StoreError as exc:
-                logger.warning(
-                    "fetched a token for appid=%s but could not store it (%s); using it "
-                    "in this process",
-                    self.appid,
-                    exc,
-                )
-                self._local.keep(token, token.refresh_at(self.refresh_margin))
-                return
-        self._keep(token)
 
     # -- background refresh ---------------------------------------------------------
 
