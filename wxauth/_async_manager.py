@@ -8,20 +8,25 @@ I/O: an :class:`~wxauth.transport.AsyncTransport` (httpx by default), an
 :class:`~wxauth.stores.AsyncTokenStore`, and single flight across the tasks of an event
 loop. Nothing here blocks the loop: no ``time.sleep``, no blocking socket or lock.
 Runs under asyncio and trio alike.
+
+What stays here is the policy (when to fetch, what to drop) and the life cycle; the
+fetch itself once decided (single flight, the store lock, the source, the write) is
+``_async_fetcher``, the layer :class:`AsyncTokenManager` is built on.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import anyio.lowlevel
 
-from ._async_flight import FETCHING, Flight, Slot, afetch_token_answer, copy_error, slot_of
+# _requests_session was defined here before the fetch moved out: still importable here.
+from ._async_fetcher import AsyncTokenFetcher
+from ._async_fetcher import _requests_session as _requests_session
+from ._async_flight import Slot
 from ._config import (
     DEFAULT_MAX_FETCHES_PER_DAY,
     DEFAULT_MAX_FETCHES_PER_MINUTE,
@@ -32,25 +37,12 @@ from ._config import (
     background_margin,
     store_and_key,
 )
-from ._core import ManagerCore
-from ._errors import StoreError, TokenFetchError, WxAuthError
-from ._guards import RECORD_TTL, FailureBackoff
-from ._httpx_transport import AsyncHttpxTransport
-from ._protocol import TokenRequest
+from ._guards import RECORD_TTL
 from ._redact import redact_token
 from ._secret import Secret
 from ._token import Token
-from .sources import (
-    DEFAULT_API_BASE,
-    DEFAULT_BACKOFF,
-    DEFAULT_RETRIES,
-    CallableTokenSource,
-    FetchContext,
-    ReadMeta,
-    TokenFlow,
-    TokenSource,
-)
-from .stores._async import AsyncStoreLock, AsyncTokenStore, as_async
+from .sources import DEFAULT_API_BASE, DEFAULT_BACKOFF, DEFAULT_RETRIES, TokenSource
+from .stores._async import AsyncTokenStore, as_async
 from .stores._base import TokenStore
 from .stores._memory import MemoryStore
 from .transport import AsyncTransport
@@ -65,7 +57,7 @@ __all__ = ["AsyncTokenManager"]
 logger = logging.getLogger("wxauth")
 
 
-class AsyncTokenManager(ManagerCore):
+class AsyncTokenManager(AsyncTokenFetcher):
     """Fetches, caches and refreshes the access token of one app, for ``async`` code.
 
     The options are those of :class:`~wxauth.TokenManager` that apply, plus ``client``
@@ -180,18 +172,6 @@ class AsyncTokenManager(ManagerCore):
 
         return TokenManager(self.appid, store=sync_store, **self._settings(), **options)
 
-    def _transport_now(self) -> AsyncTransport:
-        """The transport token requests go through (made once; the private client on
-        first use, so a manager built outside an event loop does not make one)."""
-        if self._transport is None:
-            client = self._client
-            if client is None:
-                import httpx
-
-                client = self._own_client = httpx.AsyncClient()
-            self._transport = AsyncHttpxTransport(client)
-        return self._transport
-
     # -- the API ----------------------------------------------------------------------
 
     def cached_token(self) -> str | None:
@@ -266,223 +246,6 @@ class AsyncTokenManager(ManagerCore):
         """Fetch a new token now, whatever the cache holds, and return it."""
         current = await self.store.get(self._key)
         return (await self._refresh(current, force=True)).value
-
-    # -- single flight ------------------------------------------------------------------
-
-    async def _refresh(
-        self,
-        current: Token | None,
-        *,
-        force: bool = False,
-        margin: float | None = None,
-        background: bool = False,
-    ) -> Token:
-        now = self._clock()
-        usable = current if current is not None and not current.is_expired(now) else None
-        fetching = FETCHING.get()
-        if self._key in fetching:
-            raise WxAuthError(
-                f"fetching the token of appid={self.appid} needed that same token: the "
-                "client given to AsyncTokenManager must not carry a WxAuth of the same app"
-            )
-        while True:
-            # One flight per event loop (its Event belongs to that loop); managers in
-            # other threads' loops are kept apart by the store lock.
-            thread = threading.get_ident()
-            cached = self._slot_cache
-            if cached is not None and cached[0] == thread:
-                slot = cached[1]
-            else:
-                slot = slot_of(self.store, self._key)
-                self._slot_cache = (thread, slot)
-            with slot.lock:
-                flight, leader = slot.flight, slot.flight is None
-                if flight is None:
-                    flight = slot.flight = Flight()
-            if leader:
-                break
-            if usable is not None and not force:
-                return usable  # a refresh-ahead is running: the old token still works
-            await flight.wait()
-            if flight.cancelled:
-                continue  # its leader was cancelled: try again, perhaps as the leader
-            if flight.error is not None:
-                raise copy_error(flight.error) from None
-            assert flight.token is not None
-            return flight.token
-        marker = FETCHING.set(fetching | {self._key})
-        try:
-            # The flight's deadline, for its leader and every waiter at once.
-            waited = self.lock_timeout + self.lease
-            with anyio.move_on_after(waited) as deadline:
-                # Yield once before the fetch's synchronous setup (store records, the
-                # request, the connection): it then runs in a turn of the loop of its
-                # own, not in the turn that started every task that asked at once.
-                await anyio.lowlevel.checkpoint()
-                token = await self._fetch_under_store_lock(
-                    usable,
-                    force=force,
-                    margin=self.refresh_margin if margin is None else margin,
-                    background=background,
-                )
-            if deadline.cancelled_caught:
-                raise TokenFetchError(f"gave up after {waited:.1f}s waiting for a token fetch")
-        except anyio.get_cancelled_exc_class():
-            flight.cancelled = True
-            raise
-        except BaseException as exc:
-            flight.error = exc
-            raise
-        else:
-            flight.token = token
-            return token
-        finally:
-            FETCHING.reset(marker)
-            with slot.lock:
-                if slot.flight is flight:
-                    slot.flight = None
-            with anyio.CancelScope(shield=True):
-                await flight.finish()
-
-    async def _fetch_under_store_lock(
-        self, usable: Token | None, *, force: bool, margin: float, background: bool
-    ) -> Token:
-        lock = self.store.lock(self._key, lease=self.lease)
-        if usable is not None and not force:
-            if not await lock.acquire(blocking=False):
-                return usable  # another process refreshes: keep serving the valid token
-        elif not await lock.acquire(timeout=self.lock_timeout):
-            raise TokenFetchError(
-                f"gave up after {self.lock_timeout:.1f}s waiting for the token lock of "
-                f"appid={self.appid} held by another process"
-            )
-        try:
-            stored = await self.store.get(self._key)
-            if self._settled_by_another(stored, usable, force=force, margin=margin):
-                assert stored is not None
-                self._keep(stored)
-                return stored  # someone refreshed while we waited for the lock
-            try:
-                return await self._fetch(lock, self._clock(), background=background)
-            except WxAuthError as exc:
-                if background or force:
-                    raise
-                if usable is not None and not usable.is_expired(self._clock()):
-                    return self._ahead_failed(usable, exc)
-                raise
-        finally:
-            with anyio.CancelScope(shield=True):
-                try:
-                    await lock.release()
-                except StoreError as exc:
-                    logger.warning("%s; the token lock will expire after its lease", exc)
-
-    async def _fetch(self, lock: AsyncStoreLock, now: float, *, background: bool) -> Token:
-        store = self.store
-        failures = self._failures.check(await store.get_meta(self._failures.key))
-        self._budget.check(await store.get_meta(self._budget.key), now)
-        rejected = self._rejected or await store.get_meta(f"{self._key}:rejected")
-        self.stats.fetches += 1
-        if background:
-            self.stats.background_fetches += 1
-        try:
-            value, expires_in = await self._run_source(rejected, 0 if failures else self.retries)
-        except WxAuthError as exc:
-            self.stats.failures += 1
-            record = self._failures.failed(failures, exc)
-            await store.set_meta(self._failures.key, record, ttl=RECORD_TTL)
-            raise
-        except BaseException:
-            self.stats.failures += 1
-            raise
-        token = Token.issued(value, expires_in, self._clock(), fence=lock.fence)
-        self._fetched(expires_in, background)
-        with anyio.CancelScope(shield=True):  # a token WeChat issued is not thrown away
-            await self._store_fetched(token, lock, failures)
-        return token
-
-    async def _run_source(self, rejected: str | None, retries: int) -> tuple[str, float]:
-        source = self.source
-        flow = source.flow(rejected=rejected, clock=self._clock)
-        if flow is not None:
-            return await self._drive(flow, retries)
-        if isinstance(source, CallableTokenSource):
-            return await source.afetch()
-        afetch_with = getattr(source, "afetch_with", None)
-        if afetch_with is not None:  # a source that sends through this manager (tickets)
-
-            async def send(request: TokenRequest) -> dict[str, Any]:
-                return await afetch_token_answer(
-                    self._transport_now(),
-                    request,
-                    timeout=self.timeout,
-                    retries=retries,
-                    backoff=self.backoff,
-                )
-
-            result: tuple[str, float] = await afetch_with(send)
-            return result
-        # A source with only a sync fetch(): run it in a worker thread.
-        ctx = FetchContext(
-            session=_requests_session(),
-            timeout=self.timeout,
-            clock=self._clock,
-            store=self.store.sync_store or MemoryStore(),
-            rejected=rejected,
-            retries=retries,
-            backoff=self.backoff,
-        )
-        return await anyio.to_thread.run_sync(source.fetch, ctx)
-
-    async def _drive(self, flow: TokenFlow, retries: int) -> tuple[str, float]:
-        """The async driver of a source's flow (:func:`wxauth.sources.drive`'s twin)."""
-        reply: Any = None
-        while True:
-            try:
-                step = flow.send(reply)
-            except StopIteration as done:
-                result: tuple[str, float] = done.value
-                return result
-            if isinstance(step, TokenRequest):
-                reply = await afetch_token_answer(
-                    self._transport_now(),
-                    step,
-                    timeout=self.timeout,
-                    retries=retries,
-                    backoff=self.backoff,
-                )
-            elif isinstance(step, ReadMeta):
-                reply = await self.store.get_meta(step.key)
-            else:
-                await self.store.set_meta(step.key, step.value, ttl=step.ttl)
-                reply = None
-
-    async def _store_fetched(self, token: Token, lock: AsyncStoreLock, failures: int) -> None:
-        store = self.store
-        try:
-            budget = self._budget
-            spent = budget.spent(await store.get_meta(budget.key), token.fetched_at)
-            await store.set_meta(budget.key, spent, ttl=RECORD_TTL)
-            if failures:
-                await store.set_meta(self._failures.key, FailureBackoff.RECOVERED, ttl=RECORD_TTL)
-            if await lock.held():
-                await store.set(self._key, token)
-            else:
-                logger.warning(
-                    "the token lock of appid=%s ran out during the fetch and may have been "
-                    "taken over; not writing this token over the store's",
-                    self.appid,
-                )
-        except StoreError as exc:
-            logger.warning(
-                "fetched a token for appid=%s but could not store it (%s); using it in "
-                "this process",
-                self.appid,
-                exc,
-            )
-            self._local.keep(token, token.refresh_at(self.refresh_margin))
-            return
-        self._keep(token)
 
     # -- background refresh and lifecycle ------------------------------------------------
 
@@ -563,9 +326,3 @@ class AsyncTokenManager(ManagerCore):
         if self._own_client is not None:
             client, self._own_client = self._own_client, None
             await client.aclose()
-
-
-def _requests_session() -> Any:
-    import requests
-
-    return requests.Session()
