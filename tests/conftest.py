@@ -18,6 +18,7 @@ fails the run.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -46,6 +47,28 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def restartable_port() -> int:
+    """A free loopback port below the kernel's ephemeral range, for a server that a test
+    stops and starts again on the same port: a ``bind(0)`` port lies in that range, and
+    while the server is down any outgoing connection may take it as its local port (the
+    server then cannot bind it again). Falls back to :func:`_free_port`."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+            low = int(ports.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(max(low - 12000, 1024), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return _free_port()
+
+
 def start_redis_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     """Start ``redis-server`` on a free loopback port; return the process and its URL.
 
@@ -58,7 +81,7 @@ def start_redis_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
         raise FileNotFoundError("redis-server")
     last_log = ""
     for _attempt in range(3):  # a free port can be taken between probe and bind
-        port = _free_port()
+        port = restartable_port()
         log = workdir / f"redis-{port}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -885,7 +884,7 @@ def _redis_on(port: int, workdir: Path) -> subprocess.Popen[bytes]:
     client = redis.Redis(port=port, socket_connect_timeout=0.5, socket_timeout=0.5)
     try:
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and proc.poll() is None:
             try:
                 if client.ping():
                     return proc
@@ -905,13 +904,9 @@ def test_a_redis_restart_without_persistence_heals_at_the_next_ticket_push(
     half-written. It comes back empty: the authorizer's fetch says no ticket is stored;
     after the next ticket push the refresh token comes back from one list pass."""
     import redis
+    from conftest import restartable_port
 
-    port = int(redis_server.rsplit(":", 1)[1].split("/")[0]) + 1
-    for _ in range(20):  # a free port next to the session's server
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) != 0:
-                break
-        port += 1
+    port = restartable_port()
     proc = _redis_on(port, tmp_path)
     from redis.backoff import NoBackoff
     from redis.retry import Retry
