@@ -636,6 +636,18 @@ async def test_async_redis_store_under_trio_says_what_to_use(dead_url: str) -> N
         await store.lock(KEY, lease=5).acquire(blocking=False)
 
 
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+@pytest.mark.anyio
+async def test_a_redis_store_on_redis_asyncio_under_trio_says_what_to_use(dead_url: str) -> None:
+    """RedisStore(redis.asyncio client) under trio: the error names the client that works
+    there (a redis.Redis), not the store the caller already used."""
+    import redis.asyncio
+
+    store = as_async(RedisStore(redis.asyncio.Redis.from_url(dead_url)))
+    with pytest.raises(RuntimeError, match=r"give RedisStore a redis\.Redis client"):
+        await store.get(KEY)
+
+
 # -- the package ---------------------------------------------------------------------------
 
 

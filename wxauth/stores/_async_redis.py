@@ -58,8 +58,9 @@ def _require_asyncio() -> None:
         asyncio.get_running_loop()
     except RuntimeError:
         raise RuntimeError(
-            "AsyncRedisStore runs on asyncio only, as redis.asyncio does; under another "
-            "event loop (trio) use as_async(RedisStore(...)), which shares its keys"
+            "AsyncRedisStore (and a RedisStore on a redis.asyncio client) runs on asyncio "
+            "only, as redis.asyncio does; under another event loop (trio) give RedisStore a "
+            "redis.Redis client: as_async(RedisStore(redis.Redis(...))) shares the keys"
         ) from None
 
 
