@@ -395,6 +395,7 @@ def simulate(args: argparse.Namespace, url: str) -> dict[str, Any]:
         "lease": args.lease,
         "batch": args.batch,
         "sync_interval": args.sync_interval,
+        "seed_spread": args.seed_spread,
     }
     # Authorizers joined over time on a real platform: spread the first fetches over
     # one refresh cycle (the warm-up), so that due times are spread as they would be.
@@ -407,6 +408,7 @@ def simulate(args: argparse.Namespace, url: str) -> dict[str, Any]:
         "step_s": args.step,
         "margin_s": args.margin,
         "jitter_s": args.jitter,
+        "seed_spread_s": args.seed_spread,
         "lease_s": args.lease,
         "warmup_s": round(warmup),
     }
@@ -659,6 +661,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-flush", action="store_true", help="do not flush Redis")
     parser.add_argument("--margin", type=float, default=420.0)
     parser.add_argument("--jitter", type=float, default=60.0)
+    parser.add_argument(
+        "--seed-spread",
+        type=float,
+        default=0.0,
+        help="the fleets' seed_spread: a re-seeding (after the flush) falls due over "
+        "this many simulated seconds instead of at once (default 0)",
+    )
     parser.add_argument("--lease", type=float, default=60.0)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument(

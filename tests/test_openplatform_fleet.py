@@ -401,6 +401,32 @@ def test_a_flushed_schedule_is_reseeded_from_the_registry(
     store.close()
 
 
+def test_seed_spread_makes_a_seeding_due_over_time(
+    store_factory: Any, fetches: Fetches, clock: Clock
+) -> None:
+    """seed_spread=600: the seeded authorizers fall due at random over 600 s, not all
+    now; stepping through those 600 s fetches each exactly once, and their next due
+    times are as spread (each its fetch time plus the refresh cycle), so the next
+    cycle is no single burst either."""
+    names = appids(200)
+    platform = Platform(store_factory(), fetches, names)
+    fleet = fleet_on(platform, seed_spread=600.0, seed=7)
+    assert fleet.sync() == 200
+    dues = [fleet.due(name) for name in names]
+    assert all(due is not None and START <= due <= START + 600 for due in dues)
+    assert len({round(due or 0) for due in dues}) > 150  # not one burst
+    first = fleet.run_once()
+    assert first < 20  # only those due at once
+    for _ in range(20):
+        clock.advance(30)
+        fleet.run_once()
+    assert fetches.count() == Counter(dict.fromkeys(names, 1))
+    next_dues = sorted(fleet.due(name) or 0 for name in names)
+    assert next_dues[-1] - next_dues[0] > 500
+    with pytest.raises(ValueError, match="seed_spread"):
+        fleet_on(platform, seed_spread=-1.0)
+
+
 @pytest.mark.redis
 def test_schedule_and_registry_lost_recover_once_across_workers(
     redis_url: str, fetches: Fetches

@@ -100,6 +100,13 @@ class AuthorizerFleet(FleetSync):
     :param clock: epoch-seconds clock; default the platform's ``clock``, else
         ``time.time``.
     :param seed: seeds the jitter (reproducible tests).
+    :param seed_spread: when the schedule is seeded (the first time, or after Redis
+        lost it), make the authorizers due at random times over this many seconds
+        instead of all at once. With 0 (the default) every authorizer is fetched at
+        once, and since their tokens then expire together, every later refresh cycle is
+        one burst of N fetches. About one refresh cycle (``6600``) spreads them for
+        good; until the fleet reaches an authorizer, a caller that needs its token
+        fetches it (under the same lock; the fleet then finds it fresh).
 
     One process: ``fleet.start()`` (a daemon thread), ``fleet.close()`` to stop. Many
     processes (or hosts) on one :class:`~wxauth.stores.RedisStore`: run a fleet in each,
@@ -122,6 +129,7 @@ class AuthorizerFleet(FleetSync):
         sync_interval: float | None = DEFAULT_SYNC_INTERVAL,
         clock: Callable[[], float] | None = None,
         seed: int | None = None,
+        seed_spread: float = 0.0,
     ) -> None:
         if not 0 < lease < float("inf"):
             raise ValueError("lease must be a finite number > 0")
@@ -132,6 +140,8 @@ class AuthorizerFleet(FleetSync):
             )
         if jitter < 0:
             raise ValueError("jitter must be >= 0")
+        if not 0 <= seed_spread < float("inf"):
+            raise ValueError("seed_spread must be a finite number >= 0")
         if batch < 1:
             raise ValueError("batch must be >= 1")
         if poll_interval <= 0:
@@ -142,6 +152,7 @@ class AuthorizerFleet(FleetSync):
         self.component_appid = platform.component_appid
         self.margin = float(margin)
         self.jitter = float(jitter)
+        self.seed_spread = float(seed_spread)
         self.lease = float(lease)
         self.batch = int(batch)
         self.poll_interval = float(poll_interval)

@@ -16,6 +16,7 @@ or, when that is empty too, from the platform's recovery
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable
 
 from ._fleet_base import FleetPlatform, FleetStats, Schedule
@@ -32,9 +33,11 @@ class FleetSync:
     platform: FleetPlatform
     component_appid: str
     lease: float
+    seed_spread: float
     stats: FleetStats
     _schedule: Schedule
     _clock: Callable[[], float]
+    _rng: random.Random
     #: When a seeding that found nobody to seed with may be tried again.
     _next_seed: float
     #: Seedings in a row that found nobody to seed with (the pause doubles).
@@ -45,8 +48,9 @@ class FleetSync:
     def sync(self) -> int:
         """Compare the schedule with the platform's registry: schedule (due now) every
         authorizer it lacks, and drop those the registry lacked at this comparison and
-        the one before. When the schedule was lost (its ``seeded`` marker is gone) and
-        the registry is empty too, ask the platform to recover its authorizers from
+        the one before. When the schedule was lost (its ``seeded`` marker is gone),
+        seed it from the registry (due over ``seed_spread`` seconds); when the registry
+        is empty too, ask the platform to recover its authorizers from
         WeChat; if that finds none (or fails), try again after a growing pause (one
         ``lease``, doubling up to an hour). Returns how many were added."""
         now = self._clock()
@@ -72,7 +76,7 @@ class FleetSync:
                 self._schedule.abort_seed(owner)
                 self._seed_later(now)
                 return 0
-            added = self._schedule.add(dict.fromkeys(appids, now), only_new=True)
+            added = self._schedule.add(self._seed_dues(appids, now), only_new=True)
             self._schedule.end_seed(owner)
         except BaseException:
             self._schedule.abort_seed(owner)
@@ -87,6 +91,14 @@ class FleetSync:
             added,
         )
         return added
+
+    def _seed_dues(self, appids: list[str], now: float) -> dict[str, float]:
+        """Due times for a seeding: all ``now``, or spread at random over
+        ``seed_spread`` seconds from now (so that the tokens do not all fall due
+        together again in every later cycle)."""
+        if self.seed_spread <= 0:
+            return dict.fromkeys(appids, now)
+        return {appid: now + self._rng.uniform(0.0, self.seed_spread) for appid in appids}
 
     def _seed_later(self, now: float) -> None:
         self._seed_failures += 1
