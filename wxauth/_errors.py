@@ -37,6 +37,7 @@ __all__ = [
     "WxAuthError",
     "error_for_token_endpoint",
     "raise_for_errcode",
+    "register_errcode_class",
 ]
 
 #: Errcodes of ordinary APIs that mean "this access_token is no longer good":
@@ -186,12 +187,30 @@ def parse_rid(errmsg: str) -> str | None:
     return match.group(1) if match else None
 
 
+#: Classes that optional parts of wxauth give their own errcodes (the Open Platform its
+#: 61xxx), so that every path that rebuilds an error from its errcode (the failure
+#: backoff re-raising a stored failure, say) raises the same type as the first time.
+_REGISTERED_CLASSES: dict[int, type[WeChatAPIError]] = {}
+
+
+def register_errcode_class(errcode: int, cls: type[WeChatAPIError]) -> None:
+    """Make :func:`error_for_token_endpoint` raise ``cls`` for ``errcode`` (for a part
+    of wxauth with errcodes of its own; ``cls`` takes ``(errcode, errmsg, *,
+    url_path=None)``)."""
+    if not (isinstance(cls, type) and issubclass(cls, WeChatAPIError)):
+        raise TypeError("cls must be a subclass of WeChatAPIError")
+    _REGISTERED_CLASSES[int(errcode)] = cls
+
+
 def error_for_token_endpoint(
     errcode: int, errmsg: str, *, url_path: str | None = None
 ) -> WeChatAPIError:
     """Map an errcode returned *by a token endpoint* onto the exception tree."""
     cls: type[WeChatAPIError]
-    if errcode in CREDENTIAL_ERRCODES:
+    registered = _REGISTERED_CLASSES.get(errcode)
+    if registered is not None:
+        cls = registered
+    elif errcode in CREDENTIAL_ERRCODES:
         cls = CredentialError
     elif errcode in QUOTA_ERRCODES:
         cls = QuotaError

@@ -23,7 +23,7 @@ No error carries the component secret, a ticket, a refresh token or a whole toke
 
 from __future__ import annotations
 
-from .._errors import CredentialError, WeChatAPIError, WxAuthError
+from .._errors import CredentialError, WeChatAPIError, WxAuthError, register_errcode_class
 
 __all__ = [
     "OPEN_PLATFORM_ERRCODES",
@@ -110,6 +110,12 @@ OPEN_PLATFORM_ERRCODES: dict[int, type[WeChatAPIError]] = {
     61023: RefreshTokenError,
     61024: OpenPlatformError,  # /cgi-bin/token used for a component
 }
+
+# Every error rebuilt from its errcode (the failure backoff re-raising the last failure
+# during its pause) is then of the same type as the first: ComponentTicketError, not a
+# bare WeChatAPIError.
+for _errcode, _cls in OPEN_PLATFORM_ERRCODES.items():
+    register_errcode_class(_errcode, _cls)
 
 
 def error_for_component_errcode(
