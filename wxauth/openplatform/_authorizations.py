@@ -35,6 +35,7 @@ from ._protocol import (
     PreAuthCode,
     authorization_url,
     check_appid,
+    check_authorization_options,
     parse_pre_auth_code,
     take_secret,
 )
@@ -136,18 +137,15 @@ class AuthorizerRegistry(RefreshTokenRecovery):
         :meth:`query_auth`; an ``authorized`` push with the same code follows. Each call
         makes a new single-use code, so build the URL when the page is shown."""
 
-        def url(code: PreAuthCode | str) -> str:
-            return authorization_url(
-                self.component_appid,
-                code,
-                redirect_uri,
-                auth_type=auth_type,
-                biz_appid=biz_appid,
-                mobile=mobile,
-            )
-
-        url("unused")  # the options are checked before a code is spent on them
-        return url(self.create_pre_auth_code())
+        check_authorization_options(self.component_appid, redirect_uri, auth_type, biz_appid)
+        return authorization_url(
+            self.component_appid,
+            self.create_pre_auth_code(),
+            redirect_uri,
+            auth_type=auth_type,
+            biz_appid=biz_appid,
+            mobile=mobile,
+        )
 
     def query_auth(self, authorization_code: str | Secret) -> Authorization:
         """Exchange an authorization code (``api_query_auth``): the authorizer's refresh

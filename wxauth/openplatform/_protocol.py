@@ -66,6 +66,7 @@ __all__ = [
     "StoredTicket",
     "authorization_url",
     "check_appid",
+    "check_authorization_options",
     "component_api_request",
     "component_error",
     "component_token_request",
@@ -254,6 +255,21 @@ def parse_pre_auth_code(answer: Mapping[str, Any]) -> PreAuthCode:
     return PreAuthCode(Secret(code), expires_in)
 
 
+def check_authorization_options(
+    component_appid: str, redirect_uri: str, auth_type: int, biz_appid: str | None
+) -> None:
+    """Raise ``ValueError`` unless :func:`authorization_url`'s options are sound (before
+    a pre-authorization code is spent on them)."""
+    check_appid("component_appid", component_appid)
+    target = urllib.parse.urlsplit(redirect_uri) if isinstance(redirect_uri, str) else None
+    if target is None or target.scheme not in ("http", "https") or not target.netloc:
+        raise ValueError("redirect_uri must be an http(s) URL")
+    if isinstance(auth_type, bool) or not isinstance(auth_type, int) or auth_type < 1:
+        raise ValueError("auth_type must be a positive int (1, 2, 3, ...)")
+    if biz_appid is not None:
+        check_appid("biz_appid", biz_appid)
+
+
 def authorization_url(
     component_appid: str,
     pre_auth_code: PreAuthCode | Secret | str,
@@ -273,17 +289,12 @@ def authorization_url(
     inside WeChat (``#wechat_redirect``) instead of the PC page with a QR code.
     ``redirect_uri`` must be an http(s) URL on the domain registered for the platform.
     """
-    check_appid("component_appid", component_appid)
+    check_authorization_options(component_appid, redirect_uri, auth_type, biz_appid)
     if isinstance(pre_auth_code, PreAuthCode):
         pre_auth_code = pre_auth_code.code
     code = pre_auth_code.get_secret_value() if isinstance(pre_auth_code, Secret) else pre_auth_code
     if not isinstance(code, str) or not code:
         raise ValueError("pre_auth_code must be a non-empty str")
-    target = urllib.parse.urlsplit(redirect_uri) if isinstance(redirect_uri, str) else None
-    if target is None or target.scheme not in ("http", "https") or not target.netloc:
-        raise ValueError("redirect_uri must be an http(s) URL")
-    if isinstance(auth_type, bool) or not isinstance(auth_type, int) or auth_type < 1:
-        raise ValueError("auth_type must be a positive int (1, 2, 3, ...)")
     query: list[tuple[str, str]] = []
     if mobile:
         query += [("action", "bindcomponent"), ("no_scan", "1")]
@@ -294,7 +305,7 @@ def authorization_url(
         ("auth_type", str(auth_type)),
     ]
     if biz_appid is not None:
-        query.append(("biz_appid", check_appid("biz_appid", biz_appid)))
+        query.append(("biz_appid", biz_appid))
     page = AUTHORIZATION_PAGE_MOBILE if mobile else AUTHORIZATION_PAGE
     url = f"{page}?{urllib.parse.urlencode(query)}"
     return url + "#wechat_redirect" if mobile else url
