@@ -23,7 +23,13 @@ No error carries the component secret, a ticket, a refresh token or a whole toke
 
 from __future__ import annotations
 
-from .._errors import CredentialError, WeChatAPIError, WxAuthError, register_errcode_class
+from .._errors import (
+    CredentialError,
+    WeChatAPIError,
+    WxAuthError,
+    error_for_token_endpoint,
+    register_errcode_class,
+)
 
 __all__ = [
     "OPEN_PLATFORM_ERRCODES",
@@ -121,14 +127,9 @@ for _errcode, _cls in OPEN_PLATFORM_ERRCODES.items():
 def error_for_component_errcode(
     errcode: int, errmsg: str, *, url_path: str | None = None
 ) -> WeChatAPIError:
-    """Map an errcode a component endpoint answered onto the exception tree (falls back
-    to the token-endpoint mapping: credentials, quota)."""
-    from .._errors import error_for_token_endpoint
-
-    cls = OPEN_PLATFORM_ERRCODES.get(errcode)
-    if cls is None:
-        if 61000 <= errcode < 62000:
-            cls = OpenPlatformError
-        else:
-            return error_for_token_endpoint(errcode, errmsg, url_path=url_path)
-    return cls(errcode, errmsg, url_path=url_path)
+    """Map an errcode a component endpoint answered onto the exception tree: the
+    classes above (registered with the token-endpoint mapping, which also knows
+    credentials and quota), and :class:`OpenPlatformError` for any other 61xxx."""
+    if 61000 <= errcode < 62000 and errcode not in OPEN_PLATFORM_ERRCODES:
+        return OpenPlatformError(errcode, errmsg, url_path=url_path)
+    return error_for_token_endpoint(errcode, errmsg, url_path=url_path)
