@@ -95,15 +95,10 @@ def as_async(store: TokenStore | AsyncTokenStore) -> AsyncTokenStore:
     (see the module docstring)."""
     if isinstance(store, AsyncTokenStore):
         return store
-    if getattr(store, "speaks_asyncio", False):  # a RedisStore on a redis.asyncio client
-        # One view per store, so the managers sharing the store share one flight.
-        view: AsyncTokenStore | None = getattr(store, "_async_view", None)
-        if view is None:
-            from ._async_redis import AsyncRedisStore
+    from ._redis import RedisStore
 
-            view = AsyncRedisStore(store.client, prefix=store.prefix)  # type: ignore[attr-defined]
-            store._async_view = view  # type: ignore[attr-defined]
-        return view
+    if isinstance(store, RedisStore) and store.speaks_asyncio:
+        return store.async_view()
     from ._async_adapter import SyncStoreAdapter
 
     return SyncStoreAdapter(store)

@@ -59,6 +59,8 @@ if TYPE_CHECKING:
     import redis
     import redis.asyncio
 
+    from ._async_redis import AsyncRedisStore
+
 __all__ = ["RedisStore"]
 
 logger = logging.getLogger("wxauth")
@@ -98,6 +100,19 @@ class RedisStore(RedisKeys, TokenStore):
         self._bind(client, prefix, "RedisStore")
         #: The client is a ``redis.asyncio`` one: only async code can use this store.
         self.speaks_asyncio = _speaks_asyncio(client)
+        self._async_view: AsyncRedisStore | None = None
+
+    def async_view(self) -> AsyncRedisStore:
+        """The :class:`~wxauth.stores.AsyncRedisStore` on this store's ``redis.asyncio``
+        client (made once, so the async managers sharing this store share one flight);
+        what :func:`~wxauth.stores.as_async` returns for it."""
+        if not self.speaks_asyncio:
+            raise TypeError("async_view() needs a RedisStore on a redis.asyncio client")
+        if self._async_view is None:
+            from ._async_redis import AsyncRedisStore
+
+            self._async_view = AsyncRedisStore(self.client, prefix=self.prefix)  # type: ignore[arg-type]
+        return self._async_view
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "wxauth:", **options: Any) -> RedisStore:
